@@ -1,0 +1,1 @@
+"""Mars-CrackNet: crack segmentation of Mars intermediate-sized cracks (PyTorch). See README.md."""

@@ -1,0 +1,182 @@
+"""Per-paper result summaries and the ``RESULTS.md`` table built from them.
+
+Each subproject's reproduce job calls :func:`write_summary`, which writes
+``results/<paper>/summary.json``. ``python -m shared.results`` (``make results``) turns every
+summary into one table. The paper's reported numbers come from each subproject's own config and
+are passed in by the caller, so they are typed once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.atomic import atomic_write_json, atomic_write_text
+
+PAPERS = {
+    "mars_cracknet": "Mars-CrackNet (Xu et al., JGR Planets)",
+    "dune_vlm": "Mars-analog dunes with a VLM (MADS)",
+    "s5mars_ssl": "S5Mars (Zhang et al., IEEE TGRS 2024)",
+    "crater_resunet": "Crater ResNet-UNet (Keras)",
+    "ice_patch_cnn": "HiRISE ice patches (Gergácz & Kereszturi)",
+}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count, GPU (when a framework already imported sees one), versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "python": platform.python_version(),
+        "gpu": None,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        info["tensorflow"] = tf.__version__
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            info["gpu"] = gpus[0].name
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        info["keras"] = keras.__version__
+    return info
+
+
+def machine_label(info: dict[str, Any]) -> str:
+    label = f"{info.get('cpu', '?')}, {info.get('cores', '?')} cores"
+    if info.get("gpu"):
+        label += f", {info['gpu']}"
+    return label
+
+
+def write_summary(
+    paper: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    data: str,
+    profile: str,
+    wall_time_s: float,
+    results_dir: str | os.PathLike | None = None,
+    notes: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``results/<paper>/summary.json``.
+
+    ``rows`` are dicts with ``setting`` (e.g. "mode c (semi)"), ``metric`` (e.g. "Dice"),
+    ``reported`` (the paper's figure, ``None`` where the paper gives none) and ``ours``.
+    """
+    if paper not in PAPERS:
+        raise ValueError(f"unknown paper {paper!r}; expected one of {sorted(PAPERS)}")
+    for i, row in enumerate(rows):
+        missing = {"setting", "metric", "reported", "ours"} - set(row)
+        if missing:
+            raise ValueError(f"row {i} lacks {sorted(missing)}: {row}")
+    out = Path(results_dir) if results_dir is not None else REPO_ROOT / "results" / paper
+    summary = {
+        "paper": paper,
+        "title": PAPERS[paper],
+        "rows": list(rows),
+        "data": data,
+        "profile": profile,
+        "wall_time_s": round(float(wall_time_s), 1),
+        "machine": machine_info(),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "notes": notes,
+        **(extra or {}),
+    }
+    return atomic_write_json(out / "summary.json", summary)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def build_results_table(results_root: Path) -> str:
+    """Markdown for RESULTS.md from every ``results/*/summary.json``."""
+    lines = [
+        "# Results",
+        "",
+        "Assembled by `make results` from `results/*/summary.json`; every number below comes from",
+        "a run of `make reproduce-<paper>` on the machine named in its row. The paper column is",
+        "read from each subproject's config. Synthetic data is named as such: compare methods",
+        "within a row group, not our synthetic figures with the paper's real-data figures.",
+        "",
+        "| paper | setting | metric | paper reports | ours | data | profile | wall time "
+        "| machine |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for paper, title in PAPERS.items():
+        path = results_root / paper / "summary.json"
+        if not path.exists():
+            lines.append(f"| {title} | not reproduced yet (`make reproduce` writes it) "
+                         "| | | | | | | |")
+            continue
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"{path}: not valid JSON ({exc})") from None
+        machine = machine_label(summary.get("machine", {}))
+        wall = f"{summary.get('wall_time_s', 0) / 60:.1f} min"
+        for i, row in enumerate(summary["rows"]):
+            first = i == 0
+            lines.append(
+                f"| {title if first else ''} | {row['setting']} | {row['metric']} "
+                f"| {_fmt(row['reported'])} | {_fmt(row['ours'])} "
+                f"| {summary['data'] if first else ''} | {summary['profile'] if first else ''} "
+                f"| {wall if first else ''} | {machine if first else ''} |"
+            )
+    notes = []
+    for paper in PAPERS:
+        path = results_root / paper / "summary.json"
+        if path.exists():
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            if summary.get("notes"):
+                notes.append(f"- **{PAPERS[paper]}** ({summary.get('date', '')}): "
+                             f"{summary['notes']}")
+    if notes:
+        lines += ["", "## Notes", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Assemble RESULTS.md from results/*/summary.json (one row group per paper).")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results",
+                        help="folder holding <paper>/summary.json (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "RESULTS.md",
+                        help="markdown file to write (default: %(default)s)")
+    args = parser.parse_args(argv)
+    atomic_write_text(args.out, build_results_table(args.results))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
