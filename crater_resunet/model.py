@@ -1,0 +1,106 @@
+"""The ResNet-UNet of the paper (Keras 3, any backend), its compilation and safe loading.
+
+``build_resunet(input_shape=(256, 256, 3), base_filters=64)`` is the reference network:
+five encoder levels of residual blocks (64 ... 1024 filters) each followed by 2x2 max pooling,
+a 2048-filter bottleneck block, five decoder levels (2x2 stride-2 transposed convolution,
+concatenation with the matching encoder output, residual block) and a 1x1 sigmoid output.
+At base 64 and 256x256x3 it has 142,609,217 parameters. ``base_filters`` scales every level
+(each level doubles it), so a CPU can train a narrow copy of the same graph.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+from keras import layers
+
+DEPTH = 5  # encoder levels, each halving the resolution
+
+
+def resnet_block(x, filters: int, name: str):
+    """Two 3x3 conv + BN (ReLU between), added to the input; ReLU after the sum.
+
+    As in the reference, an input whose channel count differs from ``filters`` is first
+    projected by a 1x1 convolution, and that projected tensor feeds both the residual branch
+    and the identity path (this is what gives the published parameter count).
+    """
+    if x.shape[-1] != filters:
+        x = layers.Conv2D(filters, 1, padding="same", name=f"{name}_proj")(x)
+    shortcut = x
+    y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def build_resunet(input_shape=(256, 256, 3), base_filters: int = 64, name: str = "resunet"):
+    """The paper's ResNet-UNet; ``base_filters=64`` is the published width."""
+    if base_filters < 1:
+        raise ValueError(f"base_filters must be >= 1, got {base_filters}")
+    h, w = input_shape[0], input_shape[1]
+    step = 2 ** DEPTH
+    if h is not None and w is not None and (h % step or w % step):
+        raise ValueError(f"input height and width must be multiples of {step}, got {h}x{w}")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    skips = []
+    for level in range(DEPTH):
+        x = resnet_block(x, base_filters * 2**level, name=f"enc{level + 1}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
+    x = resnet_block(x, base_filters * 2**DEPTH, name="bottleneck")
+    for level in reversed(range(DEPTH)):
+        f = base_filters * 2**level
+        x = layers.Conv2DTranspose(f, 2, strides=2, padding="same", name=f"up{level + 1}")(x)
+        x = layers.Concatenate(name=f"cat{level + 1}")([x, skips[level]])
+        x = resnet_block(x, f, name=f"dec{level + 1}")
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def compile_model(model, learning_rate: float = 1e-3, weight_decay: float = 0.004,
+                  threshold: float = 0.5, jit_compile="auto"):
+    """AdamW + 0.5 BCE + 0.5 (1 - Dice); thresholded and soft (paper) metrics."""
+    from crater_resunet.metrics import bce_dice_loss, keras_metrics
+
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
+        loss=bce_dice_loss,
+        metrics=keras_metrics(threshold),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Save a ``.keras`` file atomically."""
+    from shared.atomic import atomic_path
+
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: model files must end in .keras")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike, compile: bool = True):
+    """Load a ``.keras`` model in safe mode; our loss and metrics are registered on import."""
+    import crater_resunet.metrics  # noqa: F401  (registers the custom objects)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+
+
+def count_params(model) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+    total = sum(int(keras.ops.size(w)) for w in model.weights)
+    return total, trainable

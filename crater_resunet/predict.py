@@ -1,0 +1,373 @@
+"""Predict crater masks and boxes with a trained model; score them when labels exist.
+
+    python -m crater_resunet.predict --model runs/crater_resunet/quick/model.keras \
+        --out runs/crater_resunet/predict  datasets/crater_resunet/pycda/valid_strip/images
+
+For every image (any size; a small one is resized to the model input as in the paper, a large
+one is cut into overlapping tiles at its own resolution and the probabilities are averaged)
+it writes ``masks/<stem>_prob.png`` and ``masks/<stem>_mask.png``, the boxes of the
+thresholded mask's external contours (``cv2.findContours`` + ``boundingRect``, as in the paper)
+as YOLO detections ``labels/<stem>.txt`` (``class xc yc w h confidence``; confidence = mean
+probability inside the contour), one row per crater in ``craters.csv`` (centre, diameter,
+confidence) and the paper's figure ``figures/<stem>.png`` (image, ground truth, predicted
+mask, image with boxes). When a YOLO label file is found (``--labels`` folder, else a
+``labels/`` folder beside ``images/``) it also reports pixel scores and crater-level
+precision, recall and F1 by IoU matching of boxes (``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from crater_resunet.data import IMAGE_EXTS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------ probability maps
+def predict_probability(model, image: np.ndarray, mode: str = "auto", overlap: int | None = None,
+                        batch_size: int = 8, tile_above: float = 2.0) -> np.ndarray:
+    """(H, W) float32 crater probability of a float (H, W, 3) image in [0, 1].
+
+    ``mode``: ``resize`` (the paper: resize to the model input and back), ``tile`` (overlapping
+    tiles at the image's resolution, averaged), ``auto`` (tile when a side exceeds
+    ``tile_above`` times the model input, else resize). ``overlap`` defaults to a quarter tile.
+    """
+    import cv2
+
+    th, tw = (int(v) for v in model.input_shape[1:3])
+    h, w = image.shape[:2]
+    if mode == "auto":
+        mode = "tile" if (h > tile_above * th or w > tile_above * tw) else "resize"
+    if mode == "resize":
+        x = cv2.resize(image, (tw, th), interpolation=cv2.INTER_LINEAR)
+        p = np.asarray(model.predict(x[None], verbose=0))[0, ..., 0]
+        return cv2.resize(p.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    if mode != "tile":
+        raise ValueError(f"mode must be auto, resize or tile, got {mode!r}")
+    from shared.tiles import iter_windows
+
+    if overlap is None:
+        overlap = min(th, tw) // 4
+    if not 0 <= overlap < min(th, tw):
+        raise ValueError(f"overlap must be in [0, {min(th, tw)}), got {overlap}")
+    ph, pw = max(h, th), max(w, tw)
+    padded = np.zeros((ph, pw, 3), dtype=np.float32)
+    padded[:h, :w] = image
+    windows = list(iter_windows(ph, pw, (th, tw), stride=(th - overlap, tw - overlap),
+                                edge="shift"))
+    acc = np.zeros((ph, pw), dtype=np.float32)
+    cnt = np.zeros((ph, pw), dtype=np.float32)
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i:i + batch_size]
+        x = np.stack([padded[wi.row:wi.row + th, wi.col:wi.col + tw] for wi in chunk])
+        p = np.asarray(model.predict(x, verbose=0))[..., 0]
+        for wi, pi in zip(chunk, p):
+            acc[wi.row:wi.row + th, wi.col:wi.col + tw] += pi
+            cnt[wi.row:wi.row + th, wi.col:wi.col + tw] += 1.0
+    return (acc / np.maximum(cnt, 1.0))[:h, :w]
+
+
+# ------------------------------------------------------------------------------ boxes
+def boxes_from_mask(prob: np.ndarray, threshold: float = 0.5, min_area: float = 0.0):
+    """Boxes (N, 4) ``x1 y1 x2 y2`` (x2/y2 exclusive) and confidences (N,) from a
+    probability map: one ``boundingRect`` per external contour of ``prob >= threshold``."""
+    import cv2
+
+    binary = (prob >= threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    boxes, confs = [], []
+    for c in contours:
+        x, y, bw, bh = cv2.boundingRect(c)
+        local = np.zeros((bh, bw), dtype=np.uint8)
+        cv2.drawContours(local, [c], -1, 1, thickness=cv2.FILLED, offset=(-x, -y))
+        area = int(local.sum())
+        if area == 0 or area < min_area:
+            continue
+        boxes.append((x, y, x + bw, y + bh))
+        confs.append(float(prob[y:y + bh, x:x + bw][local > 0].mean()))
+    order = np.argsort(-np.asarray(confs), kind="stable") if confs else []
+    return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[order],
+            np.asarray(confs, dtype=np.float64)[order])
+
+
+def yolo_detections(boxes: np.ndarray, confs: np.ndarray, width: int, height: int) -> str:
+    lines = []
+    for (x1, y1, x2, y2), c in zip(boxes, confs):
+        lines.append(f"0 {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f} {c:.4f}\n")
+    return "".join(lines)
+
+
+def truth_boxes(labels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Float pixel boxes ``x1 y1 x2 y2`` of YOLO labels."""
+    if len(labels) == 0:
+        return np.zeros((0, 4))
+    xc, yc = labels[:, 1] * width, labels[:, 2] * height
+    bw, bh = labels[:, 3] * width, labels[:, 4] * height
+    return np.stack([xc - bw / 2, yc - bh / 2, xc + bw / 2, yc + bh / 2], axis=1)
+
+
+# ------------------------------------------------------------------------------ figures
+def to_display(image: np.ndarray, channel_order: str) -> np.ndarray:
+    rgb = image[..., ::-1] if channel_order == "bgr" else image
+    return np.clip(rgb, 0, 1)
+
+
+def draw_boxes(image_rgb: np.ndarray, boxes: np.ndarray, color=(1.0, 0.1, 0.1)) -> np.ndarray:
+    import cv2
+
+    out = np.ascontiguousarray((image_rgb * 255).astype(np.uint8))
+    c = tuple(int(v * 255) for v in color)
+    thick = max(1, round(max(out.shape[:2]) / 400))
+    for x1, y1, x2, y2 in np.asarray(boxes).reshape(-1, 4):
+        cv2.rectangle(out, (int(x1), int(y1)), (int(x2) - 1, int(y2) - 1), c, thick)
+    return out
+
+
+def figure_rows(rows: list[dict], path: str | os.PathLike, title: str | None = None) -> Path:
+    """The paper's figure: per row image, ground truth, predicted mask, image with boxes.
+
+    Each row is a dict with ``image`` (RGB float), ``truth`` (mask or None), ``pred`` (binary
+    mask), ``boxes`` and optional ``name``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared.atomic import atomic_path
+
+    h, w = rows[0]["image"].shape[:2]
+    aspect = w / h
+    fig, axes = plt.subplots(len(rows), 4, figsize=(4 * 2.6 * min(aspect, 3), 2.8 * len(rows)),
+                             squeeze=False)
+    heads = ["image", "ground truth", "predicted mask", "predicted boxes"]
+    for r, row in enumerate(rows):
+        truth = row.get("truth")
+        panels = [row["image"], truth if truth is not None else np.zeros(row["pred"].shape),
+                  row["pred"], draw_boxes(row["image"], row["boxes"])]
+        for c, (ax, panel) in enumerate(zip(axes[r], panels)):
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None,
+                      vmin=0 if panel.ndim == 2 else None, vmax=1 if panel.ndim == 2 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 1 and truth is None:
+                ax.set_title("no ground truth", fontsize=9)
+            elif r == 0:
+                ax.set_title(heads[c], fontsize=9)
+        if row.get("name"):
+            axes[r][0].set_ylabel(row["name"], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------ the run
+def find_label(image: Path, labels_dir: Path | None) -> Path | None:
+    if labels_dir is not None:
+        p = labels_dir / f"{image.stem}.txt"
+        return p if p.is_file() else None
+    if image.parent.name == "images":
+        p = image.parent.parent / "labels" / f"{image.stem}.txt"
+        if p.is_file():
+            return p
+    return None
+
+
+def collect_images(inputs: list[Path]) -> list[Path]:
+    out = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS)
+            if not found:
+                raise FileNotFoundError(f"{p}: no images ({', '.join(IMAGE_EXTS)})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such image or folder")
+    return out
+
+
+def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | None = None,
+                   threshold: float = 0.5, mode: str = "auto", overlap: int | None = None,
+                   iou_threshold: float = 0.5, min_area: float = 0.0, mask_shape: str = "box",
+                   channel_order: str = "bgr", figures: bool | int = True,
+                   batch_size: int = 8) -> dict:
+    """Predict every image, write the outputs, return the metrics (when labels exist)."""
+    import cv2
+    from tqdm import tqdm
+
+    from crater_resunet.data import labels_to_mask, read_image_bgr, read_yolo_labels
+    from crater_resunet.metrics import (
+        crater_counts,
+        crater_scores,
+        pixel_scores,
+        scores_from_confusion,
+    )
+    from shared.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+    out = Path(out)
+    crater_rows = []
+    per_image = []
+    conf_sum = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    crater_sum = {"tp": 0, "fp": 0, "fn": 0}
+    soft_acc = {"inter": 0.0, "t": 0.0, "p": 0.0}
+    n_fig = 0
+    for path in tqdm(images, desc="predict", unit="img", disable=len(images) < 3):
+        image = read_image_bgr(path, channel_order=channel_order)
+        h, w = image.shape[:2]
+        prob = predict_probability(model, image, mode, overlap, batch_size)
+        pred = (prob >= threshold).astype(np.uint8)
+        boxes, confs = boxes_from_mask(prob, threshold, min_area)
+        for name, arr in (("prob", (prob * 255).round().astype(np.uint8)), ("mask", pred * 255)):
+            ok, buf = cv2.imencode(".png", arr)
+            atomic_write_bytes(out / "masks" / f"{path.stem}_{name}.png", buf.tobytes())
+        atomic_write_text(out / "labels" / f"{path.stem}.txt", yolo_detections(boxes, confs, w, h))
+        for (x1, y1, x2, y2), c in zip(boxes, confs):
+            crater_rows.append([path.name, (x1 + x2) / 2, (y1 + y2) / 2,
+                                ((x2 - x1) + (y2 - y1)) / 2, x2 - x1, y2 - y1, c])
+        label_path = find_label(path, labels_dir)
+        truth = None
+        record = {"image": path.name, "craters_predicted": len(boxes)}
+        if label_path is not None:
+            labels = read_yolo_labels(label_path)
+            truth = labels_to_mask(labels, h, w, mask_shape)
+            px = pixel_scores(truth, prob, threshold)
+            gt_boxes = truth_boxes(labels, w, h)
+            cc = crater_counts(boxes, gt_boxes, iou_threshold, confs)
+            t = (truth >= 0.5)
+            p = prob >= threshold
+            for k, v in (("tp", t & p), ("fp", ~t & p), ("fn", t & ~p), ("tn", ~t & ~p)):
+                conf_sum[k] += int(v.sum())
+            soft_acc["inter"] += float((truth * prob).sum())
+            soft_acc["t"] += float(truth.sum())
+            soft_acc["p"] += float(prob.sum())
+            for k in crater_sum:
+                crater_sum[k] += cc[k]
+            record.update({"craters_true": len(gt_boxes), **cc, **px})
+        per_image.append(record)
+        if figures and (figures is True or n_fig < int(figures)):
+            figure_rows([{"image": to_display(image, channel_order), "truth": truth,
+                          "pred": pred, "boxes": boxes, "name": path.name}],
+                        out / "figures" / f"{path.stem}.png")
+            n_fig += 1
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["image", "x", "y", "diameter", "width", "height", "confidence"])
+    for r in crater_rows:
+        writer.writerow([r[0], *(f"{v:.2f}" for v in r[1:6]), f"{r[6]:.4f}"])
+    atomic_write_text(out / "craters.csv", buf.getvalue())
+    result = {"images": len(images), "craters_predicted": len(crater_rows),
+              "threshold": threshold, "iou_threshold": iou_threshold, "mode": mode,
+              "per_image": per_image}
+    if any("tp" in r for r in per_image):
+        from crater_resunet.metrics import EPS, SMOOTH
+
+        pix = scores_from_confusion(conf_sum)
+        prec = soft_acc["inter"] / (soft_acc["p"] + EPS)
+        rec = soft_acc["inter"] / (soft_acc["t"] + EPS)
+        pix.update({"dice_soft": (2 * soft_acc["inter"] + SMOOTH) /
+                    (soft_acc["t"] + soft_acc["p"] + SMOOTH),
+                    "precision_soft": prec, "recall_soft": rec,
+                    "f1_soft": 2 * prec * rec / (prec + rec + EPS)})
+        result["pixel"] = pix
+        result["crater"] = crater_scores(crater_sum)
+        result["labelled_images"] = sum("tp" in r for r in per_image)
+    atomic_write_json(out / "metrics.json", result)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m crater_resunet.predict",
+        description="Crater masks, boxes (YOLO detections with confidence), a crater CSV and "
+                    "figures from a trained .keras model; metrics when labels are found.")
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    parser.add_argument("--model", type=Path, required=True, help="trained .keras model")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--labels", type=Path, help="folder of YOLO ground-truth labels "
+                        "(default: labels/ beside an images/ folder, if present)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="mask threshold (0.5)")
+    parser.add_argument("--mode", choices=["auto", "resize", "tile"], default="auto",
+                        help="resize to the model input (paper), overlapping tiles, or auto: "
+                             "tile images larger than twice the input (default)")
+    parser.add_argument("--overlap", type=int, help="tile overlap in pixels (default: a quarter "
+                        "of the model input, 64 at 256)")
+    parser.add_argument("--iou", type=float, default=0.5, help="IoU to match a predicted box "
+                        "to a true crater (0.5)")
+    parser.add_argument("--min-area", type=float, default=0.0,
+                        help="drop predicted blobs smaller than this many pixels (0)")
+    parser.add_argument("--mask-shape", choices=["box", "ellipse"],
+                        help="ground-truth mask shape (default: the model's run config, else box)")
+    parser.add_argument("--channel-order", choices=["bgr", "rgb"],
+                        help="channel order the model was trained with (default: its run "
+                             "config, else bgr)")
+    parser.add_argument("--max-figures", type=int, default=20,
+                        help="write at most this many figures (20; 0 = none)")
+    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (8)")
+    args = parser.parse_args(argv)
+    if not 0.0 < args.threshold < 1.0 or not 0.0 < args.iou <= 1.0:
+        parser.error("--threshold must be in (0, 1) and --iou in (0, 1]")
+    if not args.model.is_file():
+        print(f"error: {args.model}: model file not found", file=sys.stderr)
+        return 2
+    if args.labels is not None and not args.labels.is_dir():
+        print(f"error: {args.labels}: labels folder not found", file=sys.stderr)
+        return 2
+    try:
+        images = collect_images(args.inputs)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    mask_shape, channel_order = args.mask_shape, args.channel_order
+    run_cfg = args.model.parent / "config.yml"
+    if run_cfg.is_file() and (mask_shape is None or channel_order is None):
+        import yaml
+
+        cfg = yaml.safe_load(run_cfg.read_text()) or {}
+        mask_shape = mask_shape or cfg.get("data", {}).get("mask_shape")
+        channel_order = channel_order or cfg.get("data", {}).get("channel_order")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from crater_resunet.data import LabelError
+    from crater_resunet.model import load_model
+    from shared.images import ImageReadError
+
+    try:
+        model = load_model(args.model, compile=False)
+    except (ValueError, OSError) as exc:
+        print(f"error: {args.model}: cannot load the model ({exc})", file=sys.stderr)
+        return 2
+    try:
+        res = run_prediction(model, images, args.out, labels_dir=args.labels,
+                             threshold=args.threshold, mode=args.mode, overlap=args.overlap,
+                             iou_threshold=args.iou, min_area=args.min_area,
+                             mask_shape=mask_shape or "box", channel_order=channel_order or "bgr",
+                             figures=args.max_figures if args.max_figures > 0 else False,
+                             batch_size=args.batch_size)
+    except (LabelError, ImageReadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{res['images']} image(s), {res['craters_predicted']} crater(s) -> {args.out}")
+    if "pixel" in res:
+        p, c = res["pixel"], res["crater"]
+        print(f"pixel: dice {p['dice']:.4f} precision {p['precision']:.4f} recall "
+              f"{p['recall']:.4f} accuracy {p['accuracy']:.4f}; craters (IoU >= {args.iou}): "
+              f"P {c['crater_precision']:.4f} R {c['crater_recall']:.4f} F1 {c['crater_f1']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
