@@ -1,0 +1,1 @@
+"""AugSeg-style building blocks of S5Mars: models, datasets, augmentations, losses, metrics."""

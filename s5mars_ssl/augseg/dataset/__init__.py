@@ -1,0 +1,1 @@
+"""S5Mars-layout datasets, geometric transforms and the Mars strong augmentations."""

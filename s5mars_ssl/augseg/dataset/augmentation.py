@@ -1,0 +1,71 @@
+"""Geometric training transforms (random resize, crop, flip) applied jointly to image, label
+and SAM object masks, plus normalisation."""
+
+from __future__ import annotations
+
+import random
+
+import cv2
+import numpy as np
+
+from s5mars_ssl.constants import IGNORE_INDEX
+
+
+def normalize(img: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, H, W): (x/255 - mean) / std."""
+    x = img.astype(np.float32) / 255.0
+    x = (x - mean) / std
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def denormalize(x: np.ndarray, mean, std) -> np.ndarray:
+    """float (3, H, W) -> uint8 (H, W, 3)."""
+    img = x.transpose(1, 2, 0) * np.asarray(std) + np.asarray(mean)
+    return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+class TrainTransform:
+    """Resize the long side to ``base_size * s`` (s uniform in ``scale``), pad to the crop size
+    (image 0, label 255, masks 0), take a random ``crop_size`` crop, flip horizontally (p=0.5)."""
+
+    def __init__(self, base_size: int, crop_size: int, scale=(0.5, 2.0), flip: bool = True):
+        self.base_size = int(base_size)
+        self.crop = int(crop_size)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.flip = flip
+
+    def __call__(self, img: np.ndarray, lbl: np.ndarray, objects: np.ndarray | None = None):
+        """Returns ``(img, lbl, objects, valid)``; ``valid`` is 0 on padding, 1 elsewhere."""
+        h, w = lbl.shape
+        s = random.uniform(*self.scale)
+        long_side = max(h, w)
+        f = self.base_size * s / long_side
+        nh, nw = max(1, round(h * f)), max(1, round(w * f))
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        lbl = cv2.resize(lbl, (nw, nh), interpolation=cv2.INTER_NEAREST)
+        if objects is not None and len(objects):
+            objects = np.stack([cv2.resize(o, (nw, nh), interpolation=cv2.INTER_NEAREST)
+                                for o in objects])
+        valid = np.ones((nh, nw), np.uint8)
+        ph, pw = max(self.crop - nh, 0), max(self.crop - nw, 0)
+        if ph or pw:
+            valid = np.pad(valid, ((0, ph), (0, pw)))
+            img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
+            lbl = np.pad(lbl, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+            if objects is not None and len(objects):
+                objects = np.pad(objects, ((0, 0), (0, ph), (0, pw)))
+        hh, ww = lbl.shape
+        y = random.randint(0, hh - self.crop)
+        x = random.randint(0, ww - self.crop)
+        sl = (slice(y, y + self.crop), slice(x, x + self.crop))
+        img, lbl, valid = img[sl], lbl[sl], valid[sl]
+        if objects is not None and len(objects):
+            objects = objects[:, sl[0], sl[1]]
+        if self.flip and random.random() < 0.5:
+            img, lbl, valid = img[:, ::-1], lbl[:, ::-1], valid[:, ::-1]
+            if objects is not None and len(objects):
+                objects = objects[:, :, ::-1]
+        if objects is not None:
+            objects = np.ascontiguousarray(objects)
+        return (np.ascontiguousarray(img), np.ascontiguousarray(lbl), objects,
+                np.ascontiguousarray(valid))

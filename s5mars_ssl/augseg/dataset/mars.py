@@ -1,0 +1,205 @@
+"""Datasets in the S5Mars layout.
+
+``<root>/<image_dir>/<stem>.jpg`` (RGB), ``<root>/<label_dir>/<stem>.png`` (grayscale raw ids
+0..9; 0 = unlabelled -> 255, 1..9 -> train ids 0..8), JSON sample lists (arrays of stems) and a
+semi split file (one index into the training list per line = the labelled samples). Optional
+``<root>/<sam_dir>/<stem>.json``: SAM automatic-mask-generator records for SAM-Mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from s5mars_ssl.augseg.dataset.augmentation import (
+    TrainTransform,
+    normalize,
+)
+from s5mars_ssl.augseg.dataset.sam_mix import load_object_masks
+from s5mars_ssl.constants import IGNORE_INDEX, NUM_CLASSES, raw_to_train
+from shared import ImageReadError, read_image, read_mask
+
+
+class DataError(ValueError):
+    """A dataset file is missing or inconsistent; the message names the file."""
+
+
+def read_sample_list(path: str | os.PathLike) -> list[str]:
+    """A JSON array of sample stems."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: sample list not found")
+    try:
+        stems = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(stems, list) or not all(isinstance(s, str) for s in stems):
+        raise DataError(f"{path}: expected a JSON array of sample names")
+    if not stems:
+        raise DataError(f"{path}: the sample list is empty")
+    return stems
+
+
+def read_split(path: str | os.PathLike, n_samples: int) -> list[int]:
+    """Indices (one per line) of the labelled samples; checked against the list length."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: split file not found")
+    idx = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            i = int(line)
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: not an integer index: {line!r}") from None
+        if not 0 <= i < n_samples:
+            raise DataError(f"{path}:{lineno}: index {i} out of range 0..{n_samples - 1}")
+        idx.append(i)
+    if not idx:
+        raise DataError(f"{path}: the split is empty (no labelled sample)")
+    return sorted(set(idx))
+
+
+def load_pair(root: Path, stem: str, image_dir: str = "images", label_dir: str = "labels",
+              need_label: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB uint8 image and train-id label (or None when ``need_label`` is false)."""
+    img_path = root / image_dir / f"{stem}.jpg"
+    try:
+        img = read_image(img_path, mode="RGB")
+    except ImageReadError as exc:
+        raise DataError(str(exc)) from None
+    if not need_label:
+        return img, None
+    lbl_path = root / label_dir / f"{stem}.png"
+    try:
+        raw = read_mask(lbl_path, allowed=range(NUM_CLASSES + 1))
+    except ImageReadError as exc:
+        raise DataError(str(exc)) from None
+    if raw.shape != img.shape[:2]:
+        raise DataError(f"{lbl_path}: label size {raw.shape[1]}x{raw.shape[0]} differs from the "
+                        f"image size {img.shape[1]}x{img.shape[0]} ({img_path.name})")
+    return img, raw_to_train(raw)
+
+
+class MarsDataset(Dataset):
+    """Training (cropped, augmented) or evaluation (full image) samples.
+
+    ``mode``: ``"labeled"`` returns image, label, object masks (for SAM-Mix) and index;
+    ``"unlabeled"`` returns the weak view and its label (all 255 unless ``keep_labels``);
+    ``"val"`` returns the full normalised image and label.
+    """
+
+    def __init__(self, root: str | os.PathLike, stems: list[str], mode: str, cfg: dict,
+                 keep_labels: bool = False, sam_filter: dict | None = None):
+        if mode not in ("labeled", "unlabeled", "val"):
+            raise ValueError(f"unknown dataset mode {mode!r}")
+        self.root = Path(root)
+        self.stems = list(stems)
+        if not self.stems:
+            raise DataError(f"{self.root}: no sample for the {mode} set")
+        self.mode = mode
+        self.cfg = cfg
+        self.keep_labels = keep_labels
+        self.sam_filter = sam_filter
+        self.image_dir = cfg.get("image_dir", "images")
+        self.label_dir = cfg.get("label_dir", "labels")
+        self.mean = np.asarray(cfg["mean"], np.float32)
+        self.std = np.asarray(cfg["std"], np.float32)
+        self.transform = TrainTransform(base_size=cfg["base_size"], crop_size=cfg["crop_size"],
+                                        scale=tuple(cfg.get("scale", (0.5, 2.0))),
+                                        flip=cfg.get("flip", True))
+        for stem in self.stems:  # fail early and clearly on a missing file
+            p = self.root / self.image_dir / f"{stem}.jpg"
+            if not p.is_file():
+                raise DataError(f"{p}: image file not found")
+            if mode != "unlabeled" or keep_labels:
+                q = self.root / self.label_dir / f"{stem}.png"
+                if not q.is_file():
+                    raise DataError(f"{q}: label file not found")
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def __getitem__(self, i: int):
+        stem = self.stems[i]
+        need_label = self.mode != "unlabeled" or self.keep_labels
+        img, lbl = load_pair(self.root, stem, self.image_dir, self.label_dir, need_label)
+        if lbl is None:
+            lbl = np.full(img.shape[:2], IGNORE_INDEX, np.uint8)
+        if self.mode == "val":
+            return {"image": torch.from_numpy(normalize(img, self.mean, self.std)),
+                    "label": torch.from_numpy(lbl.astype(np.int64)), "index": i}
+        objects = None
+        if self.mode == "labeled" and self.sam_filter is not None:
+            sam_path = self.root / self.cfg.get("sam_dir", "sam_masks") / f"{stem}.json"
+            objects = load_object_masks(sam_path, img.shape[:2], **self.sam_filter)
+        img, lbl, objects, valid = self.transform(img, lbl, objects)
+        out = {"image": torch.from_numpy(normalize(img, self.mean, self.std)),
+               "label": torch.from_numpy(lbl.astype(np.int64)), "index": i,
+               "valid": torch.from_numpy(valid.astype(bool))}
+        if self.sam_filter is not None and self.mode == "labeled":
+            k = self.sam_filter.get("max_records", 10)
+            h, w = lbl.shape
+            stack = np.zeros((k, h, w), np.uint8)
+            n = 0 if objects is None else min(k, len(objects))
+            for j in range(n):
+                stack[j] = objects[j]
+            out["objects"] = torch.from_numpy(stack)
+            out["n_objects"] = n
+        return out
+
+
+def image_stats(root: Path, stems: list[str], image_dir: str = "images"
+                ) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0..1 scale) over the given images."""
+    total = np.zeros(3)
+    sq = np.zeros(3)
+    n = 0
+    for stem in stems:
+        img, _ = load_pair(root, stem, image_dir, need_label=False)
+        x = img.reshape(-1, 3).astype(np.float64) / 255.0
+        total += x.sum(0)
+        sq += (x ** 2).sum(0)
+        n += len(x)
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean ** 2, 1e-12))
+    return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+
+
+def build_datasets(cfg: dict, with_sam: bool) -> tuple[MarsDataset, MarsDataset | None,
+                                                       MarsDataset]:
+    """Labelled, unlabelled (None when the split labels everything) and test datasets."""
+    d = cfg["dataset"]
+    root = Path(d["root"])
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found (generate it with "
+                        "`python -m s5mars_ssl.data.synthetic` or point dataset.root at S5Mars)")
+    train = read_sample_list(root / d["train_list"])
+    test = read_sample_list(root / d["test_list"])
+    if d.get("split"):
+        lab_idx = read_split(root / d["split"], len(train))
+    else:
+        lab_idx = list(range(len(train)))
+    if d.get("mean") == "auto" or d.get("std") == "auto":
+        mean, std = image_stats(root, train, d.get("image_dir", "images"))
+        d["mean"] = mean if d.get("mean") == "auto" else d["mean"]
+        d["std"] = std if d.get("std") == "auto" else d["std"]
+    lab_set = set(lab_idx)
+    unl_stems = [s for i, s in enumerate(train) if i not in lab_set]
+    sam_filter = None
+    if with_sam:
+        sm = cfg["semi"]["sammix"]
+        sam_filter = {k: sm[k] for k in ("min_iou", "min_area", "max_area", "max_records",
+                                         "blur_radius")}
+    lab = MarsDataset(root, [train[i] for i in lab_idx], "labeled", d, sam_filter=sam_filter)
+    keep = bool(cfg.get("semi", {}).get("use_unlabeled_gt", False))
+    unl = MarsDataset(root, unl_stems, "unlabeled", d, keep_labels=keep) if unl_stems else None
+    val = MarsDataset(root, test, "val", d)
+    return lab, unl, val

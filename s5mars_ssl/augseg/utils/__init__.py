@@ -1,0 +1,1 @@
+"""Losses, learning-rate schedule, metrics, EMA and configuration helpers."""

@@ -1,0 +1,87 @@
+"""Confusion-matrix IoU (ignore 255) and whole-image / sliding-window evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shared import iter_windows
+
+
+class IoUMeter:
+    """Accumulates a confusion matrix; ``result()`` gives per-class IoU and mIoU."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255):
+        self.n = num_classes
+        self.ignore = ignore_index
+        self.cm = np.zeros((num_classes, num_classes), np.int64)
+
+    def update(self, pred, target) -> None:
+        pred = np.asarray(pred.cpu() if torch.is_tensor(pred) else pred).ravel().astype(np.int64)
+        target = np.asarray(target.cpu() if torch.is_tensor(target) else target)
+        target = target.ravel().astype(np.int64)
+        valid = (target != self.ignore) & (target >= 0) & (target < self.n)
+        idx = target[valid] * self.n + pred[valid]
+        self.cm += np.bincount(idx, minlength=self.n * self.n).reshape(self.n, self.n)
+
+    def result(self) -> dict:
+        tp = np.diag(self.cm).astype(np.float64)
+        union = self.cm.sum(0) + self.cm.sum(1) - tp
+        iou = np.full(self.n, np.nan)
+        present = union > 0
+        iou[present] = tp[present] / union[present]
+        gt_pixels = self.cm.sum(1)
+        acc = tp.sum() / max(self.cm.sum(), 1)
+        return {"miou": float(np.nanmean(iou)) if present.any() else float("nan"),
+                "iou": [None if np.isnan(v) else float(v) for v in iou],
+                "pixel_acc": float(acc), "gt_pixels": gt_pixels.tolist()}
+
+
+@torch.no_grad()
+def predict_whole(model, image: torch.Tensor) -> torch.Tensor:
+    """Softmax probabilities (B, C, H, W) of a whole-image forward pass."""
+    return F.softmax(model(image).float(), dim=1)
+
+
+@torch.no_grad()
+def predict_sliding(model, image: torch.Tensor, crop: int, stride: int,
+                    num_classes: int) -> torch.Tensor:
+    """Average the softmax of overlapping ``crop`` windows (every ``stride`` px) over the image.
+
+    Images smaller than one window are padded (and the padding cropped away afterwards).
+    """
+    b, _, h, w = image.shape
+    ph, pw = max(crop - h, 0), max(crop - w, 0)
+    if ph or pw:
+        image = F.pad(image, (0, pw, 0, ph))
+    hh, ww = image.shape[-2:]
+    prob = image.new_zeros((b, num_classes, hh, ww))
+    count = image.new_zeros((1, 1, hh, ww))
+    for win in iter_windows(hh, ww, crop, stride, edge="shift"):
+        ys, xs = win.slices
+        prob[:, :, ys, xs] += F.softmax(model(image[:, :, ys, xs]).float(), dim=1)
+        count[:, :, ys, xs] += 1
+    return (prob / count)[:, :, :h, :w]
+
+
+@torch.no_grad()
+def evaluate(model, loader, num_classes: int, device, mode: str = "whole", crop: int = 512,
+             stride: int = 384, progress: bool = False) -> dict:
+    """mIoU and per-class IoU of ``model`` over ``loader`` (batches of image/label)."""
+    from tqdm import tqdm
+
+    was_training = model.training
+    model.eval()
+    meter = IoUMeter(num_classes)
+    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        img = batch["image"].to(device)
+        if mode == "sliding":
+            prob = predict_sliding(model, img, crop, stride, num_classes)
+        elif mode == "whole":
+            prob = predict_whole(model, img)
+        else:
+            raise ValueError(f"evaluation mode must be 'whole' or 'sliding', got {mode!r}")
+        meter.update(prob.argmax(1), batch["label"])
+    model.train(was_training)
+    return meter.result()

@@ -1,0 +1,1 @@
+"""Data generation for S5Mars-layout datasets (synthetic rover-view scenes)."""

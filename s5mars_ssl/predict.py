@@ -1,0 +1,104 @@
+"""Predict S5Mars classes for images: colour-coded masks, overlays and raw-id label PNGs.
+
+``python -m s5mars_ssl.predict --checkpoint runs/s5mars_ssl/quick_full/last.pt --input img.jpg
+--out preds/``. For each image: ``<stem>_mask.png`` (class palette), ``<stem>_overlay.png``
+(image blended with the mask) and ``<stem>_ids.png`` (raw ids 1..9 as in the S5Mars labels).
+Large images can be predicted with a sliding window (``--sliding``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+
+def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "teacher",
+                   device: str = "cpu", sliding: bool = False, crop: int = 512,
+                   stride: int = 384, alpha: float = 0.5, progress: bool = True) -> list[Path]:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from tqdm import tqdm
+
+    from s5mars_ssl.augseg.dataset.augmentation import normalize
+    from s5mars_ssl.augseg.utils.metrics import predict_sliding, predict_whole
+    from s5mars_ssl.checkpoint import load_model
+    from s5mars_ssl.constants import colorize, train_to_raw
+    from shared import atomic_path, read_image
+
+    model, cfg, used = load_model(checkpoint, weights, device)
+    mean = np.asarray(cfg["dataset"]["mean"], np.float32)
+    std = np.asarray(cfg["dataset"]["std"], np.float32)
+    n_cls = model.num_classes
+    written = []
+    for path in tqdm(inputs, desc=f"predict ({used})", disable=not progress):
+        img = read_image(path, mode="RGB")
+        x = torch.from_numpy(normalize(img, mean, std))[None].to(device)
+        with torch.no_grad():
+            prob = (predict_sliding(model, x, crop, stride, n_cls) if sliding
+                    else predict_whole(model, x))
+        pred = prob.argmax(1)[0].cpu().numpy().astype(np.uint8)
+        colour = colorize(pred)
+        overlay = (img.astype(np.float32) * (1 - alpha) + colour * alpha).astype(np.uint8)
+        out.mkdir(parents=True, exist_ok=True)
+        for suffix, arr in (("mask", colour), ("overlay", overlay), ("ids", train_to_raw(pred))):
+            target = out / f"{path.stem}_{suffix}.png"
+            with atomic_path(target) as tmp:
+                Image.fromarray(arr).save(tmp, format="PNG")
+            written.append(target)
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m s5mars_ssl.predict",
+        description="Colour-coded S5Mars class masks and overlays for images, with the teacher "
+                    "or student weights of a checkpoint.")
+    p.add_argument("--checkpoint", required=True, help="last.pt of a training run")
+    p.add_argument("--input", required=True, nargs="+", help="image files or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--weights", default="teacher", choices=["teacher", "student"],
+                   help="teacher (default; a supervised run falls back to its student) or student")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--sliding", action="store_true", help="sliding-window inference")
+    p.add_argument("--crop", type=int, default=512, help="sliding window size (default 512)")
+    p.add_argument("--stride", type=int, default=384, help="sliding window stride (default 384)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    args = p.parse_args(argv)
+    if not 0.0 <= args.alpha <= 1.0:
+        print("error: --alpha must be within 0..1", file=sys.stderr)
+        return 2
+    if args.crop < 32 or args.stride < 1:
+        print("error: --crop must be >= 32 and --stride >= 1", file=sys.stderr)
+        return 2
+    inputs: list[Path] = []
+    for item in args.input:
+        path = Path(item)
+        if path.is_dir():
+            inputs += sorted(q for q in path.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            inputs.append(path)
+        else:
+            print(f"error: {path}: no such file or folder", file=sys.stderr)
+            return 1
+    if not inputs:
+        print("error: no image found in the inputs", file=sys.stderr)
+        return 1
+    from s5mars_ssl.checkpoint import CheckpointError
+    from shared import ImageReadError
+
+    try:
+        files = predict_images(args.checkpoint, inputs, Path(args.out), args.weights, args.device,
+                               args.sliding, args.crop, args.stride, args.alpha)
+    except (CheckpointError, ImageReadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(files)} files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

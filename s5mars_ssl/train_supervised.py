@@ -1,0 +1,9 @@
+"""Train the supervised-only baseline on the labelled split (OHEM cross-entropy).
+
+``python -m s5mars_ssl.train_supervised --help``.
+"""
+
+from s5mars_ssl.cli_common import main
+
+if __name__ == "__main__":
+    raise SystemExit(main("supervised"))
