@@ -1,0 +1,1 @@
+"""Synthetic HiRISE-like scenes with ice-patch ground truth (see synthetic.py)."""

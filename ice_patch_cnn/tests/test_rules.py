@@ -1,0 +1,85 @@
+"""The image-level rules on crafted probability lists: every branch and every boundary."""
+
+import pytest
+
+from ice_patch_cnn.rules import Rules, chunk_label, classify_image, decide
+
+
+@pytest.mark.parametrize(
+    ("probs", "decision", "reason"),
+    [
+        # f > 0.5 (3 of 4 icy) and m > 0.6 -> good
+        ([0.9, 0.9, 0.9, 0.1], "good", "f>0.5, m>0.6"),
+        # f > 0.5 and m == 0.6 exactly -> not good (strict), hard (inclusive upper bound)
+        ([0.6, 0.6], "hard", "f>0.5, 0.4<=m<=0.6"),
+        # f > 0.5 and m within the band
+        ([0.7, 0.7, 0.0], "hard", "f>0.5, 0.4<=m<=0.6"),
+        # f <= 0.5 (exactly half icy) and m > 0.2 -> good
+        ([0.9, 0.0], "good", "f<=0.5, m>0.2"),
+        # f <= 0.5, m == 0.2 exactly is not good; two icy chunks, m >= 0.01 -> hard
+        ([0.6, 0.6, 0.0, 0.0, 0.0, 0.0], "hard", "f<=0.5, >1 icy chunk, m>=0.01"),
+        # f <= 0.5, only one icy chunk, m <= 0.2 -> bad
+        ([0.9] + [0.0] * 9, "bad", "f<=0.5, too few icy chunks or m<0.01"),
+        # no icy chunk at all -> bad
+        ([0.5, 0.1, 0.0], "bad", "f<=0.5, too few icy chunks or m<0.01"),
+        # f <= 0.5, two icy chunks but mean below 1 % -> bad (the paper's 0.03 % image)
+        ([0.6, 0.6] + [0.0] * 198, "bad", "f<=0.5, too few icy chunks or m<0.01"),
+    ],
+)
+def test_branches_on_probability_lists(probs, decision, reason):
+    call = classify_image(probs)
+    assert (call.decision, call.reason) == (decision, reason)
+    assert call.n_chunks == len(probs)
+    assert call.n_icy == sum(p >= 0.6 for p in probs)
+
+
+def test_majority_branch_below_the_hard_band_is_bad():
+    # f > 0.5 needs p >= 0.6 on most chunks, so m < 0.4 only with crafted statistics
+    assert decide(0.39, 0.51, 10) == ("bad", "f>0.5, m<0.4")
+    assert decide(0.4, 0.51, 10)[0] == "hard"          # inclusive lower bound
+    assert decide(0.6000001, 0.51, 10)[0] == "good"    # strictly above 0.6
+
+
+def test_boundaries_of_the_minority_branch():
+    assert decide(0.2, 0.5, 5)[0] == "hard"            # m == 0.2 is not > 0.2
+    assert decide(0.2000001, 0.5, 5)[0] == "good"
+    assert decide(0.01, 0.1, 2)[0] == "hard"           # m == 0.01 is inside (>=)
+    assert decide(0.0099, 0.1, 2)[0] == "bad"
+    assert decide(0.1, 0.1, 1)[0] == "bad"             # "more than 1" icy chunk
+    assert decide(0.1, 0.5, 2)[0] == "hard"            # f == 0.5 belongs to the minority branch
+    assert decide(0.1, 0.5000001, 2)[0] == "bad"       # f > 0.5 and m < 0.4
+
+
+def test_icy_threshold_is_inclusive_and_chunk_band():
+    assert classify_image([0.6]).n_icy == 1
+    assert classify_image([0.5999]).n_icy == 0
+    assert chunk_label(0.4) == "hard"
+    assert chunk_label(0.6) == "hard"
+    assert chunk_label(0.3999) == "no_ice"
+    assert chunk_label(0.6001) == "ice"
+    assert classify_image([0.4, 0.5, 0.6, 0.7, 0.1]).n_hard_chunks == 3
+
+
+def test_empty_image_and_invalid_probabilities():
+    call = classify_image([])
+    assert call.decision == "bad" and call.n_chunks == 0
+    with pytest.raises(ValueError):
+        classify_image([0.5, 1.5])
+    with pytest.raises(ValueError):
+        classify_image([float("nan")])
+
+
+def test_thresholds_come_from_the_config():
+    rules = Rules.from_config({"icy_p": 0.5, "good_mean_minority": 0.1})
+    assert classify_image([0.55, 0.0, 0.0], rules).decision == "good"  # m = 0.183 > 0.1
+    assert classify_image([0.55, 0.0, 0.0]).decision == "bad"          # paper thresholds
+    with pytest.raises(ValueError, match="unknown rules"):
+        Rules.from_config({"icy": 0.5})
+    with pytest.raises(ValueError, match="must be in"):
+        Rules.from_config({"icy_p": 1.5})
+
+
+def test_paper_profile_rules_match_defaults():
+    from ice_patch_cnn.config import load_config
+
+    assert Rules.from_config(load_config("paper")["rules"]) == Rules()
