@@ -362,5 +362,6 @@ def train(cfg: dict, run_dir: str | os.PathLike, mode: str = "semi", resume: boo
         result = {}
     if distributed:
         dist.barrier()
+        dist.destroy_process_group()
     random.seed(seed)
     return result

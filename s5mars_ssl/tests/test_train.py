@@ -96,3 +96,31 @@ def test_cli_user_errors(tmp_path):
                          cwd=str(__import__("s5mars_ssl").__path__[0] + "/.."))
     assert out.returncode == 1 and "nodata: dataset folder not found" in out.stderr
     assert "Traceback" not in out.stderr
+    img = tmp_path / "x.jpg"
+    img.write_bytes(b"")
+    out = subprocess.run([sys.executable, "-m", "s5mars_ssl.predict", "--checkpoint",
+                          str(tmp_path / "none.pt"), "--input", str(img), "--out",
+                          str(tmp_path / "p")], capture_output=True, text=True)
+    assert out.returncode == 1 and "none.pt: checkpoint not found" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_gloo_two_processes(tiny_dataset, tmp_path):
+    """Two CPU processes under torchrun (gloo, DistributedDataParallel, DistributedSampler)."""
+    from s5mars_ssl.augseg.utils.config import PACKAGE_DIR, REPO_ROOT
+
+    sets = ["dataset.split=splits/labeled_1_3.txt", "dataset.base_size=80",
+            "dataset.crop_size=64", "trainer.batch_labeled=1", "trainer.batch_unlabeled=1",
+            "trainer.eval_every=0", "criterion.ohem.min_kept=100", "semi.sammix.min_iou=0.0",
+            "semi.sammix.min_area=20", "threads=1"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "s5mars_ssl.train_semi", "--config",
+           str(PACKAGE_DIR / "exps" / "quick" / "full.yaml"), "--data-root", str(tiny_dataset),
+           "--iterations", "1", "--run-dir", str(tmp_path / "ddp"), "--no-progress"]
+    for s in sets:
+        cmd += ["--set", s]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "world=2" in (tmp_path / "ddp" / "log.txt").read_text()
+    assert (tmp_path / "ddp" / "last.pt").is_file()
