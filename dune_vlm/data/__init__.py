@@ -1,0 +1,1 @@
+"""Synthetic satellite-embedding scenes for the five Mars-analog regions."""

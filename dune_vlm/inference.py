@@ -1,0 +1,136 @@
+"""Evaluate a trained model on a split: OA, mIoU, mF1, kappa, per class and per region.
+
+Prints a table, writes ``metrics.json`` (overall, per class, per region, confusion matrix) and a
+confusion-matrix figure into ``--out`` (default: the checkpoint's folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Evaluate a dune_vlm checkpoint on img_dir/ann_dir/<split>: OA, per-class "
+                    "IoU/F1, mIoU, mF1, Cohen's kappa, per region, confusion matrix figure.")
+    p.add_argument("--data_root", required=True, help="dataset root (img_dir/, ann_dir/)")
+    p.add_argument("--weights", required=True, help="checkpoint (best.pt / last.pt)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--text_embed_path", help="override the text embeddings stored in the "
+                                             "checkpoint ((classes, D) .npy)")
+    p.add_argument("--out", help="output folder (default: the checkpoint's folder)")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tag", default="", help="prefix for output file names")
+    return p
+
+
+def confusion_figure(cm: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared.atomic import atomic_path
+
+    cm = np.asarray(cm, dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7.2, 6.2))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if norm[i, j] >= 0.01:
+                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (row-normalised)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def format_table(metrics: dict, names: list[str]) -> str:
+    lines = [f"{'class':34s} {'IoU':>7s} {'F1':>7s} {'pixels':>9s}"]
+    for name, iou, f1, n in zip(names, metrics["IoU"], metrics["F1"], metrics["support"]):
+        lines.append(f"{name:34s} {iou * 100:7.2f} {f1 * 100:7.2f} {n:9d}")
+    lines.append(f"OA {metrics['OA'] * 100:.2f} %  mIoU {metrics['mIoU'] * 100:.2f} %  "
+                 f"mF1 {metrics['mF1'] * 100:.2f} %  kappa {metrics['kappa']:.4f}")
+    return "\n".join(lines)
+
+
+def run_evaluation(data_root, weights, split="test", text_embed_path=None, out=None,
+                   batch_size=8, device="auto", tag="", progress=True) -> dict:
+    import torch
+
+    from dune_vlm.engine import evaluate, load_model_for_inference, pick_device
+    from dune_vlm.utils.config import class_names
+    from dune_vlm.utils.dataset import DuneDataset
+    from shared.atomic import atomic_write_json
+
+    dev = pick_device(device)
+    model, text, ckpt = load_model_for_inference(weights, text_embed_path, dev)
+    spec = ckpt["model_spec"]
+    ds = DuneDataset(data_root, split, spec["num_classes"], spec.get("in_chans", 64))
+    with torch.inference_mode():
+        res = evaluate(model, ds, text, dev, spec["num_classes"], batch_size,
+                       regions=ds.regions, progress=progress)
+    overall = res["overall"].compute()
+    names = class_names()
+    if len(names) != spec["num_classes"]:
+        names = [f"class {i}" for i in range(spec["num_classes"])]
+    result = {
+        "weights": str(weights), "split": split, "model": spec["name"],
+        "tiles": len(ds), "overall": overall,
+        "per_class": {n: {"IoU": i, "F1": f, "pixels": s} for n, i, f, s in
+                      zip(names, overall["IoU"], overall["F1"], overall["support"])},
+        "per_region": {r: {k: v for k, v in m.compute().items()
+                           if k in ("OA", "mIoU", "mF1", "kappa", "pixels")}
+                       for r, m in sorted(res["regions"].items())},
+    }
+    out_dir = Path(out) if out else Path(weights).parent
+    prefix = f"{tag}_" if tag else ""
+    atomic_write_json(out_dir / f"{prefix}metrics_{split}.json", result)
+    confusion_figure(np.asarray(overall["confusion"]), names,
+                     out_dir / f"{prefix}confusion_{split}.png",
+                     f"{spec['name']} on {split}: OA {overall['OA'] * 100:.1f} %, "
+                     f"mIoU {overall['mIoU'] * 100:.1f} %")
+    result["out_dir"] = str(out_dir)
+    return result
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from dune_vlm.engine import UserError
+    from dune_vlm.utils.config import ConfigError, class_names
+    from dune_vlm.utils.dataset import DatasetError
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        res = run_evaluation(args.data_root, args.weights, args.split, args.text_embed_path,
+                             args.out, args.batch_size, args.device, args.tag)
+    except (UserError, ConfigError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = list(res["per_class"])
+    print(format_table(res["overall"], names if names else class_names()))
+    for region, m in res["per_region"].items():
+        print(f"  {region:10s} OA {m['OA'] * 100:6.2f} %  mIoU {m['mIoU'] * 100:6.2f} %  "
+              f"kappa {m['kappa']:.4f}")
+    print(f"wrote {res['out_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dune_vlm.models.fusion import build_fusion_model, build_model
+from dune_vlm.models.segformer import SegFormerBaseline, count_parameters
+
+PUBLISHED = Path(__file__).resolve().parents[3] / "shared" / "data" / "text_embeds_detailed.npy"
+
+
+@pytest.fixture(scope="module")
+def fusion():
+    torch.manual_seed(0)
+    return build_fusion_model(num_classes=10, text_dim=512).eval()
+
+
+def test_exact_parameter_counts(fusion):
+    assert count_parameters(fusion) == 22_021_834
+    assert count_parameters(SegFormerBaseline(in_chans=64, num_classes=10)) == 3_811_082
+
+
+def test_parameter_count_follows_text_dim_and_classes():
+    m = build_fusion_model(num_classes=10, text_dim=384)
+    # only k_proj and v_proj see text_dim: 2 * (512 - 384) * 512 fewer weights
+    assert count_parameters(m) == 22_021_834 - 2 * 128 * 512
+    b = build_model("baseline", num_classes=4)
+    assert count_parameters(b) == 3_811_082 - 6 * 257
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (64, 96), (160, 64)])
+def test_output_size_equals_input_size(fusion, hw):
+    x = torch.randn(1, 64, *hw)
+    with torch.no_grad():
+        assert fusion(x, torch.randn(10, 512)).shape == (1, 10, *hw)
+        assert SegFormerBaseline().eval()(x).shape == (1, 10, *hw)
+
+
+def test_batched_text_equals_shared_text(fusion):
+    x = torch.randn(2, 64, 32, 32)
+    t = torch.randn(10, 512)
+    with torch.no_grad():
+        a = fusion(x, t)
+        b = fusion(x, t.expand(2, -1, -1))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_text_changes_the_prediction(fusion):
+    x = torch.randn(1, 64, 32, 32)
+    with torch.no_grad():
+        a = fusion(x, torch.randn(10, 512))
+        b = fusion(x, torch.randn(10, 512))
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("shape,msg", [
+    ((9, 512), "9 rows"), ((10, 384), "384-dimensional"), ((512,), "(C, D) or (B, C, D)"),
+    ((3, 10, 512), "batch 3"),
+])
+def test_text_shape_errors(fusion, shape, msg):
+    with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        fusion(torch.randn(2, 64, 32, 32), torch.randn(*shape))
+
+
+def test_missing_text_and_bad_input(fusion):
+    with pytest.raises(ValueError, match="needs text embeddings"):
+        fusion(torch.randn(1, 64, 32, 32))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        fusion(torch.randn(1, 64, 48, 32), torch.randn(10, 512))
+    with pytest.raises(ValueError, match="64 input bands"):
+        fusion(torch.randn(1, 3, 32, 32), torch.randn(10, 512))
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("unet")
+
+
+@pytest.mark.skipif(not PUBLISHED.is_file(),
+                    reason=f"published embeddings not present at {PUBLISHED} (the shared data "
+                           "folder beside the repository is absent)")
+def test_published_text_embeddings_load_and_run(fusion):
+    from dune_vlm.engine import load_text_embeds
+
+    emb = load_text_embeds(PUBLISHED, num_classes=10)
+    assert emb.shape == (10, 512) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    with torch.no_grad():
+        out = fusion(torch.randn(1, 64, 64, 64), torch.from_numpy(emb))
+    assert out.shape == (1, 10, 64, 64) and torch.isfinite(out).all()

@@ -1,0 +1,1 @@
+"""Dataset, metrics and configuration helpers."""
