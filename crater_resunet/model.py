@@ -64,15 +64,20 @@ def build_resunet(input_shape=(256, 256, 3), base_filters: int = 64, name: str =
 
 
 def compile_model(model, learning_rate: float = 1e-3, weight_decay: float = 0.004,
-                  threshold: float = 0.5, jit_compile="auto"):
-    """AdamW + 0.5 BCE + 0.5 (1 - Dice); thresholded and soft (paper) metrics."""
+                  threshold: float = 0.5, jit_compile="auto", run_eagerly: bool = False):
+    """AdamW + 0.5 BCE + 0.5 (1 - Dice); thresholded and soft (paper) metrics.
+
+    ``run_eagerly`` skips graph tracing: much slower per step on real data, but on a few tiny
+    tiles (tests, debugging) tracing the deep graph costs far more than the steps themselves.
+    """
     from crater_resunet.metrics import bce_dice_loss, keras_metrics
 
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
         loss=bce_dice_loss,
         metrics=keras_metrics(threshold),
-        jit_compile=jit_compile,
+        jit_compile=False if run_eagerly else jit_compile,
+        run_eagerly=run_eagerly,
     )
     return model
 

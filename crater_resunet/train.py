@@ -122,7 +122,8 @@ def run_training(cfg: dict, run_dir: str | os.PathLike, data_root: str | os.Path
     with scope:
         model = build_resunet((*size, 3), int(mcfg["base_filters"]))
         compile_model(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]),
-                      float(tcfg["threshold"]), jit_compile=tcfg.get("jit_compile", "auto"))
+                      float(tcfg["threshold"]), jit_compile=tcfg.get("jit_compile", "auto"),
+                      run_eagerly=bool(tcfg.get("run_eagerly", False)))
     total, trainable = count_params(model)
     print(f"model: base_filters={mcfg['base_filters']}, {total:,} parameters "
           f"({trainable:,} trainable); {len(train_idx)} train / {len(valid_idx)} valid images "

@@ -33,7 +33,7 @@ def test_tiny_train_and_predict(tmp_path):
     cfg = load_config("quick")
     cfg["data"]["image_size"] = [64, 64]
     cfg["model"]["base_filters"] = 4
-    cfg["train"].update(epochs=1, batch_size=2)
+    cfg["train"].update(epochs=1, batch_size=2, run_eagerly=True)  # tracing costs ~30 s CPU
     summary = run_training(cfg, tmp_path / "run", data, verbose=0)
     for name in ("best.keras", "model.keras", "history.csv", "config.yml",
                  "train_summary.json"):
