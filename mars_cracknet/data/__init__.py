@@ -1,0 +1,1 @@
+"""Datasets (original layout), preprocessing and the synthetic crack-scene generator."""

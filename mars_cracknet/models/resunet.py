@@ -1,0 +1,90 @@
+"""Mars-CrackNet (``Res_UNet`` of the paper): a ResNet-18 encoder U-Net with residual decoders.
+
+Structure (see ``shared/specs/mars_cracknet.md``): a full-resolution two-conv branch, the
+torchvision ResNet-18 stem (7x7/2 conv, BN, ReLU; the max-pool is not used) and its four
+stages, a dilated residual bottleneck, four residual decoder blocks that upsample bilinearly
+(``align_corners=True``) and concatenate the skip, and a final 1x1 convolution. ``forward``
+returns logits; apply ``torch.sigmoid`` (or use :meth:`predict_proba`) for probabilities.
+With ``num_classes=1`` the network has exactly 21,545,153 parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+
+
+def conv_bn(cin: int, cout: int, dilation: int = 1, relu: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=True),
+        nn.BatchNorm2d(cout),
+    ]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """[conv3x3+BN+ReLU, conv3x3+BN] plus a shortcut (identity or conv3x3+BN), then ReLU."""
+
+    def __init__(self, cin: int, cout: int, dilation: int = 1, identity_skip: bool = False):
+        super().__init__()
+        if identity_skip and cin != cout:
+            raise ValueError("an identity shortcut needs cin == cout")
+        self.body = nn.Sequential(conv_bn(cin, cout, dilation), conv_bn(cout, cout, relu=False))
+        self.shortcut = nn.Identity() if identity_skip else conv_bn(cin, cout, relu=False)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class DecoderBlock(nn.Module):
+    """Bilinear x2 upsampling of the deeper map, concatenation with the skip, residual block."""
+
+    def __init__(self, cin_deep: int, cin_skip: int, cout: int):
+        super().__init__()
+        self.block = ResidualBlock(cin_deep + cin_skip, cout)
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(deep, size=skip.shape[-2:], mode="bilinear", align_corners=True)
+        return self.block(torch.cat([up, skip], dim=1))
+
+
+class ResUNet(nn.Module):
+    """Mars-CrackNet. Input (N, 3, H, W) in [0, 1]; H and W multiples of 32 keep the size."""
+
+    def __init__(self, num_classes: int = 1, in_channels: int = 3):
+        super().__init__()
+        self.num_classes = num_classes
+        self.full_res = nn.Sequential(conv_bn(in_channels, 64), conv_bn(64, 64, relu=False))
+        backbone = resnet18(weights=None)  # no download: weights come from our own checkpoints
+        if in_channels != 3:
+            backbone.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.stem = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu)
+        self.layer1, self.layer2 = backbone.layer1, backbone.layer2
+        self.layer3, self.layer4 = backbone.layer3, backbone.layer4
+        self.bottleneck = ResidualBlock(512, 512, dilation=2, identity_skip=True)
+        self.dec4 = DecoderBlock(512, 256, 256)
+        self.dec3 = DecoderBlock(256, 128, 128)
+        self.dec2 = DecoderBlock(128, 64, 64)
+        self.dec1 = DecoderBlock(64, 64, 64)
+        self.head = nn.Conv2d(64, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = self.full_res(x)
+        e1 = self.layer1(self.stem(x))  # /2
+        e2 = self.layer2(e1)  # /4
+        e3 = self.layer3(e2)  # /8
+        b = self.bottleneck(self.layer4(e3))  # /16
+        d = self.dec4(b, e3)
+        d = self.dec3(d, e2)
+        d = self.dec2(d, e1)
+        d = self.dec1(d, full)
+        return self.head(d)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.forward(x))

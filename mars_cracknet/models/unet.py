@@ -1,0 +1,66 @@
+"""UNet baseline with bilinear upsampling (13,395,329 parameters for one class).
+
+inc double_conv(3->64); four downs (max-pool + double_conv) 64->128->256->512->512; four ups
+(bilinear x2, concatenation, double_conv) 1024->256, 512->128, 256->64, 128->64; 1x1 head.
+``forward`` returns logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class Down(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = double_conv(cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.max_pool2d(x, 2))
+
+
+class Up(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = double_conv(cin, cout)
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(deep, size=skip.shape[-2:], mode="bilinear", align_corners=True)
+        return self.conv(torch.cat([skip, up], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(self, num_classes: int = 1, in_channels: int = 3):
+        super().__init__()
+        self.num_classes = num_classes
+        self.inc = double_conv(in_channels, 64)
+        self.down1, self.down2 = Down(64, 128), Down(128, 256)
+        self.down3, self.down4 = Down(256, 512), Down(512, 512)
+        self.up1, self.up2 = Up(1024, 256), Up(512, 128)
+        self.up3, self.up4 = Up(256, 64), Up(128, 64)
+        self.head = nn.Conv2d(64, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.inc(x)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x5 = self.down4(x4)
+        x = self.up1(x5, x4)
+        x = self.up2(x, x3)
+        x = self.up3(x, x2)
+        x = self.up4(x, x1)
+        return self.head(x)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.forward(x))
