@@ -69,8 +69,11 @@ def build_xception(
     return keras.Model(inputs, outputs, name=name)
 
 
-def load_model(path):
-    """Load a saved ``.keras`` classifier in safe mode (no arbitrary code is deserialised)."""
+def load_model(path, compile: bool = False):
+    """Load a saved ``.keras`` classifier in safe mode (no arbitrary code is deserialised).
+
+    ``compile=True`` also restores the optimizer and its state (to resume training).
+    """
     from pathlib import Path
 
     import keras
@@ -80,7 +83,7 @@ def load_model(path):
         raise FileNotFoundError(f"{path}: model file not found")
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a .keras model file")
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+    return keras.models.load_model(path, safe_mode=True, compile=compile)
 
 
 def compile_model(model, learning_rate: float = 1e-3):
