@@ -1,0 +1,259 @@
+"""Chunk probabilities for every chunk of every image (batched, streaming, resumable, sharded).
+
+Inputs are HiRISE products (anything ``chunk.py`` reads: they are chunked on the fly, nothing is
+written per chunk) or folders written by ``chunk.py`` (``<folder>/<image>/chunks.csv`` and its
+PNGs). For each image ``<out>/chunks/<image>.csv`` lists every kept chunk with its position and
+``p`` = P(small ice patch); ``<out>/chunks/<image>.json`` holds the image's chunking counts, and
+``<out>/top/`` the ``--keep-top`` most likely chunks of each image as PNGs (for the survey's
+contact sheet). An image whose CSV exists is skipped on a re-run (resume). ``--shard i/N``
+(0 <= i < N) processes only the images whose name hashes (CRC32) to ``i`` modulo ``N``: the N
+shards are disjoint, cover all images and do not depend on the order or the machine.
+Then run ``survey.py`` on ``<out>`` for the image-level decisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import heapq
+import io
+import sys
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_FIELDS = ["image", "grid_row", "grid_col", "y", "x", "size", "p"]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` -> (i, N) with 0 <= i < N."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like i/N (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard i/N needs N >= 1 and 0 <= i < N, got {text!r}")
+    return i, n
+
+
+def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
+    """Whether image ``name`` belongs to ``shard`` (stable CRC32 of the name, modulo N)."""
+    if shard is None:
+        return True
+    i, n = shard
+    return zlib.crc32(name.encode("utf-8")) % n == i
+
+
+def _chunk_folder_items(folder: Path) -> Iterator[tuple[dict, np.ndarray]]:
+    from shared.images import read_image
+
+    with open(folder / "chunks.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            pixels = read_image(folder.parent / row["file"], mode="L")
+            yield row, pixels
+
+
+def list_inputs(inputs: Sequence[str | Path]) -> list[tuple[str, Path, str]]:
+    """(image name, path, kind) with kind "raster" or "chunks" (a chunk.py image folder)."""
+    from ice_patch_cnn.chunk import find_images, image_name
+
+    items: list[tuple[str, Path, str]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir() and (p / "chunks.csv").is_file():
+            items.append((p.name, p, "chunks"))
+        elif p.is_dir() and any((q / "chunks.csv").is_file() for q in p.iterdir() if q.is_dir()):
+            items += [(q.name, q, "chunks") for q in sorted(p.iterdir())
+                      if q.is_dir() and (q / "chunks.csv").is_file()]
+        else:
+            items += [(image_name(q), q, "raster") for q in find_images([p])]
+    return items
+
+
+class Predictor:
+    """Batched forward passes of a loaded classifier."""
+
+    def __init__(self, model, batch_size: int = 25):
+        self.model = model
+        self.batch_size = int(batch_size)
+        shape = model.input_shape
+        self.size = int(shape[1]) if shape[1] is not None else None
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[..., None]
+        return np.asarray(self.model.predict_on_batch(x), dtype=np.float64).reshape(-1)
+
+
+def predict_image(name: str, path: Path, kind: str, predictor: Predictor, spec, out: Path,
+                  keep_top: int = 4) -> dict:
+    """Probabilities for one image; writes its CSV (last, the resume marker), JSON, top PNGs."""
+    from ice_patch_cnn.chunk import ImageStats, _png_bytes, iter_chunks
+    from shared.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+    stats = ImageStats(name, str(path))
+    rows: list[dict] = []
+    top: list[tuple[float, int, np.ndarray, str]] = []
+    buf_px: list[np.ndarray] = []
+    buf_meta: list[dict] = []
+
+    def flush():
+        if not buf_px:
+            return
+        probs = predictor(np.stack(buf_px))
+        for meta, pix, p in zip(buf_meta, buf_px, probs):
+            meta["p"] = round(float(p), 6)
+            rows.append(meta)
+            item = (float(p), len(rows), pix, f"{name}_r{meta['grid_row']}_c{meta['grid_col']}")
+            if len(top) < keep_top:
+                heapq.heappush(top, item)
+            elif keep_top and item[0] > top[0][0]:
+                heapq.heapreplace(top, item)
+        buf_px.clear()
+        buf_meta.clear()
+
+    if kind == "chunks":
+        source = _chunk_folder_items(path)
+        for row, pixels in source:
+            if predictor.size and pixels.shape != (predictor.size, predictor.size):
+                raise ValueError(f"{row['file']}: chunk is {pixels.shape[1]}x{pixels.shape[0]},"
+                                 f" the model expects {predictor.size}x{predictor.size}")
+            stats.chunks_total += 1
+            stats.chunks_kept += 1
+            buf_px.append(pixels)
+            buf_meta.append({k: row[k] for k in CHUNK_FIELDS[:-1]} | {"image": name})
+            if len(buf_px) >= predictor.batch_size:
+                flush()
+    else:
+        for chunk in iter_chunks(path, spec, stats):
+            if chunk.pixels is None:
+                continue
+            buf_px.append(chunk.pixels)
+            buf_meta.append({"image": name, "grid_row": chunk.grid_row,
+                             "grid_col": chunk.grid_col, "y": chunk.y, "x": chunk.x,
+                             "size": chunk.size})
+            if len(buf_px) >= predictor.batch_size:
+                flush()
+    flush()
+    for _p, _, pix, cname in top:
+        atomic_write_bytes(out / "top" / f"{cname}.png", _png_bytes(pix))
+    info = {k: v for k, v in asdict(stats).items() if k != "files"}
+    info["top"] = [f"{c}.png" for _, _, _, c in sorted(top, reverse=True)]
+    atomic_write_json(out / "chunks" / f"{name}.json", info)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=CHUNK_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "chunks" / f"{name}.csv", text.getvalue())
+    return info
+
+
+def run_predict(model, inputs: Sequence[str | Path], out: str | Path, spec=None,
+                batch_size: int = 25, shard: tuple[int, int] | None = None,
+                keep_top: int = 4, progress: bool = True) -> dict:
+    """Predict every input image of the shard that has no result yet; returns counts."""
+    from tqdm import tqdm
+
+    from ice_patch_cnn.chunk import ChunkSpec
+    from shared.images import ImageReadError
+    from shared.rasters import RasterError
+
+    out = Path(out)
+    (out / "chunks").mkdir(parents=True, exist_ok=True)
+    predictor = Predictor(model, batch_size)
+    if spec is None:
+        spec = ChunkSpec(size=predictor.size or 1024)
+    elif predictor.size and spec.size != predictor.size:
+        raise ValueError(f"chunk size {spec.size} does not match the model's input "
+                         f"{predictor.size} px")
+    items = [it for it in list_inputs(inputs) if in_shard(it[0], shard)]
+    names = [it[0] for it in items]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"several inputs share the image name(s) {dup[:5]}")
+    done = skipped = 0
+    failed = []
+    for name, path, kind in tqdm(items, desc="predict", unit="img", disable=not progress):
+        if (out / "chunks" / f"{name}.csv").exists():
+            skipped += 1
+            continue
+        try:
+            predict_image(name, path, kind, predictor, spec, out, keep_top)
+            done += 1
+        except (RasterError, ImageReadError, OSError, ValueError) as exc:
+            msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            print(f"warning: skipped {msg}", file=sys.stderr)
+            failed.append({"file": str(path), "error": msg})
+    return {"images_in_shard": len(items), "predicted": done, "skipped_done": skipped,
+            "failed": failed}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Chunk probabilities P(small ice patch) for HiRISE images (chunked on the "
+                    "fly) or chunk.py output folders; writes <out>/chunks/<image>.csv. "
+                    "Resumable; --shard i/N splits the images over jobs.")
+    parser.add_argument("inputs", nargs="+", help="image files, folders of images, or chunk.py "
+                        "output folders")
+    parser.add_argument("--model", required=True, type=Path, help="trained .keras model")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--config", default="paper",
+                        help="profile for the chunking settings (paper, quick or YAML path)")
+    parser.add_argument("--batch-size", type=int, help="chunks per forward pass")
+    parser.add_argument("--shard", help="i/N: process only shard i of N (0 <= i < N)")
+    parser.add_argument("--despeckle", action=argparse.BooleanOptionalAction, default=None,
+                        help="remove isolated saturated pixels (default: the profile's)")
+    parser.add_argument("--keep-top", type=int, default=4,
+                        help="most likely chunks of each image kept as PNG (default 4)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    from ice_patch_cnn.chunk import ChunkSpec
+    from ice_patch_cnn.config import ConfigError, load_config
+
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+        cfg = load_config(args.config)
+    except (ConfigError, ValueError) as exc:
+        parser.error(str(exc))
+    if not args.model.is_file():
+        parser.error(f"{args.model}: model file not found")
+    _set_threads(args.threads)
+    from ice_patch_cnn.model import load_model
+
+    try:
+        model = load_model(args.model)
+        size = int(model.input_shape[1])
+        spec = ChunkSpec.from_config(cfg, size=size, despeckle=args.despeckle)
+        batch = args.batch_size or int(cfg.get("predict", {}).get("batch_size", 25))
+        result = run_predict(model, args.inputs, args.out, spec, batch, shard, args.keep_top,
+                             progress=not args.quiet)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{result['predicted']} image(s) predicted, {result['skipped_done']} already done, "
+          f"{len(result['failed'])} failed (shard {args.shard or 'all'}); results in "
+          f"{args.out / 'chunks'}")
+    return 0
+
+
+def _set_threads(threads: int) -> None:
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+        except RuntimeError:
+            pass
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
