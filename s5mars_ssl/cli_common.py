@@ -45,6 +45,10 @@ def main(mode: str, argv=None) -> int:
     args = build_parser(mode).parse_args(argv)
     from pathlib import Path
 
+    from s5mars_ssl.runtime import passive_openmp
+
+    passive_openmp()
+
     from s5mars_ssl.augseg.utils.config import (
         REPO_ROOT,
         ConfigError,

@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
+    from s5mars_ssl.runtime import passive_openmp
+
+    passive_openmp()
     from s5mars_ssl.augseg.dataset.mars import DataError
     from s5mars_ssl.checkpoint import CheckpointError
 

@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     p.add_argument("--stride", type=int, default=384, help="sliding window stride (default 384)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
     args = p.parse_args(argv)
+    from s5mars_ssl.runtime import passive_openmp
+
+    passive_openmp()
     if not 0.0 <= args.alpha <= 1.0:
         print("error: --alpha must be within 0..1", file=sys.stderr)
         return 2

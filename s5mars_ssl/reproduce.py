@@ -96,6 +96,9 @@ def main(argv=None) -> int:
         return 2
 
     t0 = time.time()
+    from s5mars_ssl.runtime import passive_openmp
+
+    passive_openmp()
     import json
     import shutil
 

@@ -1,7 +1,11 @@
 import os
 
 import pytest
-import torch
+
+from s5mars_ssl.runtime import passive_openmp
+
+passive_openmp()  # before torch is imported
+import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
