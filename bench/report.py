@@ -1,0 +1,344 @@
+"""BENCHMARKS.md from the record that ``bench/run.py`` assembles (no measurement here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.common import OK, REPO_ROOT
+
+LABELS = {
+    "mars_cracknet": "Mars-CrackNet ResUNet (torch)",
+    "dune_vlm": "dune SegFormer + text fusion (torch)",
+    "s5mars_ssl": "S5Mars DeepLabv3+ R50 (torch)",
+    "reference": "bench reference: plain conv net (torch)",
+    "crater_resunet": "crater ResNet-UNet (Keras/TF)",
+    "ice_patch_cnn": "ice Xception chunk CNN (Keras/TF)",
+}
+
+
+def _f(v: Any, fmt: str = ".3g", pct: bool = False) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "**no**"
+    if isinstance(v, (int, float)):
+        return f"{100 * v:.0f} %" if pct else format(v, fmt)
+    return str(v)
+
+
+def _status(rec: dict[str, Any]) -> str:
+    return f"{rec.get('status')}: {rec.get('reason', '')}".replace("|", "/")
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def render_markdown(res: dict[str, Any], json_path: Path) -> str:
+    meta = res["meta"]
+    m = meta["machine"]
+    quick = meta["quick"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`" + (" --quick" if quick else "") +
+        f"); raw figures in [`{_rel(json_path)}`]({_rel(json_path)}). Run {meta['date']}, "
+        f"{meta['wall_s'] / 60:.1f} min in all.",
+        "",
+    ]
+    runs = meta.get("section_runs", {})
+    if len(set(runs.values())) > 1:
+        lines += ["Sections were run separately (`--merge`; each section's ratios come from one "
+                  "run): " + ", ".join(f"{k} {v}" for k, v in runs.items()) + ".", ""]
+    if quick:
+        lines += ["> **Quick mode**: tiny sizes and one repetition, run to test the bench "
+                  "itself. These numbers say nothing about speed.", ""]
+    lines += [
+        f"**Machine**: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}, "
+        f"torch {m.get('torch', '?')}, TensorFlow {m.get('tensorflow', '?')}, Keras "
+        f"{m.get('keras', '?')}. Every child process ran with {meta['threads']} threads, one at "
+        f"a time ({meta['jobs']} at once), median of {meta['reps']} timed repetitions after "
+        f"{meta['warmup']} warm-up (unless a table says otherwise).",
+        "",
+        f"**GPU**: {meta['gpu_note']}",
+        "",
+        "**How to read it.** The machine is shared and noisy, so every headline is a ratio of two "
+        "figures measured side by side in this run: a training step's FLOP/s against a large "
+        "matrix multiply timed *in the same process* just before it; a data loader against the "
+        "same batches in memory; tiled inference against the pure forward over the same windows; "
+        "chunking against a bare rasterio read of the same windows. Peak RSS is each child "
+        "process's own maximum resident set (`os.wait4`).",
+        "",
+    ]
+    lines += _training(res.get("training"))
+    lines += _pipelines(res.get("input_pipeline"))
+    lines += _rasters(res.get("rasters"))
+    lines += _crack(res.get("crack_analysis"))
+    lines += _tests(res.get("tests"))
+    lines += _shortfalls(res)
+    return "\n".join(lines) + "\n"
+
+
+def _training(sec: dict[str, Any] | None) -> list[str]:
+    if not sec:
+        return []
+    ent, der = sec["entries"], sec.get("derived", {})
+    ps = sec.get("peak_summary", {})
+    out = [
+        "## 1. Compute utilisation of training",
+        "",
+        "One full training step (forward, loss, backward, optimiser) at the paper's input size "
+        "(the batch that fits this CPU; the paper's batch is named). FLOPs: "
+        "`torch.utils.flop_counter.FlopCounterMode` over forward + backward for PyTorch; for Keras "
+        "an analytic count of the conv/dense layers from their shapes, times 3 for forward + "
+        "backward. Peak: `torch.mm` (or `tf.linalg.matmul` in the Keras children) of "
+        f"{ps.get('n', '?')} x {ps.get('n', '?')} matrices in fp32 and bf16 in the same process "
+        "just before the model; median over the children: "
+        f"fp32 {_f(ps.get('fp32_gflops_median'), '.0f')} GFLOP/s, bf16 "
+        f"{_f(ps.get('bf16_gflops_median'), '.0f')} GFLOP/s.",
+        "",
+        "| model | params | input (paper) | batch | GFLOP / step | fp32 s / step | img/s | "
+        "GFLOP/s | % of fp32 peak | target | bf16 s / step | bf16 speed-up (target 1.5x) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, rec in ent.items():
+        if rec.get("status") != OK:
+            out.append(f"| {LABELS.get(key, key)} | {_status(rec)} | | | | | | | | | | |")
+            continue
+        d = der[key]
+        v32 = d["variants"].get("fp32", {})
+        v16 = d["variants"].get("bf16", {})
+        out.append(
+            f"| {LABELS.get(key, key)} | {rec.get('params', 0) / 1e6:.2f} M | {rec.get('input')} "
+            f"({rec.get('paper_input')}) | {rec.get('batch')} | "
+            f"{_f(rec.get('flops_per_step', 0) / 1e9, '.1f')} | {_f(v32.get('median_s'))} | "
+            f"{_f(v32.get('images_per_s'))} | {_f(v32.get('achieved_gflops'), '.1f')} | "
+            f"{_f(d.get('fp32_frac'), pct=True)} (peak {_f(d['peak_fp32_gflops'], '.0f')}) | "
+            f"{_f(d['fp32_frac_target'], pct=True)}: {_f(d.get('fp32_meets_target'))} | "
+            f"{_f(v16.get('median_s'))} | {_f(d.get('bf16_speedup'), '.2f')}x: "
+            f"{_f(d.get('bf16_meets_target'))} |")
+    out += ["", "Every variant side by side (what the bench can change without touching the "
+                "subprojects: channels-last memory format, bf16 autocast / `mixed_bfloat16`, XLA "
+                "`jit_compile`):", "",
+            "| model | variant | s / step | img/s | GFLOP/s | % fp32 peak | % bf16 peak | "
+            "speed-up vs fp32 |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key, d in der.items():
+        base = d["variants"].get("fp32", {}).get("median_s")
+        for name, v in d["variants"].items():
+            sp = base / v["median_s"] if base else None
+            out.append(f"| {LABELS.get(key, key)} | {name} | {_f(v['median_s'])} | "
+                       f"{_f(v['images_per_s'])} | {_f(v['achieved_gflops'], '.1f')} | "
+                       f"{_f(v['frac_fp32_peak'], pct=True)} | {_f(v['frac_bf16_peak'], pct=True)}"
+                       f" | {_f(sp, '.2f')}x |")
+    notes = [f"- {LABELS.get(k, k)}: {r.get('notes')}" for k, r in ent.items()
+             if r.get("status") == OK and r.get("notes")]
+    out += ["", *notes, ""]
+    return out
+
+
+def _pipelines(sec: dict[str, Any] | None) -> list[str]:
+    if not sec:
+        return []
+    ent, der = sec["entries"], sec.get("derived", {})
+    out = ["## 2. Input pipelines", "",
+           "Training steps/s (fp32) fed by the subproject's own data pipeline reading files "
+           "from disk, against the same batches already in memory (target at least 0.9). "
+           "\"Loader alone\" is how many batches/s the pipeline delivers with no training.", "",
+           "| model | data | workers | steps/s in memory | steps/s from disk | disk / memory | "
+           "loader alone (batches/s) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    keras_rows = []
+    for key, rec in ent.items():
+        if rec.get("status") != OK:
+            out.append(f"| {LABELS.get(key, key)} | {_status(rec)} | | | | | |")
+            continue
+        if "memory_steps_per_s" in rec:
+            keras_rows.append(key)
+            d = der[key]
+            out.append(f"| {LABELS.get(key, key)} | {rec.get('files')}, tf.data | AUTOTUNE | "
+                       f"{_f(rec['memory_steps_per_s'])} | {_f(rec['tfdata_steps_per_s'])} | "
+                       f"{_f(d['disk_vs_memory'], '.2f')} | "
+                       f"{_f(rec['tfdata_only_batches_per_s'])} |")
+            continue
+        for cfg in ("default", "workers2"):
+            if cfg not in rec:
+                continue
+            c = rec[cfg]
+            label = LABELS.get(key, key) + (" (bench: workers=2)" if cfg == "workers2" else "")
+            out.append(f"| {label} | {c['dataset']} | {c['workers']} | "
+                       f"{_f(c['memory_steps_per_s'])} | {_f(c['disk_steps_per_s'])} | "
+                       f"{_f(der[key].get(f'{cfg}_disk_vs_memory'), '.2f')} | "
+                       f"{_f(c['loader_only_batches_per_s'])} |")
+    if keras_rows:
+        out += ["", "Keras: the `tf.data` pipeline against a plain Python generator that "
+                    "re-reads and resizes every file in the training thread (what the original "
+                    "crater code does):", "",
+                "| model | tf.data batches/s | generator batches/s | speed-up (pipeline alone) | "
+                "steps/s tf.data | steps/s generator | speed-up (training) |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        for key in keras_rows:
+            rec, d = ent[key], der[key]
+            out.append(f"| {LABELS.get(key, key)} | {_f(rec['tfdata_only_batches_per_s'])} | "
+                       f"{_f(rec['generator_only_batches_per_s'])} | "
+                       f"{_f(d['tfdata_vs_generator_pipeline_only'], '.2f')}x | "
+                       f"{_f(rec['tfdata_steps_per_s'])} | {_f(rec['generator_steps_per_s'])} | "
+                       f"{_f(d['tfdata_vs_generator_training'], '.2f')}x |")
+    steps = {r.get("steps") for r in ent.values() if r.get("status") == OK}
+    out += ["", f"Timed steps per figure: {', '.join(map(str, sorted(steps)))} (after warm-up; "
+                "rates are total steps over total time).", ""]
+    return out
+
+
+def _rasters(sec: dict[str, Any] | None) -> list[str]:
+    if not sec:
+        return []
+    ent, d = sec["entries"], sec.get("derived", {})
+    out = ["## 3. Large rasters", ""]
+    do = ent.get("dune_overhead", {})
+    if do.get("status") == OK:
+        out += [f"**`dune_vlm/inference_tile.py`** (`predict_raster`, tile {do['tile']}, stride "
+                f"{do['stride']}, block {do['block']}, batch {do['batch']}) on a "
+                f"{do['raster']}: {do['windows_predicted']} windows, wall "
+                f"{_f(do['wall_median_s'])} s (median of {len(do['wall_times_s'])}) against "
+                f"{_f(do['pure_forward_s'])} s of pure model forward for the same number of "
+                f"windows (batch forward {_f(do['forward_batch_median_s'])} s): overhead of "
+                f"I/O, blending and writing **{_f(d.get('dune_tile_overhead'), pct=True)}** "
+                "(target at most 15 %).", ""]
+    else:
+        out += [f"`dune_vlm/inference_tile.py`: {_status(do)}", ""]
+    rows = [("dune_rss_small", "dune inference_tile"), ("dune_rss_large", "dune inference_tile"),
+            ("ice_rss_small", "ice chunk.py iter_chunks"),
+            ("ice_rss_large", "ice chunk.py iter_chunks")]
+    out += ["Peak RSS at two raster sizes (each a fresh process; memory must not grow with the "
+            "raster):", "", "| pipeline | raster (h x w) | block / chunk | wall s | peak RSS MB |",
+            "| --- | --- | --- | --- | --- |"]
+    for key, label in rows:
+        r = ent.get(key, {})
+        if r.get("status") != OK:
+            out.append(f"| {label} | {_status(r)} | | | |")
+            continue
+        blk = r.get("block", r.get("chunk"))
+        wall = r.get("wall_median_s", r.get("wall_s"))
+        out.append(f"| {label} | {r['height']} x {r['width']} | {blk} | {_f(wall)} | "
+                   f"{_f(r['peak_rss_mb'], '.0f')} |")
+    out += ["", f"RSS growth, dune: {_f(d.get('dune_rss_growth'), '.2f')}x for "
+                f"{_f(d.get('dune_pixels_ratio'), '.0f')}x the pixels; ice: "
+                f"{_f(d.get('ice_rss_growth'), '.2f')}x for {_f(d.get('ice_pixels_ratio'), '.0f')}"
+                "x the pixels.", ""]
+    ic = ent.get("ice_chunk", {})
+    if ic.get("status") == OK:
+        out += [f"**`ice_patch_cnn/chunk.py`** on a {ic['image']} ({ic['height']} x "
+                f"{ic['width']}, {ic['windows']} chunks of {ic['chunk']}, {ic['kept_chunks']} "
+                f"kept), MB/s of raw input pixels, median of {len(ic['bare']['times_s'])}:", "",
+                "| reader | s | MB/s | vs bare read |", "| --- | --- | --- | --- |",
+                f"| bare rasterio read of the same windows | {_f(ic['bare']['median_s'])} | "
+                f"{_f(ic['bare']['mb_per_s'])} | 1 |",
+                f"| `iter_chunks` (read, gray, no-data test, 8-bit) | "
+                f"{_f(ic['iter_chunks']['median_s'])} | {_f(ic['iter_chunks']['mb_per_s'])} | "
+                f"**{_f(d.get('ice_iter_chunks_vs_bare'), '.2f')}** (target 0.8) |",
+                f"| `chunk_image` (the same plus PNG files) | {_f(ic['chunk_image']['median_s'])}"
+                f" | {_f(ic['chunk_image']['mb_per_s'])} | "
+                f"{_f(d.get('ice_chunk_image_vs_bare'), '.2f')} |",
+                "", f"Peak RSS of that process: {_f(ic['peak_rss_mb'], '.0f')} MB.", ""]
+    else:
+        out += [f"`ice_patch_cnn/chunk.py`: {_status(ic)}", ""]
+    ct = ent.get("cracknet_tiled", {})
+    if ct.get("status") == OK:
+        out += [f"**Mars-CrackNet tiled prediction** (`mars_cracknet.inference."
+                f"iter_tiled_probability`, tile {ct['tile']}, overlap {ct['overlap']}, read "
+                f"window by window with rasterio, probability written as a uint8 GeoTIFF) of a "
+                f"{ct['image']}; peak RSS {_f(ct['peak_rss_mb'], '.0f')} MB:", "",
+                "| precision | wall s | tiles | Mpx/s | pure forward s | overhead |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for v in ("fp32", "bf16", "fp32_cl", "bf16_cl"):
+            if v in ct:
+                c = ct[v]
+                out.append(f"| {v} | {_f(c['wall_s'])} | {c['tiles']} | {_f(c['mpx_per_s'])} | "
+                           f"{_f(c['pure_forward_s'])} | "
+                           f"{_f(d.get(f'cracknet_{v}_overhead'), pct=True)} |")
+        out += ["", f"bf16 autocast ({d.get('cracknet_bf16_variant', 'bf16')}; `_cl` = the model "
+                    "in channels-last memory format) speed-up of the whole tiled prediction: "
+                    f"{_f(d.get('cracknet_bf16_speedup'), '.2f')}x.", ""]
+    else:
+        out += [f"Mars-CrackNet tiled prediction: {_status(ct)}", ""]
+    return out
+
+
+def _crack(sec: dict[str, Any] | None) -> list[str]:
+    if not sec:
+        return []
+    rec = sec["entries"].get("analyze_mask", {})
+    d = sec.get("derived", {}).get("analyze_mask", {})
+    out = ["## 4. Crack analysis", ""]
+    if "skeletonize" in rec:
+        out.append(f"Mask: {rec['mask']}, crack fraction {_f(rec['crack_fraction'], '.3f')}. "
+                   f"Reference: `skimage.morphology.skeletonize` of the same mask "
+                   f"{_f(rec['skeletonize']['median_s'])} s "
+                   f"({_f(d.get('skeletonize_s_per_mpx'))} s/Mpx).")
+    if rec.get("status") == OK and "skipped" in rec.get("analyze_mask", {}):
+        out.append(f"`{rec['module']}.analyze_mask`: {rec['analyze_mask']['skipped']}.")
+    elif rec.get("status") == OK:
+        out.append(f"First call on a 256 x 256 mask (JIT compilation included, untimed warm-up):"
+                   f" {_f(rec.get('first_call_256px_s'))} s.")
+        out.append(f"`{rec['module']}.analyze_mask`: {_f(rec['analyze_mask']['median_s'])} s, "
+                   f"**{_f(d.get('analyze_mask_s_per_mpx'))} s per megapixel** "
+                   f"({_f(d.get('analyze_vs_skeletonize'), '.1f')}x the skeletonisation alone; "
+                   f"median of {rec['analyze_mask']['reps']}).")
+    else:
+        out.append(f"`analyze_mask`: {_status(rec)}")
+    return out + [""]
+
+
+def _tests(sec: dict[str, Any] | None) -> list[str]:
+    if not sec:
+        return []
+    rec = sec["entries"].get("make_test", {})
+    if not rec:
+        return []
+    out = ["## 5. Test time", "",
+           f"{rec['what']}: **{rec['wall_s'] / 60:.1f} min** wall "
+           f"(exit code {rec['returncode']}).", ""]
+    if rec.get("folders"):
+        out += ["| folder | result | wall s |", "| --- | --- | --- |"]
+        out += [f"| {k} | {v['status']} | {v['wall_s']} |" for k, v in rec["folders"].items()]
+        out.append("")
+    return out
+
+
+def _shortfalls(res: dict[str, Any]) -> list[str]:
+    out = ["## What falls short", ""]
+    tr = res.get("training", {})
+    for key, d in tr.get("derived", {}).items():
+        if d.get("fp32_meets_target") is False:
+            out.append(f"- {LABELS.get(key, key)}: fp32 step at {_f(d['fp32_frac'], pct=True)} "
+                       f"of the fp32 peak (target {_f(d['fp32_frac_target'], pct=True)}); best "
+                       f"fp32 variant {d['best_fp32_variant']} at "
+                       f"{_f(d['best_fp32_frac'], pct=True)}.")
+        if d.get("bf16_meets_target") is False:
+            out.append(f"- {LABELS.get(key, key)}: bf16 autocast {_f(d['bf16_speedup'], '.2f')}x "
+                       f"the fp32 step (target 1.5x); best bf16 variant {d['best_bf16_variant']} "
+                       f"{_f(d['best_bf16_speedup'], '.2f')}x the best fp32 variant.")
+    for key, d in res.get("input_pipeline", {}).get("derived", {}).items():
+        r = d.get("disk_vs_memory")
+        if r is not None and r < 0.9:
+            out.append(f"- {LABELS.get(key, key)}: training from disk at {_f(r, '.2f')} of the "
+                       "in-memory rate (target 0.9).")
+    rd = res.get("rasters", {}).get("derived", {})
+    if rd.get("dune_tile_overhead") is not None and rd["dune_tile_overhead"] > 0.15:
+        out.append(f"- dune inference_tile: overhead {_f(rd['dune_tile_overhead'], pct=True)} "
+                   "over the pure forward (target 15 %).")
+    if rd.get("ice_iter_chunks_vs_bare") is not None and rd["ice_iter_chunks_vs_bare"] < 0.8:
+        out.append(f"- ice chunk.py: {_f(rd['ice_iter_chunks_vs_bare'], '.2f')} of the bare "
+                   "read rate (target 0.8).")
+    for s, sec in res.items():
+        if s == "meta":
+            continue
+        for k, r in sec.get("entries", {}).items():
+            if r.get("status") != OK:
+                out.append(f"- {s}/{k}: {_status(r)}")
+    if len(out) == 2:
+        out.append("- nothing: every target measured in this run is met.")
+    return out + [""]

@@ -1,0 +1,596 @@
+"""PyTorch benchmark child: training-step throughput, data loaders, tiled inference.
+
+Run by ``bench/run.py`` as ``python -m bench.torch_bench <task> --json OUT [--model NAME]``;
+one framework (torch) per process, one task per process so that its peak RSS is its own.
+
+Tasks
+- ``train``: the matrix-multiply peak of this process (fp32 and bf16 ``torch.mm``), then one
+  full training step (forward, loss, backward, optimiser) of ``--model`` at its paper input
+  size, timed in each variant (fp32, bf16 autocast, channels-last, torch.compile), with the
+  step's FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``.
+- ``loader``: the same step fed by the subproject's own dataset class and a ``DataLoader``
+  reading files from disk, against the same batches already in memory.
+- ``dune_tile``: ``dune_vlm.inference_tile.predict_raster`` on a synthetic 64-band GeoTIFF
+  against the pure model forward over the same number of windows (and its peak RSS).
+- ``crack_tile``: Mars-CrackNet tiled prediction of a large image (Mpx/s, peak RSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import WORK_DIR, need, parse_size, run_child, time_reps
+
+TORCH_MODELS = ("mars_cracknet", "dune_vlm", "s5mars_ssl", "reference")
+DEFAULT_VARIANTS = ("fp32", "bf16", "fp32_cl", "bf16_cl")
+
+
+# ----------------------------------------------------------------------------------- peak
+def matmul_peak(n: int, reps: int = 5) -> dict[str, Any]:
+    """GFLOP/s of an n x n x n ``torch.mm`` in fp32 and bf16 (median of ``reps``)."""
+    import torch
+
+    out: dict[str, Any] = {"n": n}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(n, n).to(dtype)
+        b = torch.randn(n, n).to(dtype)
+        c = torch.empty(n, n, dtype=dtype)
+        t = time_reps(lambda a=a, b=b, c=c: torch.mm(a, b, out=c), warmup=2, reps=reps)
+        out[f"{name}_gflops"] = 2.0 * n**3 / t["median_s"] / 1e9
+        out[f"{name}_times_s"] = t["times_s"]
+    return out
+
+
+# ------------------------------------------------------------------------------ the models
+@dataclass
+class ModelSpec:
+    """One model at one input size with its loss, optimiser and batch builders."""
+
+    name: str
+    model: Any
+    batch_size: int
+    input_shape: tuple[int, ...]  # per sample, (C, H, W)
+    paper_input: str
+    make_batch: Any  # () -> tuple of tensors (x, y, ...)
+    loss: Any  # (model, batch) -> scalar tensor
+    optimizer: Any  # (model) -> optimiser
+    kind: str  # "dense conv" | "transformer" ... (for the target)
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _rand_image(batch: int, shape: tuple[int, ...], seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((batch, *shape), generator=g)
+
+
+def spec_mars_cracknet(quick: bool) -> ModelSpec:
+    import torch
+
+    ResUNet = need("mars_cracknet.models.resunet", "ResUNet")
+    build_loss = need("mars_cracknet.utils.loss", "build_loss")
+    size, batch = (32, 2) if quick else (224, 2)
+    model = ResUNet(num_classes=1)
+    crit = build_loss("bce_dice", 0.5)
+
+    def make_batch():
+        x = _rand_image(batch, (3, size, size))
+        y = (_rand_image(batch, (1, size, size), 1) > 0.9).float()
+        return x, y
+
+    return ModelSpec(
+        "mars_cracknet", model, batch, (3, size, size), "3x224x224 crops, batch 16",
+        make_batch, lambda m, b: crit(m(b[0]), b[1]),
+        lambda m: torch.optim.Adam(m.parameters(), lr=1e-4, weight_decay=5e-4),
+        "dense conv", "ResUNet (Mars-CrackNet), BCE+Dice, Adam")
+
+
+def spec_dune_vlm(quick: bool) -> ModelSpec:
+    import torch
+    import torch.nn.functional as F
+
+    build = need("dune_vlm.models.fusion", "build_fusion_model")
+    size, batch = (32, 1) if quick else (512, 1)
+    model = build(num_classes=10, text_dim=512, in_chans=64)
+    g = torch.Generator().manual_seed(0)
+    text = F.normalize(torch.randn(10, 512, generator=g), dim=1)
+
+    def make_batch():
+        x = torch.randn((batch, 64, size, size), generator=torch.Generator().manual_seed(1)) * 0.3
+        y = torch.randint(0, 10, (batch, size, size), generator=torch.Generator().manual_seed(2))
+        return x, y
+
+    def loss(m, b):
+        return F.cross_entropy(m(b[0], text), b[1], ignore_index=255)
+
+    return ModelSpec(
+        "dune_vlm", model, batch, (64, size, size), "64x512x512 embedding tiles, batch 4",
+        make_batch, loss,
+        lambda m: torch.optim.AdamW(m.parameters(), lr=6e-5, weight_decay=0.01),
+        "transformer", "SegFormer MiT + text alignment (fusion), CE, AdamW",
+        extra={"text": text})
+
+
+def spec_s5mars_ssl(quick: bool) -> ModelSpec:
+    import torch
+
+    DeepLab = need("s5mars_ssl.augseg.models.model_helper", "DeepLabV3Plus")
+    Ohem = need("s5mars_ssl.augseg.utils.loss_helper", "OhemCrossEntropy")
+    # batch 2: the ASPP image-pooling BatchNorm cannot train on one 1x1 sample
+    size, batch = (32, 2) if quick else (512, 2)
+    model = DeepLab(num_classes=9)
+    # min_kept 100000 for 8 x 512^2 labelled pixels in the paper, scaled to this batch
+    min_kept = max(1, int(100000 * batch * size * size / (8 * 512 * 512)))
+    crit = Ohem(0.7, min_kept)
+
+    def make_batch():
+        x = torch.randn((batch, 3, size, size), generator=torch.Generator().manual_seed(1))
+        y = torch.randint(0, 9, (batch, size, size), generator=torch.Generator().manual_seed(2))
+        return x, y
+
+    return ModelSpec(
+        "s5mars_ssl", model, batch, (3, size, size), "3x512x512 crops, batch 8+8",
+        make_batch, lambda m, b: crit(m(b[0]), b[1]),
+        lambda m: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4),
+        "dense conv", "DeepLabv3+ ResNet-50c, supervised step with OHEM CE, SGD "
+        "(the semi-supervised step adds a teacher forward and a second student batch)")
+
+
+def spec_reference(quick: bool) -> ModelSpec:
+    """A plain conv net owned by the bench: what a straightforward PyTorch conv step reaches."""
+    import torch
+    from torch import nn
+
+    size, batch, width = (32, 2, 16) if quick else (112, 2, 64)
+    layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width),
+                               nn.ReLU(inplace=True)]
+    for _ in range(5):
+        layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                   nn.ReLU(inplace=True)]
+    layers.append(nn.Conv2d(width, 1, 1))
+    model = nn.Sequential(*layers)
+
+    def make_batch():
+        return _rand_image(batch, (3, size, size)), _rand_image(batch, (1, size, size), 1)
+
+    return ModelSpec(
+        "reference", model, batch, (3, size, size), "none: the bench's own control",
+        make_batch, lambda m, b: nn.functional.mse_loss(m(b[0]), b[1]),
+        lambda m: torch.optim.Adam(m.parameters(), lr=1e-4),
+        "dense conv", f"7 convs 3x3 at {width} channels, full resolution, MSE, Adam")
+
+
+SPECS = {"mars_cracknet": spec_mars_cracknet, "dune_vlm": spec_dune_vlm,
+         "s5mars_ssl": spec_s5mars_ssl, "reference": spec_reference}
+
+
+def build_spec(name: str, quick: bool) -> ModelSpec:
+    if name not in SPECS:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(SPECS)}")
+    return SPECS[name](quick)
+
+
+def count_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def step_flops(spec: ModelSpec, batch) -> int:
+    """FLOPs of forward + loss + backward, counted by FlopCounterMode (fp32)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec.model.train()
+    spec.model.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        loss = spec.loss(spec.model, batch)
+        loss.backward()
+    spec.model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def _to_format(batch, channels_last: bool):
+    import torch
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return tuple(t.contiguous(memory_format=fmt) if t.ndim == 4 and t.is_floating_point() else t
+                 for t in batch)
+
+
+def make_step(spec: ModelSpec, model, opt, variant: str):
+    """A closure doing one training step on a given batch in the given variant."""
+    import torch
+
+    amp = variant.startswith("bf16")
+
+    def step(batch):
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = spec.loss(model, batch)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def task_train(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    peak = matmul_peak(256 if args.quick else 2048, reps=3 if args.quick else 5)
+    spec = build_spec(args.model, args.quick)
+    batch = spec.make_batch()
+    flops = step_flops(spec, batch)
+    opt = spec.optimizer(spec.model)
+    spec.model.train()
+    variants = args.variants.split(",") if args.variants else list(DEFAULT_VARIANTS)
+    results: dict[str, Any] = {}
+    for variant in variants:
+        if variant not in ("fp32", "bf16", "fp32_cl", "bf16_cl", "fp32_compile",
+                           "bf16_compile"):
+            raise ValueError(f"unknown variant {variant!r}")
+        cl = variant.endswith("_cl")
+        model = spec.model.to(memory_format=torch.channels_last if cl
+                              else torch.contiguous_format)
+        compile_s = None
+        if variant.endswith("_compile"):
+            t0 = time.perf_counter()
+            model = torch.compile(spec.model)
+            make_step(spec, model, opt, variant)(batch)  # compile happens here
+            compile_s = time.perf_counter() - t0
+        b = _to_format(batch, cl)
+        step = make_step(spec, model, opt, variant)
+        t = time_reps(lambda step=step, b=b: step(b), args.warmup, args.reps)
+        t["images_per_s"] = spec.batch_size / t["median_s"]
+        if compile_s is not None:
+            t["compile_s"] = round(compile_s, 1)
+        results[variant] = t
+    spec.model.to(memory_format=torch.contiguous_format)
+    return {
+        "model": spec.name, "kind": spec.kind, "notes": spec.notes,
+        "params": count_params(spec.model), "batch": spec.batch_size,
+        "input": "x".join(map(str, spec.input_shape)), "paper_input": spec.paper_input,
+        "flops_per_step": flops, "peak": peak, "variants": results,
+    }
+
+
+# ------------------------------------------------------------------------- data loaders
+def _loader_mars_cracknet(quick: bool, batch: int):
+    from torch.utils.data import DataLoader
+
+    gen = need("mars_cracknet.data.synthetic", "generate_dataset")
+    Crack = need("mars_cracknet.data.mars", "CrackDataset")
+    large, crop, train_crop = (96, 48, 32) if quick else (672, 336, 224)
+    root = gen(WORK_DIR / "mars_cracknet" / ("quick" if quick else "full"), seed=0,
+               n_mars_large=1, large_size=large, crops_per_large=8, crop_size=crop,
+               n_mars_test=1, test_size=64, n_earth=1, earth_size=64, n_earth_unlabelled=1,
+               n_mars_unlabelled=1, unlabelled_size=64)
+    ds = Crack.for_mode(root, "mars", crop_size=train_crop, train=True, seed=0)
+    workers = 2  # the paper profile's num_workers
+    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
+    return loader, (lambda b: (b[0], b[1])), {
+        "dataset": f"synthetic PNG crops {crop}x{crop} -> random {train_crop} crop + "
+                   "albumentations (CrackDataset)", "workers": workers}
+
+
+def _write_dune_tiles(root: Path, n: int, size: int) -> None:
+    from PIL import Image
+
+    from shared.atomic import atomic_path
+
+    img_dir, ann_dir = root / "img_dir" / "train", root / "ann_dir" / "train"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        ipath, apath = img_dir / f"t{i:03d}.npy", ann_dir / f"t{i:03d}.png"
+        if ipath.is_file() and apath.is_file():
+            continue
+        arr = (rng.standard_normal((64, size, size), dtype=np.float32) * 0.3)
+        with atomic_path(ipath) as tmp:
+            np.save(tmp, arr)
+        lab = rng.integers(0, 10, (size, size), dtype=np.uint8)
+        with atomic_path(apath) as tmp:
+            Image.fromarray(lab).save(tmp, format="PNG")
+
+
+def _loader_dune_vlm(quick: bool, batch: int, workers: int = 0):
+    from torch.utils.data import DataLoader
+
+    Dune = need("dune_vlm.utils.dataset", "DuneDataset")
+    collate = need("dune_vlm.engine", "collate")
+    size = 32 if quick else 512
+    root = WORK_DIR / "dune_vlm" / f"tiles{size}"
+    _write_dune_tiles(root, 6, size)
+    ds = Dune(root, "train", augment=True)
+    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
+                        collate_fn=collate, drop_last=True)
+    return loader, (lambda b: (b[0], b[1])), {
+        "dataset": f"synthetic 64x{size}x{size} float32 .npy tiles + PNG labels (DuneDataset, "
+                   "flip/rot90 augmentation)", "workers": workers}
+
+
+def _write_s5mars_images(root: Path, n: int, size: int) -> list[str]:
+    from PIL import Image
+
+    from shared.atomic import atomic_path
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    stems = []
+    for i in range(n):
+        stem = f"s{i:03d}"
+        stems.append(stem)
+        ipath, lpath = root / "images" / f"{stem}.jpg", root / "labels" / f"{stem}.png"
+        if ipath.is_file() and lpath.is_file():
+            continue
+        base = rng.integers(0, 255, (size // 8, size // 8, 3), dtype=np.uint8)
+        img = Image.fromarray(base).resize((size, size), Image.BILINEAR)
+        with atomic_path(ipath) as tmp:
+            img.save(tmp, format="JPEG", quality=90)
+        lab = rng.integers(0, 9, (size // 16, size // 16), dtype=np.uint8)
+        with atomic_path(lpath) as tmp:
+            Image.fromarray(lab).resize((size, size), Image.NEAREST).save(tmp, format="PNG")
+    return stems
+
+
+def _loader_s5mars_ssl(quick: bool, batch: int):
+    from torch.utils.data import DataLoader
+
+    Mars = need("s5mars_ssl.augseg.dataset.mars", "MarsDataset")
+    size, crop = (64, 32) if quick else (1200, 512)
+    root = WORK_DIR / "s5mars_ssl" / f"img{size}"
+    stems = _write_s5mars_images(root, 8, size)
+    cfg = {"mean": [0.625, 0.519, 0.363], "std": [0.1342, 0.1212, 0.0995], "base_size": size,
+           "crop_size": crop, "scale": (0.5, 2.0), "flip": True}
+    ds = Mars(root, stems, "labeled", cfg)
+    workers = 2  # the paper profile asks for 4; this machine has 2 cores
+    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
+    return loader, (lambda b: (b["image"], b["label"])), {
+        "dataset": f"synthetic {size}x{size} JPEG + PNG labels, random scale 0.5-2 + {crop} crop "
+                   "+ flip (MarsDataset, labelled mode)", "workers": workers}
+
+
+def _loader_reference(quick: bool, batch: int):
+    """Bench-owned: PNG files read with shared.read_image in a DataLoader (a control)."""
+    import torch
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+
+    from shared.atomic import atomic_path
+    from shared.images import read_image
+
+    size = 32 if quick else 224
+    root = WORK_DIR / "reference" / f"png{size}"
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(8):
+        p = root / f"r{i:03d}.png"
+        if not p.is_file():
+            with atomic_path(p) as tmp:
+                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+                    tmp, format="PNG")
+        paths.append(p)
+
+    class Png(Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, i):
+            x = torch.from_numpy(read_image(paths[i], mode="RGB")).permute(2, 0, 1).float() / 255
+            return x, x[:1].clone()
+
+    loader = DataLoader(Png(), batch_size=batch, shuffle=True, num_workers=2, drop_last=True)
+    return loader, (lambda b: (b[0], b[1])), {"dataset": f"random {size}x{size} PNGs",
+                                              "workers": 2}
+
+
+def task_loader(args: argparse.Namespace) -> dict[str, Any]:
+    """Steps/s fed from disk by the subproject's loader vs the same batches in memory."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    spec = build_spec(args.model, args.quick)
+    makers = {"mars_cracknet": _loader_mars_cracknet, "dune_vlm": _loader_dune_vlm,
+              "s5mars_ssl": _loader_s5mars_ssl, "reference": _loader_reference}
+    steps = args.reps
+    out: dict[str, Any] = {"model": spec.name, "batch": spec.batch_size, "steps": steps,
+                           "warmup": args.warmup, "variant": "fp32"}
+    configs = [("default", {})]
+    if args.model == "dune_vlm" and (args.variants or "") == "workers2":
+        configs.append(("workers2", {"workers": 2}))
+    opt = spec.optimizer(spec.model)
+    step = make_step(spec, spec.model, opt, "fp32")
+    spec.model.train()
+    for name, kw in configs:
+        loader, unpack, info = makers[args.model](args.quick, spec.batch_size, **kw)
+        n_needed = args.warmup + steps
+
+        def batches(loader=loader):
+            while True:  # new epochs (and worker start-ups) count, as in training
+                yield from loader
+
+        # the same batches in memory: materialised first, untimed
+        it = batches()
+        cached = [unpack(next(it)) for _ in range(n_needed)]
+        del it
+        for b in cached[:args.warmup]:
+            step(b)
+        t0 = time.perf_counter()
+        for b in cached[args.warmup:]:
+            step(b)
+        mem_s = time.perf_counter() - t0
+        # from disk: a fresh loader iteration (workers start as in a new epoch)
+        it = batches()
+        for _ in range(args.warmup):
+            step(unpack(next(it)))
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step(unpack(next(it)))
+        disk_s = time.perf_counter() - t0
+        del it
+        # the loader alone, no training: how many batches/s the pipeline delivers
+        it = batches()
+        next(it)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            next(it)
+        only_s = time.perf_counter() - t0
+        del it
+        out[name] = {**info, "memory_steps_per_s": steps / mem_s,
+                     "disk_steps_per_s": steps / disk_s,
+                     "loader_only_batches_per_s": steps / only_s}
+    return out
+
+
+# ------------------------------------------------------------------------- large rasters
+def _write_multiband(path: Path, bands: int, h: int, w: int, seed: int = 0) -> Path:
+    """A tiled, uncompressed int8 GeoTIFF with a CRS (written once, reused)."""
+    if path.is_file():
+        return path
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    from shared.rasters import geotiff_writer
+
+    rng = np.random.default_rng(seed)
+    with geotiff_writer(path, width=w, height=h, count=bands, dtype="int8", crs="EPSG:4326",
+                        transform=from_origin(10.0, 20.0, 1e-4, 1e-4), compress="NONE",
+                        interleave="pixel") as dst:
+        step = 256
+        for r in range(0, h, step):
+            rh = min(step, h - r)
+            dst.write(rng.integers(-100, 100, (bands, rh, w), dtype=np.int8),
+                      window=Window(0, r, w, rh))
+    return path
+
+
+def task_dune_tile(args: argparse.Namespace) -> dict[str, Any]:
+    """predict_raster wall vs pure forward of the same windows; peak RSS of this process."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    predict_raster = need("dune_vlm.inference_tile", "predict_raster")
+    build = need("dune_vlm.models.fusion", "build_fusion_model")
+    quick = args.quick
+    tile, stride, batch = (32, 16, 2) if quick else (512, 256, 4)
+    h, w = parse_size(args.size, (64, 64) if quick else (768, 768))
+    block = int(args.variants) if args.variants and args.variants.isdigit() else \
+        (64 if quick else 2048)
+    model = build(num_classes=10, text_dim=512, in_chans=64).eval()
+    text = F.normalize(torch.randn(10, 512), dim=1)
+    src = _write_multiband(WORK_DIR / "dune_vlm" / f"raster_{h}x{w}.tif", 64, h, w)
+    out_dir = WORK_DIR / "dune_vlm" / "out"
+    x = torch.randn(batch, 64, tile, tile) * 0.3
+
+    def forward():
+        with torch.inference_mode():
+            torch.softmax(model(x, text).float(), dim=1)
+
+    fwd = time_reps(forward, args.warmup, args.reps)  # also warms the model up
+    walls, stats = [], {}
+    for i in range(args.reps):
+        t0 = time.perf_counter()
+        stats = predict_raster(src, out_dir / f"map_{h}x{w}_{i}.tif", model, text,
+                               tile_size=tile, stride=stride, block=block, batch_size=batch,
+                               progress=False)
+        walls.append(time.perf_counter() - t0)
+    n_win = int(stats.get("windows_predicted", 0))
+    import statistics
+
+    return {"raster": f"{h}x{w}x64 int8 GeoTIFF (random values)", "height": h, "width": w,
+            "tile": tile, "stride": stride, "block": block, "batch": batch,
+            "windows_predicted": n_win, "windows_total": stats.get("windows_total"),
+            "wall_times_s": [round(t, 3) for t in walls], "wall_median_s": statistics.median(walls),
+            "forward_batch_median_s": fwd["median_s"], "forward_batch_times_s": fwd["times_s"],
+            "pure_forward_s": n_win / batch * fwd["median_s"],
+            "mpx_per_s": h * w / 1e6 / statistics.median(walls)}
+
+
+def task_crack_tile(args: argparse.Namespace) -> dict[str, Any]:
+    """Mars-CrackNet blended tiled prediction of a large image read window by window."""
+    import rasterio
+    import torch
+    from rasterio.windows import Window
+
+    from shared.rasters import geotiff_writer
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    ResUNet = need("mars_cracknet.models.resunet", "ResUNet")
+    inf = need("mars_cracknet.inference")
+    iter_tiled = need("mars_cracknet.inference", "iter_tiled_probability")
+    predict_tensor = need("mars_cracknet.inference", "predict_tensor")
+    del inf
+    h, w = parse_size(args.size, (96, 96) if args.quick else (1024, 1024))
+    tile, overlap = (64, 16) if args.quick else (512, 64)
+    model = ResUNet(num_classes=1).eval()
+    path = WORK_DIR / "mars_cracknet" / f"large_{h}x{w}.tif"
+    if not path.is_file():
+        rng = np.random.default_rng(0)
+        with geotiff_writer(path, width=w, height=h, count=3, dtype="uint8",
+                            compress="NONE") as dst:
+            dst.write(rng.integers(0, 255, (3, h, w), dtype=np.uint8))
+    variants = args.variants.split(",") if args.variants else ["fp32", "bf16_cl"]
+    out: dict[str, Any] = {"image": f"{h}x{w} RGB uint8 GeoTIFF (random values)", "height": h,
+                           "width": w, "tile": tile, "overlap": overlap}
+    x = torch.rand(1, 3, tile, tile)
+    for variant in variants:
+        if variant not in ("fp32", "bf16", "fp32_cl", "bf16_cl"):
+            raise ValueError(f"unknown variant {variant!r}")
+        amp = variant.startswith("bf16")
+        model.to(memory_format=torch.channels_last if variant.endswith("_cl")
+                 else torch.contiguous_format)
+        fwd = time_reps(lambda amp=amp: predict_tensor(model, x, amp=amp), args.warmup,
+                        args.reps)
+        n_tiles = 0
+
+        def predict(arr, amp=amp):
+            nonlocal n_tiles
+            n_tiles += 1
+            t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float() / 255
+            return predict_tensor(model, t, amp=amp)[0, 0].numpy()
+
+        t0 = time.perf_counter()
+        with rasterio.open(path) as src:
+            def read(r, c, hh, ww, src=src):
+                a = src.read(window=Window(c, r, ww, hh), boundless=True, fill_value=0)
+                return np.moveaxis(a, 0, -1)
+
+            with geotiff_writer(WORK_DIR / "mars_cracknet" / f"prob_{variant}.tif", width=w,
+                                height=h, count=1, dtype="uint8") as dst:
+                for row0, strip in iter_tiled(read, h, w, predict, tile=tile, overlap=overlap):
+                    dst.write((strip * 255).round().astype(np.uint8)[None],
+                              window=Window(0, row0, w, strip.shape[0]))
+        wall = time.perf_counter() - t0
+        out[variant] = {"wall_s": wall, "tiles": n_tiles, "mpx_per_s": h * w / 1e6 / wall,
+                        "tile_forward_median_s": fwd["median_s"],
+                        "pure_forward_s": n_tiles * fwd["median_s"]}
+    return out
+
+
+TASKS = {"train": task_train, "loader": task_loader, "dune_tile": task_dune_tile,
+         "crack_tile": task_crack_tile}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_child(TASKS, "PyTorch benchmark child of bench/run.py (one task per process).",
+                     argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
