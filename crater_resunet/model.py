@@ -19,7 +19,7 @@ from keras import layers
 DEPTH = 5  # encoder levels, each halving the resolution
 
 
-def resnet_block(x, filters: int, name: str):
+def resnet_block(x, filters: int, name: str, bn_momentum: float = 0.99):
     """Two 3x3 conv + BN (ReLU between), added to the input; ReLU after the sum.
 
     As in the reference, an input whose channel count differs from ``filters`` is first
@@ -30,16 +30,24 @@ def resnet_block(x, filters: int, name: str):
         x = layers.Conv2D(filters, 1, padding="same", name=f"{name}_proj")(x)
     shortcut = x
     y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn1")(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn2")(y)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def build_resunet(input_shape=(256, 256, 3), base_filters: int = 64, name: str = "resunet"):
-    """The paper's ResNet-UNet; ``base_filters=64`` is the published width."""
+def build_resunet(input_shape=(256, 256, 3), base_filters: int = 64, name: str = "resunet",
+                  bn_momentum: float = 0.99):
+    """The paper's ResNet-UNet; ``base_filters=64`` is the published width.
+
+    ``bn_momentum`` is the batch-norm moving-average momentum (0.99 = the Keras default used by
+    the reference). With only ~100 training steps (the quick profile) the moving statistics
+    have not converged at 0.99 and inference-mode predictions collapse; 0.9 fixes that.
+    """
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum}")
     if base_filters < 1:
         raise ValueError(f"base_filters must be >= 1, got {base_filters}")
     h, w = input_shape[0], input_shape[1]
@@ -50,15 +58,16 @@ def build_resunet(input_shape=(256, 256, 3), base_filters: int = 64, name: str =
     x = inputs
     skips = []
     for level in range(DEPTH):
-        x = resnet_block(x, base_filters * 2**level, name=f"enc{level + 1}")
+        x = resnet_block(x, base_filters * 2**level, name=f"enc{level + 1}",
+                         bn_momentum=bn_momentum)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
-    x = resnet_block(x, base_filters * 2**DEPTH, name="bottleneck")
+    x = resnet_block(x, base_filters * 2**DEPTH, name="bottleneck", bn_momentum=bn_momentum)
     for level in reversed(range(DEPTH)):
         f = base_filters * 2**level
         x = layers.Conv2DTranspose(f, 2, strides=2, padding="same", name=f"up{level + 1}")(x)
         x = layers.Concatenate(name=f"cat{level + 1}")([x, skips[level]])
-        x = resnet_block(x, f, name=f"dec{level + 1}")
+        x = resnet_block(x, f, name=f"dec{level + 1}", bn_momentum=bn_momentum)
     outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
     return keras.Model(inputs, outputs, name=name)
 

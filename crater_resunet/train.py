@@ -120,7 +120,8 @@ def run_training(cfg: dict, run_dir: str | os.PathLike, data_root: str | os.Path
 
     strategy, scope = _strategy()
     with scope:
-        model = build_resunet((*size, 3), int(mcfg["base_filters"]))
+        model = build_resunet((*size, 3), int(mcfg["base_filters"]),
+                              bn_momentum=float(mcfg.get("bn_momentum", 0.99)))
         compile_model(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]),
                       float(tcfg["threshold"]), jit_compile=tcfg.get("jit_compile", "auto"),
                       run_eagerly=bool(tcfg.get("run_eagerly", False)))
@@ -148,6 +149,7 @@ def run_training(cfg: dict, run_dir: str | os.PathLike, data_root: str | os.Path
         "backend": keras.backend.backend(),
         "replicas": getattr(strategy, "num_replicas_in_sync", 1) if strategy else 1,
         "base_filters": int(mcfg["base_filters"]),
+        "bn_momentum": float(mcfg.get("bn_momentum", 0.99)),
         "image_size": list(size),
         "params_total": total,
         "params_trainable": trainable,

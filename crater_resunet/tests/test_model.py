@@ -16,6 +16,11 @@ def test_width_knob_and_bad_sizes():
     from crater_resunet.model import build_resunet, count_params
 
     assert count_params(build_resunet((256, 256, 3), 8))[0] == 2_235_753
+    model = build_resunet((64, 64, 3), 4, bn_momentum=0.9)
+    bns = [layer for layer in model.layers if layer.__class__.__name__ == "BatchNormalization"]
+    assert len(bns) == 22 and all(layer.momentum == 0.9 for layer in bns)
+    with pytest.raises(ValueError, match="bn_momentum"):
+        build_resunet((64, 64, 3), 4, bn_momentum=1.0)
     with pytest.raises(ValueError, match="multiples of 32"):
         build_resunet((100, 100, 3), 8)
 
