@@ -22,12 +22,15 @@ def build_xception(
     dropout: float = 0.5,
     width_scale: float = 1.0,
     name: str = "ice_xception",
+    bn_momentum: float = 0.99,
 ):
     """Build the classifier; output is P(small ice patch in the chunk), shape (batch, 1).
 
     ``input_shape`` is (height, width, channels) of uint8-range pixels (the model rescales by
     1/255 itself). ``width_scale`` multiplies every filter count (1.0 is the paper's network; it
-    exists only for experiments on small machines).
+    exists only for experiments on small machines). ``bn_momentum`` is the batch-normalisation
+    moving-average momentum (Keras default 0.99; a short CPU run needs a faster one, e.g. 0.9,
+    for its inference statistics to settle within a few hundred steps).
     """
     import keras
     from keras import layers
@@ -36,6 +39,8 @@ def build_xception(
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if not 0.0 < bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in (0, 1), got {bn_momentum}")
     if width_scale <= 0:
         raise ValueError(f"width_scale must be positive, got {width_scale}")
 
@@ -45,23 +50,23 @@ def build_xception(
     inputs = keras.Input(shape=tuple(int(v) for v in input_shape), name="chunk")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     x = layers.Conv2D(w(ENTRY_FILTERS), 3, strides=2, padding="same", name="entry_conv")(x)
-    x = layers.BatchNormalization(name="entry_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="entry_bn")(x)
     x = layers.Activation("relu", name="entry_relu")(x)
     shortcut_source = x
     for i, size in enumerate(BLOCK_FILTERS, start=1):
         x = layers.Activation("relu", name=f"b{i}_relu1")(x)
         x = layers.SeparableConv2D(w(size), 3, padding="same", name=f"b{i}_sep1")(x)
-        x = layers.BatchNormalization(name=f"b{i}_bn1")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"b{i}_bn1")(x)
         x = layers.Activation("relu", name=f"b{i}_relu2")(x)
         x = layers.SeparableConv2D(w(size), 3, padding="same", name=f"b{i}_sep2")(x)
-        x = layers.BatchNormalization(name=f"b{i}_bn2")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"b{i}_bn2")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"b{i}_pool")(x)
         residual = layers.Conv2D(w(size), 1, strides=2, padding="same",
                                  name=f"b{i}_residual")(shortcut_source)
         x = layers.add([x, residual], name=f"b{i}_add")
         shortcut_source = x
     x = layers.SeparableConv2D(w(EXIT_FILTERS), 3, padding="same", name="exit_sep")(x)
-    x = layers.BatchNormalization(name="exit_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="exit_bn")(x)
     x = layers.Activation("relu", name="exit_relu")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
@@ -104,4 +109,5 @@ def model_from_config(cfg: dict, chunk_size: int | None = None):
     mcfg = cfg["model"]
     return build_xception((size, size, int(mcfg.get("channels", 1))),
                           dropout=float(mcfg.get("dropout", 0.5)),
-                          width_scale=float(mcfg.get("width_scale", 1.0)))
+                          width_scale=float(mcfg.get("width_scale", 1.0)),
+                          bn_momentum=float(mcfg.get("bn_momentum", 0.99)))

@@ -81,7 +81,7 @@ def read_truth(path: str | Path) -> dict[str, dict]:
     out = {}
     with open(path, newline="", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh), start=2):
-            name = row.get("image") or row.get("name")
+            name = row.get("name") or Path(row.get("image") or "").stem
             if not name or row.get("truth") not in ("good", "bad"):
                 raise ValueError(f"{path}: line {i}: need image/name and truth good|bad")
             out[name] = {"truth": row["truth"],

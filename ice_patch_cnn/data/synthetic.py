@@ -316,7 +316,8 @@ def generate_scenes(out_dir: str | Path, n: int, size: Sequence[int],
                     progress: bool = True) -> list[dict]:
     """Write ``n`` scenes (GeoTIFF image + label raster + JSON) and ``scenes.csv``.
 
-    Scenes already on disk (same name) are reused, so a re-run only adds what is missing.
+    Scenes already on disk (same name, kind and size) are reused, so a re-run only adds what
+    is missing.
     """
     from tqdm import tqdm
 
@@ -331,9 +332,13 @@ def generate_scenes(out_dir: str | Path, n: int, size: Sequence[int],
         name = f"{prefix}_{i:04d}"
         img_path, lab_path, meta_path = (out / f"{name}.tif", out / f"{name}_ice.tif",
                                          out / f"{name}.json")
+        meta = None
         if meta_path.exists() and img_path.exists() and lab_path.exists():
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        else:
+            if (meta.get("kind"), meta.get("height"), meta.get("width")) != (
+                    kind, int(size[0]), int(size[1])):
+                meta = None   # made with other settings: render again
+        if meta is None:
             scene = make_scene(np.random.default_rng([seed, i]), size[0], size[1], kind, name)
             write_geotiff(img_path, scene.image, nodata=0)
             write_geotiff(lab_path, scene.labels)
@@ -348,6 +353,43 @@ def generate_scenes(out_dir: str | Path, n: int, size: Sequence[int],
     writer.writerows(rows)
     atomic_write_text(out / "scenes.csv", buf.getvalue())
     return rows
+
+
+def write_large_scene(path: str | Path, height: int, width: int, seed: int = 0,
+                      tile: int = 2048, progress: bool = True) -> Path:
+    """A HiRISE-sized 8-bit GeoTIFF (e.g. 20,000 x 60,000) written block by block.
+
+    The mosaic repeats a few rendered ``tile`` x ``tile`` scenes (flipped at random) inside a
+    slightly rotated footprint with black no-data borders. Memory stays at a few tiles: it
+    exists to measure the chunker's peak memory on a realistic product size.
+    """
+    from rasterio.windows import Window
+    from tqdm import tqdm
+
+    from shared.rasters import geotiff_writer
+
+    rng = np.random.default_rng(seed)
+    tiles = [make_scene(np.random.default_rng([seed, k]), tile + 64, tile + 64, kind).image
+             [32:-32, 32:-32] for k, kind in enumerate(("good", "clean", "covered", "good"))]
+    angle = np.radians(3.0)
+    cy, cx = height / 2, width / 2
+    blocks = [(r, c) for r in range(0, height, tile) for c in range(0, width, tile)]
+    with geotiff_writer(path, width=width, height=height, count=1, dtype="uint8",
+                        nodata=0) as dst:
+        for r, c in tqdm(blocks, desc="large scene", disable=not progress):
+            h, w = min(tile, height - r), min(tile, width - c)
+            block = tiles[rng.integers(len(tiles))]
+            if rng.random() < 0.5:
+                block = block[::-1]
+            if rng.random() < 0.5:
+                block = block[:, ::-1]
+            block = np.maximum(block[:h, :w], 1)
+            yy, xx = np.mgrid[r:r + h, c:c + w]
+            u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+            v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+            inside = (np.abs(u) < 0.47 * width) & (np.abs(v) < 0.49 * height)
+            dst.write(np.where(inside, block, 0).astype(np.uint8)[None], window=Window(c, r, w, h))
+    return Path(path)
 
 
 def _parse_kinds(text: str) -> dict[str, float]:
@@ -375,7 +417,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"kind=share list, kinds: {', '.join(KINDS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prefix", default="SYN", help="scene name prefix")
+    parser.add_argument("--large", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="instead: write one large mosaic <out>/<prefix>_LARGE.tif of this "
+                             "size block by block (for memory measurements)")
     args = parser.parse_args(argv)
+    if args.large:
+        path = write_large_scene(args.out / f"{args.prefix}_LARGE.tif", *args.large,
+                                 seed=args.seed)
+        print(f"wrote {path}")
+        return 0
     if args.scenes < 1 or min(args.size) < 64:
         parser.error("need at least one scene of at least 64 x 64 pixels")
     try:
