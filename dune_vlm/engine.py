@@ -53,8 +53,14 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def model_from_spec(spec: dict[str, Any]) -> torch.nn.Module:
-    return build_model(spec["name"], num_classes=spec["num_classes"],
-                       text_dim=spec.get("text_dim", 512), in_chans=spec.get("in_chans", 64))
+    """Rebuild a model from a checkpoint's spec (``arch``: optional fusion size overrides)."""
+    arch = {k: tuple(v) if isinstance(v, list) else v for k, v in (spec.get("arch") or {}).items()}
+    try:
+        return build_model(spec["name"], num_classes=spec["num_classes"],
+                           text_dim=spec.get("text_dim", 512), in_chans=spec.get("in_chans", 64),
+                           **arch)
+    except TypeError as exc:
+        raise UserError(f"bad model architecture {arch} ({exc})") from None
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:

@@ -55,7 +55,7 @@ def confusion_figure(cm: np.ndarray, names: list[str], path: Path, title: str) -
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 

@@ -113,7 +113,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     ax[1].legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 
@@ -194,12 +194,13 @@ def run(cfg: dict, args) -> dict:
             text_np = load_text_embeds(resolve_path(cfg["text"]["embed_path"]), num_classes)
         text_dim = int(text_np.shape[1])
         text = torch.from_numpy(text_np).to(device)
+    arch = dict(cfg["model"].get("fusion_arch") or {}) if model_name == "fusion" else {}
     spec = {"name": model_name, "num_classes": num_classes, "text_dim": text_dim,
-            "in_chans": in_chans}
+            "in_chans": in_chans, "arch": arch}
     model = model_from_spec(spec).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=float(t_cfg["lr"]),
-                            weight_decay=float(t_cfg["weight_decay"]))
+                            weight_decay=float(t_cfg["weight_decay"]), foreach=True)
     sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=int(t_cfg["epochs"]),
                                                   power=float(t_cfg["poly_power"]))
     start_epoch, best, history = 0, -1.0, []

@@ -86,3 +86,17 @@ def test_published_text_embeddings_load_and_run(fusion):
     with torch.no_grad():
         out = fusion(torch.randn(1, 64, 64, 64), torch.from_numpy(emb))
     assert out.shape == (1, 10, 64, 64) and torch.isfinite(out).all()
+
+
+def test_model_from_spec_with_quick_arch():
+    """The quick profile's MiT-B0-sized fusion model is rebuilt from a checkpoint spec."""
+    from dune_vlm.engine import UserError, model_from_spec
+    from dune_vlm.utils.config import load_profile
+
+    arch = load_profile("quick")["model"]["fusion_arch"]
+    m = model_from_spec({"name": "fusion", "num_classes": 10, "text_dim": 384, "arch": arch})
+    assert count_parameters(m) == 4_141_578
+    with torch.no_grad():
+        assert m.eval()(torch.randn(1, 64, 64, 64), torch.randn(10, 384)).shape == (1, 10, 64, 64)
+    with pytest.raises(UserError, match="bad model architecture"):
+        model_from_spec({"name": "fusion", "num_classes": 10, "arch": {"width": 3}})

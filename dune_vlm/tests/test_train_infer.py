@@ -45,6 +45,29 @@ def test_tiny_fusion_train_then_evaluate(data, tmp_path):
     assert 0 <= res["overall"]["OA"] <= 1 and set(res["per_region"]) == {"region0", "region1"}
     assert (tmp_path / "eval/metrics_test.json").is_file()
     assert (tmp_path / "eval/confusion_test.png").is_file()
+    # the trained checkpoint maps a GeoTIFF through the inference_tile CLI
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from dune_vlm.inference_tile import main as tile_main
+    from shared.rasters import write_geotiff
+
+    img = np.random.default_rng(1).normal(size=(64, 70, 90)).astype(np.float32)
+    img[:, :10] = -9999.0
+    transform = from_origin(500000, 4000000, 10, 10)
+    write_geotiff(tmp_path / "scene.tif", img, crs=CRS.from_epsg(32611), transform=transform,
+                  nodata=-9999.0)
+    assert tile_main(["--input_tif", str(tmp_path / "scene.tif"), "--output_tif",
+                      str(tmp_path / "map.tif"), "--weights", str(run / "best.pt"),
+                      "--tile_size", "32", "--overlap", "16", "--block", "64",
+                      "--confidence", "--no_progress"]) == 0
+    with rasterio.open(tmp_path / "map.tif") as dst:
+        assert (dst.width, dst.height, dst.count) == (90, 70, 2)
+        assert dst.crs.to_epsg() == 32611 and dst.transform == transform
+        band = dst.read(1)
+        assert (band[:10] == 255).all() and (band[10:] < 10).all()
+        assert dst.colormap(1)[4][:3] == (250, 200, 30)
     with pytest.raises(ValueError, match="rows but the model has 10"):
         bad = tmp_path / "bad.npy"
         np.save(bad, np.zeros((4, 24), np.float32))

@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from torch import nn
+
+from dune_vlm.inference_tile import (
+    NODATA_OUT,
+    TileInferenceError,
+    main,
+    predict_raster,
+    side_weight,
+    window_starts,
+)
+from shared.rasters import write_geotiff
+
+CRS_UTM = CRS.from_epsg(32733)
+TRANSFORM = from_origin(420000, 7330000, 10, 10)
+NODATA = -9999.0
+
+
+class LocalNet(nn.Module):
+    """A model with a 5x5 receptive field: window predictions can equal whole-image ones."""
+
+    in_chans = 64
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(64, 10, 5, padding=2)
+
+    def forward(self, x, text=None):
+        return self.conv(x) * 4.0
+
+
+def raster(tmp_path, h=150, w=170, bands=64, crs=CRS_UTM, name="in.tif"):
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(bands, h, w)).astype(np.float32)
+    img[:, :20, :30] = NODATA  # a nodata corner
+    img[:, 100:104, 60:64] = NODATA  # a nodata hole inside
+    path = tmp_path / name
+    write_geotiff(path, img, crs=crs, transform=TRANSFORM, nodata=NODATA)
+    return path, img
+
+
+def test_window_weights_cover_and_taper():
+    assert window_starts(150, 64, 32) == [0, 32, 64, 86]
+    assert window_starts(20, 64, 32) == [0]
+    w = side_weight(64, 8, 16, True, True)
+    assert w[:8].max() == 0 and w[-8:].max() == 0 and w[24:40].min() == 1
+    assert np.all(np.diff(w[:32]) >= 0)  # smooth monotone ramp, no step inside
+    assert side_weight(64, 8, 16, False, False).min() == 1  # raster border: full weight
+
+
+def test_blended_map_equals_whole_image_prediction(tmp_path):
+    path, img = raster(tmp_path)
+    model = LocalNet().eval()
+    out = tmp_path / "map.tif"
+    stats = predict_raster(path, out, model, tile_size=64, stride=32, block=96, batch_size=3,
+                           confidence=True, progress=False,
+                           colormap={0: (255, 0, 0, 255), 1: (0, 255, 0, 255)})
+    x = img.copy()
+    bad = (x == NODATA).any(0)
+    x[:, bad] = 0
+    with torch.no_grad():
+        whole = model(torch.from_numpy(x)[None]).argmax(1)[0].numpy()
+    with rasterio.open(out) as dst:
+        assert (dst.crs, dst.transform, dst.width, dst.height) == (CRS_UTM, TRANSFORM, 170, 150)
+        assert dst.count == 2 and dst.dtypes[0] == "uint8" and dst.nodata == NODATA_OUT
+        assert dst.profile.get("compress", "").lower() == "deflate"
+        assert dst.colormap(1)[1][:3] == (0, 255, 0)
+        pred, conf = dst.read(1), dst.read(2)
+    assert (pred[bad] == NODATA_OUT).all() and (conf[bad] == NODATA_OUT).all()
+    assert np.array_equal(pred[~bad], whole[~bad])  # exact: every pixel, window edges too
+    assert conf[~bad].min() >= 10 and conf[~bad].max() <= 100
+    assert stats["windows_predicted"] > 0 and stats["blocks"] == 4
+
+
+def test_fusion_model_map_is_seamless(tmp_path):
+    """The real transformer: windows see less context than the whole image, so maps agree
+    with the direct prediction on most pixels away from window edges, not all."""
+    from dune_vlm.models.fusion import build_fusion_model
+
+    path, img = raster(tmp_path, h=128, w=128)
+    torch.manual_seed(0)
+    model = build_fusion_model(10, 16, depths=(1, 1, 1, 1)).eval()
+    text = torch.nn.functional.normalize(torch.randn(10, 16), dim=1)
+    out = tmp_path / "fusion.tif"
+    predict_raster(path, out, model, text, tile_size=64, stride=32, block=128, progress=False)
+    x = img.copy()
+    bad = (x == NODATA).any(0)
+    x[:, bad] = 0
+    with torch.no_grad():
+        whole = model(torch.from_numpy(x)[None], text).argmax(1)[0].numpy()
+    with rasterio.open(out) as dst:
+        pred = dst.read(1)
+    assert (pred[bad] == NODATA_OUT).all() and (pred[~bad] < 10).all()
+    assert (pred[~bad] == whole[~bad]).mean() > 0.5
+
+
+def test_errors_are_clear(tmp_path, capsys):
+    model = LocalNet()
+    path, _ = raster(tmp_path, bands=5, name="five.tif")
+    with pytest.raises(TileInferenceError, match="five.tif: has 5 bands, the model expects 64"):
+        predict_raster(path, tmp_path / "o.tif", model, tile_size=64, stride=32, progress=False)
+    path, _ = raster(tmp_path, h=40, w=40, crs=None, name="nocrs.tif")
+    with pytest.raises(TileInferenceError, match="nocrs.tif: has no CRS"):
+        predict_raster(path, tmp_path / "o.tif", model, tile_size=64, stride=32, progress=False)
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a tiff at all")
+    with pytest.raises(TileInferenceError, match="junk.tif: not a readable raster"):
+        predict_raster(junk, tmp_path / "o.tif", model, tile_size=64, stride=32, progress=False)
+    with pytest.raises(TileInferenceError, match="multiple of 32"):
+        predict_raster(junk, tmp_path / "o.tif", model, tile_size=50, stride=25, progress=False)
+    assert not (tmp_path / "o.tif").exists()
+    rc = main(["--input_tif", str(tmp_path / "missing.tif"), "--output_tif",
+               str(tmp_path / "o.tif"), "--weights", str(tmp_path / "none.pt")])
+    assert rc == 2 and "none.pt: checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_peak_rss_is_bounded_whatever_the_raster_size(tmp_path):
+    """1,024^2 and 4,096^2 int8 rasters, paper tiling: peak RSS < 2 GB, growth <= 20 %."""
+    import json
+
+    from dune_vlm.measure_memory import main as measure
+
+    out = tmp_path / "mem.json"
+    assert measure(["--sizes", "1024", "4096", "--workdir", str(tmp_path), "--out", str(out),
+                    "--no_progress"]) == 0
+    small, big = json.loads(out.read_text())
+    assert small["peak_rss_mb"] < 2000 and big["peak_rss_mb"] < 2000
+    assert big["peak_rss_mb"] <= 1.2 * small["peak_rss_mb"]
+    assert big["windows_predicted"] > 10 * small["windows_predicted"]
