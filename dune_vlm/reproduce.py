@@ -296,7 +296,9 @@ def main(argv=None) -> int:
         notes="Synthetic stand-in for Google Satellite Embedding V1 (the real GEE exports and "
               "labels are not public here); compare fusion with baseline, not with the paper's "
               "real-data figures. Text: all-MiniLM-L6-v2 (384-d) encodings of our class "
-              "descriptions, not the published 512-d file.",
+              "descriptions, not the published 512-d file. Quick fusion model: MiT-B0-sized "
+              "encoder (4.14 M parameters) with the paper's text alignment and head; the full "
+              "22,021,834-parameter model is the paper profile.",
         extra={"parameters": {n: _n_params(run_base / n / "best.pt") for n in MODELS},
                "epochs": {n: len(hist[n]) for n in MODELS},
                "per_region": {n: evals[n]["per_region"] for n in MODELS},
