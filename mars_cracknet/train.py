@@ -373,6 +373,8 @@ def train_stage(cfg: dict[str, Any], run_dir: Path, dist: Dist, *, dataset_mode:
         ev = evaluate(model, test_set, dist, float(cfg["threshold"]), amp)
         best_row = max((r for r in rows if r.get("dice") not in (None, "")),
                        key=lambda r: r["dice"])
+        result["final"] = {k: rows[-1][k] for k in ("epoch", "precision", "recall", "dice",
+                                                    "jaccard")}
         result.update({"best_epoch": best_row["epoch"],
                        "test": {k: ev[k] for k in ("n_images", "precision", "recall", "dice",
                                                    "jaccard")},

@@ -1,0 +1,119 @@
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mars_cracknet.checkpoint import save_weights
+from mars_cracknet.inference import iter_tiled_probability, predict_tensor
+from mars_cracknet.models import UNet
+from mars_cracknet.predict import main
+
+
+def _pointwise(rgb):
+    return rgb[..., 0].astype(np.float32) / 255.0
+
+
+@pytest.mark.parametrize("hw,tile,overlap", [((100, 130), 32, 8), ((64, 64), 64, 16),
+                                             ((257, 95), 64, 20)])
+def test_tiles_blend_to_the_untiled_result(hw, tile, overlap):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
+
+    def read(r, c, h, w):
+        out = np.zeros((h, w, 3), np.uint8)
+        part = image[r:r + h, c:c + w]
+        out[:part.shape[0], :part.shape[1]] = part
+        return out
+
+    rows = []
+    for row0, strip in iter_tiled_probability(read, *hw, _pointwise, tile, overlap):
+        assert row0 == sum(len(s) for s in rows)
+        rows.append(strip)
+    got = np.concatenate(rows)
+    assert got.shape == hw
+    np.testing.assert_allclose(got, _pointwise(image), atol=1e-5)
+
+
+def test_tiled_memory_is_bounded():
+    """A 3000 x 3000 image in 128-px tiles never holds a full-size array."""
+    def read(r, c, h, w):
+        return np.zeros((h, w, 3), np.uint8)
+
+    tracemalloc.start()
+    n = 0
+    for _, strip in iter_tiled_probability(read, 3000, 3000, _pointwise, 128, 32):
+        n += strip.shape[0]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert n == 3000
+    assert peak < 12e6  # a full float32 map would take 36 MB
+
+
+def test_predict_tensor_pads_any_size():
+    model = UNet(1).eval()
+    out = predict_tensor(model, torch.rand(1, 3, 50, 70))
+    assert out.shape == (1, 1, 50, 70)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+@pytest.fixture(scope="module")
+def unet_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "best.safetensors"
+    save_weights(path, UNet(1), "unet")
+    return path
+
+
+def test_predict_png_folder_with_metrics(tmp_path, unet_ckpt):
+    imgs, masks = tmp_path / "imgs", tmp_path / "masks"
+    imgs.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(1)
+    for i, hw in enumerate([(40, 56), (64, 64)]):
+        Image.fromarray(rng.integers(0, 255, (*hw, 3), dtype=np.uint8)).save(imgs / f"i{i}.png")
+        Image.fromarray((rng.random(hw) > 0.7).astype(np.uint8) * 255).save(masks / f"i{i}.png")
+    out = tmp_path / "out"
+    assert main([str(unet_ckpt), str(imgs), "--out", str(out), "--masks", str(masks),
+                 "--prob", "--overlay", "--tile", "32", "--overlap", "8"]) == 0
+    m = np.asarray(Image.open(out / "i0_mask.png"))
+    assert m.shape == (40, 56) and set(np.unique(m)) <= {0, 255}
+    assert (out / "i1_prob.png").is_file() and (out / "i1_overlay.png").is_file()
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "image,precision,recall,dice,jaccard" and lines[-1].startswith("mean,")
+    assert len(lines) == 4
+
+
+def test_predict_geotiff_keeps_crs_and_transform(tmp_path, unet_ckpt):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from shared.rasters import write_geotiff
+
+    src = tmp_path / "scene.tif"
+    data = np.random.default_rng(2).integers(0, 1023, (1, 70, 90)).astype(np.uint16)
+    transform = from_origin(1000.0, 2000.0, 0.25, 0.25)
+    write_geotiff(src, data, crs="EPSG:32633", transform=transform)
+    assert main([str(unet_ckpt), str(src), "--out", str(tmp_path / "o"), "--prob",
+                 "--tile", "64", "--overlap", "16"]) == 0
+    with rasterio.open(tmp_path / "o" / "scene_mask.tif") as ds:
+        assert ds.crs.to_epsg() == 32633 and ds.transform == transform
+        assert (ds.height, ds.width) == (70, 90)
+        assert set(np.unique(ds.read(1))) <= {0, 255}
+    assert (tmp_path / "o" / "scene_prob.tif").is_file()
+
+
+def test_predict_user_errors(tmp_path, unet_ckpt, capsys):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    assert main([str(unet_ckpt), str(tmp_path / "nope.png"), "--out", str(tmp_path)]) == 2
+    assert "nope.png: input not found" in capsys.readouterr().err
+    assert main([str(unet_ckpt), str(img), "--out", str(tmp_path), "--model", "resunet"]) == 2
+    assert "not 'resunet'" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.safetensors"), str(img), "--out", str(tmp_path)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "m").mkdir()
+    assert main([str(unet_ckpt), str(img), "--out", str(tmp_path), "--masks",
+                 str(tmp_path / "m")]) == 2
+    assert "no ground-truth mask" in capsys.readouterr().err
