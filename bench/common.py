@@ -92,6 +92,12 @@ def child_parser(description: str, tasks: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--variants", default=None,
                    help="comma-separated variants to time (default: all for the task)")
     p.add_argument("--size", default=None, help="task-specific size override, e.g. 1024x2048")
+    p.add_argument("--loader-steps", type=int, default=0,
+                   help="task train: then compare the data pipeline from disk with the same "
+                        "batches in memory over this many timed steps (same process, model "
+                        "already warm)")
+    p.add_argument("--loader-workers2", action="store_true",
+                   help="with --loader-steps: also time the DataLoader with 2 workers")
     return p
 
 

@@ -82,7 +82,9 @@ def task_ice_chunk(args: argparse.Namespace) -> dict[str, Any]:
     def bare():
         with rasterio.Env(GDAL_CACHEMAX=cache_mb), rasterio.open(src) as ds:
             for r, c in windows:
-                ds.read(1, window=Window(c, r, size, size), boundless=True, fill_value=0)
+                inside = r + size <= h and c + size <= w
+                ds.read(1, window=Window(c, r, size, size), boundless=not inside,
+                        fill_value=0)
 
     def chunks_only():
         n = 0

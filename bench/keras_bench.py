@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import WORK_DIR, need, run_child, time_reps
+from bench.common import WORK_DIR, NotBuilt, need, run_child, time_reps
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -101,6 +101,20 @@ def forward_flops(model) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------ the models
+def _crater_info(quick: bool) -> dict[str, Any]:
+    size, base, batch = (64, 4, 2) if quick else (256, 64, 1)
+    return {"input": f"{size}x{size}x3", "batch": batch, "base_filters": base,
+            "paper_input": "256x256x3, batch 16", "kind": "dense conv",
+            "notes": "ResNet-UNet, 0.5 BCE + 0.5 (1 - Dice), AdamW, paper metrics"}
+
+
+def _ice_info(quick: bool) -> dict[str, Any]:
+    size, scale, batch = (64, 0.0625, 2) if quick else (1024, 1.0, 1)
+    return {"input": f"{size}x{size}x1", "batch": batch, "width_scale": scale,
+            "paper_input": "1024x1024x1 chunks, batch 25", "kind": "separable conv",
+            "notes": "Xception-style chunk classifier, BCE, Adam"}
+
+
 def _crater(quick: bool, variant: str):
     build = need("crater_resunet.model", "build_resunet")
     compile_model = need("crater_resunet.model", "compile_model")
@@ -169,6 +183,15 @@ def task_train(args: argparse.Namespace) -> dict[str, Any]:
         t["images_per_s"] = info["batch"] / t["median_s"]
         t["build_and_first_step_s"] = round(first_s, 1)
         out["variants"][variant] = t
+        if variant == "fp32" and args.loader_steps:
+            try:  # the same (traced, warm) model fed by the input pipelines
+                out["loader"] = {"status": "ok", **pipeline_compare(
+                    args.model, args.quick, args.loader_steps, 1, model)}
+            except NotBuilt as exc:
+                out["loader"] = {"status": "not built yet", "reason": str(exc)}
+            except Exception as exc:  # the training figures stay valid
+                out["loader"] = {"status": "error",
+                                 "reason": f"{exc.__class__.__name__}: {exc}"}
         if "flops_per_step" not in out:
             fwd = forward_flops(model)
             out.update({k: v for k, v in info.items()})
@@ -249,13 +272,16 @@ def _write_ice_chunks(root: Path, n: int, size: int) -> list[Path]:
     return paths
 
 
-def _pipelines(model_name: str, quick: bool, n_batches: int):
+def _pipelines(model_name: str, quick: bool, n_batches: int, model=None):
     """(model, batch, info, tf.data iterator factory, Python generator factory)."""
     if model_name == "crater_resunet":
         index_split = need("crater_resunet.data", "index_split")
         make_dataset = need("crater_resunet.data", "make_dataset")
         src_size, size = (128, 64) if quick else (640, 256)
-        model, _, _, info = _crater(quick, "fp32")
+        if model is None:
+            model, _, _, info = _crater(quick, "fp32")
+        else:
+            info = _crater_info(quick)
         batch = info["batch"]
         n_files = max(8, batch * n_batches)
         root = WORK_DIR / "crater_resunet" / f"yolo{src_size}"
@@ -273,7 +299,10 @@ def _pipelines(model_name: str, quick: bool, n_batches: int):
         make_dataset = need("ice_patch_cnn.train", "make_dataset")
         from shared.images import read_image
 
-        model, _, _, info = _ice(quick, "fp32")
+        if model is None:
+            model, _, _, info = _ice(quick, "fp32")
+        else:
+            info = _ice_info(quick)
         batch = info["batch"]
         size = 64 if quick else 1024
         n_files = max(8, batch * n_batches)
@@ -301,9 +330,14 @@ def task_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 
     _tf_threads(args.threads)
     keras.utils.set_random_seed(0)
-    steps = args.reps
-    model, batch, info, tfdata_iter, gen_iter = _pipelines(
-        args.model or "crater_resunet", args.quick, steps + args.warmup + 1)
+    return pipeline_compare(args.model or "crater_resunet", args.quick, args.reps, args.warmup)
+
+
+def pipeline_compare(model_name: str, quick: bool, steps: int, warmup: int, model=None
+                     ) -> dict[str, Any]:
+    model, batch, info, tfdata_iter, gen_iter = _pipelines(model_name, quick,
+                                                           steps + warmup + 1, model)
+    args = argparse.Namespace(model=model_name, warmup=warmup)
     out: dict[str, Any] = {"model": args.model or "crater_resunet", "batch": batch,
                            "steps": steps, "warmup": args.warmup, "input": info["input"],
                            "files": info["files"]}

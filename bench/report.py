@@ -62,9 +62,16 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
         f"torch {m.get('torch', '?')}, TensorFlow {m.get('tensorflow', '?')}, Keras "
         f"{m.get('keras', '?')}. Every child process ran with {meta['threads']} threads, one at "
         f"a time ({meta['jobs']} at once), median of {meta['reps']} timed repetitions after "
-        f"{meta['warmup']} warm-up (unless a table says otherwise).",
+        f"{meta['warmup']} warm-up (unless a table says otherwise). CPU vector extensions: "
+        f"{', '.join(m.get('cpu_flags', [])) or '?'}; torch CPU capability "
+        f"{m.get('torch_cpu_capability', '?')}, native bf16 (oneDNN): "
+        f"{_f(m.get('torch_bf16_native'))}.",
         "",
-        f"**GPU**: {meta['gpu_note']}",
+        f"**GPU**: {meta['gpu_note']} The GPU part of the issue (images/s and fraction of the "
+        "GPU's bf16/fp32 peak for the paper profiles; the crater step against the seed's 0.54 s "
+        "per batch-16 step at 256 x 256 on a P100) is therefore not measured; the same command "
+        "runs there unchanged once a GPU build of the frameworks is installed, but the children "
+        "time the CPU only.",
         "",
         "**How to read it.** The machine is shared and noisy, so every headline is a ratio of two "
         "figures measured side by side in this run: a training step's FLOP/s against a large "
@@ -80,6 +87,7 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
     lines += _crack(res.get("crack_analysis"))
     lines += _tests(res.get("tests"))
     lines += _shortfalls(res)
+    lines += _changes(res)
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +144,16 @@ def _training(sec: dict[str, Any] | None) -> list[str]:
                        f" | {_f(sp, '.2f')}x |")
     notes = [f"- {LABELS.get(k, k)}: {r.get('notes')}" for k, r in ent.items()
              if r.get("status") == OK and r.get("notes")]
+    for k, r in ent.items():
+        for v, why in (r.get("skipped_variants") or {}).items():
+            notes.append(f"- {LABELS.get(k, k)}, {v}: {why}.")
+        for v, t in (r.get("variants") or {}).items():
+            if t.get("note"):
+                notes.append(f"- {LABELS.get(k, k)}, {v}: {t['note']}.")
+        pk = r.get("peak", {})
+        if pk.get("bf16_n") and pk.get("bf16_n") != pk.get("n"):
+            notes.append(f"- {LABELS.get(k, k)}: its bf16 peak was timed at n = {pk['bf16_n']} "
+                         "(emulated bf16 is too slow for the full size).")
     out += ["", *notes, ""]
     return out
 
@@ -341,4 +359,49 @@ def _shortfalls(res: dict[str, Any]) -> list[str]:
                 out.append(f"- {s}/{k}: {_status(r)}")
     if len(out) == 2:
         out.append("- nothing: every target measured in this run is met.")
+    return out + [""]
+
+
+def _changes(res: dict[str, Any]) -> list[str]:
+    """Before/after of what the bench changes itself, measured side by side in this run."""
+    out = ["## Changes measured side by side (before -> after, same run)", "",
+           "The bench cannot edit the subprojects; it times the candidate changes next to the "
+           "code as shipped. A speed-up above 1 means the change pays on this machine.", "",
+           "| where | change | before | after | speed-up |", "| --- | --- | --- | --- | --- |"]
+    n0 = len(out)
+    for key, d in res.get("training", {}).get("derived", {}).items():
+        v = d["variants"]
+        label = LABELS.get(key, key)
+        pairs = [("fp32", "fp32_cl", "channels-last (fp32)"),
+                 ("fp32", "bf16", "bf16 autocast (NCHW)"),
+                 ("fp32", "bf16_cl", "bf16 autocast + channels-last"),
+                 ("bf16", "bf16_cl", "channels-last under bf16 autocast"),
+                 ("fp32", "fp32_xla", "XLA jit_compile (fp32)")]
+        for a, b, what in pairs:
+            if a in v and b in v:
+                out.append(f"| {label}, training step | {what} | {_f(v[a]['median_s'])} s | "
+                           f"{_f(v[b]['median_s'])} s | "
+                           f"{_f(v[a]['median_s'] / v[b]['median_s'], '.2f')}x |")
+    pe = res.get("input_pipeline", {}).get("entries", {}).get("dune_vlm", {})
+    if pe.get("status") == OK and "workers2" in pe:
+        a, b = pe["default"], pe["workers2"]
+        out.append(f"| {LABELS['dune_vlm']}, training from disk | DataLoader workers 0 -> 2 | "
+                   f"{_f(a['disk_steps_per_s'])} steps/s | {_f(b['disk_steps_per_s'])} steps/s | "
+                   f"{_f(b['disk_steps_per_s'] / a['disk_steps_per_s'], '.2f')}x |")
+    ct = res.get("rasters", {}).get("entries", {}).get("cracknet_tiled", {})
+    if ct.get("status") == OK:
+        for b in ("bf16", "fp32_cl", "bf16_cl"):
+            if "fp32" in ct and b in ct:
+                out.append(f"| Mars-CrackNet tiled prediction | fp32 -> {b} | "
+                           f"{_f(ct['fp32']['wall_s'])} s | {_f(ct[b]['wall_s'])} s | "
+                           f"{_f(ct['fp32']['wall_s'] / ct[b]['wall_s'], '.2f')}x |")
+    for key, d in res.get("input_pipeline", {}).get("derived", {}).items():
+        rec = res["input_pipeline"]["entries"][key]
+        if "generator_steps_per_s" in rec:
+            out.append(f"| {LABELS.get(key, key)}, training input | Python generator -> "
+                       f"tf.data | {_f(rec['generator_steps_per_s'])} steps/s | "
+                       f"{_f(rec['tfdata_steps_per_s'])} steps/s | "
+                       f"{_f(d['tfdata_vs_generator_training'], '.2f')}x |")
+    if len(out) == n0:
+        out.append("| — | nothing measured | | | |")
     return out + [""]

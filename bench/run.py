@@ -74,26 +74,38 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
     one = ["--reps", "1", "--warmup", "0"]
     q = ["--quick"] if quick else []
     jobs: list[Job] = []
+    # with both sections, each training child also runs the input-pipeline comparison on its
+    # warm model (one model build and warm-up instead of two); see split_loaders()
+    fold = "training" in sections and "input_pipeline" in sections
+    lsteps = "1" if quick else str(min(reps, 2))
     if "training" in sections:
         # bf16 autocast on NCHW convs is pathologically slow on this CPU build (see
         # BENCHMARKS.md), so the big conv nets time bf16 in channels-last only; the reference
         # net times all four layouts side by side.
+        # (a child drops its bf16 variants when the CPU has no native bf16, except the
+        # reference's, which then run once: see torch_bench.task_train)
         full_variants = {"mars_cracknet": "fp32,fp32_cl,bf16_cl", "s5mars_ssl": "fp32,bf16_cl",
                          "dune_vlm": "fp32,bf16,bf16_cl",
-                         "reference": "fp32,bf16,fp32_cl,bf16_cl"}
+                         "reference": "fp32,fp32_cl,bf16"}
         for m in TORCH_TRAIN:
             if quick:  # bf16 first calls are slow on CPU: only the reference times both
                 variants = "fp32,bf16" if m == "reference" else "fp32"
             else:
                 variants = full_variants[m]
+            extra = ["--loader-steps", lsteps] if fold else []
+            if fold and m == "dune_vlm" and not quick:
+                extra.append("--loader-workers2")
             jobs.append(Job("training", m, "torch_bench", "train",
-                            ["--model", m, "--variants", variants, *q, *r]))
+                            ["--model", m, "--variants", variants, *extra, *q, *r]))
         for m in KERAS_TRAIN:
             variants = "fp32" if quick else ("fp32,fp32_xla,bf16" if m == "ice_patch_cnn"
                                              else "fp32,bf16")
+            # the untimed first train_on_batch (tracing) is the warm-up
+            extra = ["--loader-steps", lsteps] if fold else []
             jobs.append(Job("training", m, "keras_bench", "train",
-                            ["--model", m, "--variants", variants, *q, *r]))
-    if "input_pipeline" in sections:
+                            ["--model", m, "--variants", variants, *extra, *q,
+                             "--reps", str(reps), "--warmup", "0"]))
+    if "input_pipeline" in sections and not fold:
         # steps fed from disk and from memory: 2 timed after 1 warm-up in the full run
         r = ["--reps", str(min(reps, 2)), "--warmup", str(warmup)]
         for m in TORCH_TRAIN:
@@ -120,7 +132,7 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
                 ["--size", "512x512" if quick else "8192x8192", *q, *one]),
             Job("rasters", "cracknet_tiled", "torch_bench", "crack_tile",
                 [*q, "--reps", str(reps), "--warmup", "1",
-                 *(["--variants", "fp32"] if quick else [])]),
+                 "--variants", "fp32" if quick else "fp32,fp32_cl"]),
         ]
     if "crack_analysis" in sections:
         jobs.append(Job("crack_analysis", "analyze_mask", "io_bench", "crack_analysis",
@@ -128,6 +140,25 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
     if quick and not every:
         jobs = [j for j in jobs if (j.section, j.key) in QUICK_SUBSET]
     return jobs
+
+
+def split_loaders(records: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Move the pipeline comparisons measured inside the training children to their section."""
+    if "input_pipeline" not in records or "training" not in records:
+        return
+    for key, rec in records["training"].items():
+        if key in records["input_pipeline"]:
+            continue
+        if "loader" in rec:
+            sub = rec.pop("loader")
+            sub.update({"measured_in": "the training child (model already warm)",
+                        "wall_s": rec.get("wall_s"), "peak_rss_mb": rec.get("peak_rss_mb"),
+                        "versions": rec.get("versions", {})})
+        elif rec.get("status") != OK:
+            sub = {"status": rec.get("status"), "reason": rec.get("reason")}
+        else:
+            continue
+        records["input_pipeline"][key] = sub
 
 
 def run_job(job: Job, out_dir: Path, threads: int) -> dict[str, Any]:
@@ -421,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=jobs_n) as pool:
         for job, rec in pool.map(one, jobs):
             records[job.section][job.key] = rec
+    split_loaders(records)
     if "tests" in sections and not args.only:
         rec = time_tests(args.quick, out_dir)
         print(f"  tests           {rec['what']}: {rec['wall_s']} s, exit {rec['returncode']}",
@@ -476,6 +508,17 @@ def _machine(records: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
         for r in recs.values():
             versions.update(r.get("versions", {}))
     info.update({k: v for k, v in versions.items() if k != "python"})
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((ln.split(":", 1)[1].split() for ln in fh if ln.startswith("flags")), [])
+    except OSError:
+        flags = []
+    info["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4")))
+    for recs in records.values():
+        for r in recs.values():
+            if "bf16_native" in r.get("peak", {}):
+                info["torch_bf16_native"] = r["peak"]["bf16_native"]
+                info["torch_cpu_capability"] = r["peak"]["cpu_capability"]
     return info
 
 

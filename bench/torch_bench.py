@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import WORK_DIR, need, parse_size, run_child, time_reps
+from bench.common import WORK_DIR, NotBuilt, need, parse_size, run_child, time_reps
 
 TORCH_MODELS = ("mars_cracknet", "dune_vlm", "s5mars_ssl", "reference")
 DEFAULT_VARIANTS = ("fp32", "bf16", "fp32_cl", "bf16_cl")
@@ -37,8 +37,13 @@ def matmul_peak(n: int, reps: int = 5) -> dict[str, Any]:
     """GFLOP/s of an n x n x n ``torch.mm`` in fp32 and bf16 (median of ``reps``)."""
     import torch
 
-    out: dict[str, Any] = {"n": n}
+    native = bf16_native()
+    out: dict[str, Any] = {"n": n, "bf16_native": native,
+                           "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if name == "bf16" and not native:  # emulated bf16 is ~50x slower: a smaller product
+            n = min(n, 512)
+            out["bf16_n"] = n
         a = torch.randn(n, n).to(dtype)
         b = torch.randn(n, n).to(dtype)
         c = torch.empty(n, n, dtype=dtype)
@@ -46,6 +51,17 @@ def matmul_peak(n: int, reps: int = 5) -> dict[str, Any]:
         out[f"{name}_gflops"] = 2.0 * n**3 / t["median_s"] / 1e9
         out[f"{name}_times_s"] = t["times_s"]
     return out
+
+
+def bf16_native() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 / AMX); without them
+    torch falls back to slow reference kernels for bf16 convolutions and matmuls."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 # ------------------------------------------------------------------------------ the models
@@ -234,7 +250,14 @@ def task_train(args: argparse.Namespace) -> dict[str, Any]:
     spec.model.train()
     variants = args.variants.split(",") if args.variants else list(DEFAULT_VARIANTS)
     results: dict[str, Any] = {}
-    for variant in variants:
+    skipped: dict[str, str] = {}
+    if not peak["bf16_native"] and not args.quick and args.model != "reference":
+        for v in [v for v in variants if v.startswith("bf16")]:
+            variants.remove(v)
+            skipped[v] = (f"not timed: this CPU ({peak['cpu_capability']}) has no native bf16, "
+                          f"bf16 matmul runs at {peak['bf16_gflops']:.1f} GFLOP/s against "
+                          f"{peak['fp32_gflops']:.0f} in fp32; see the reference model")
+    for k, variant in enumerate(variants):
         if variant not in ("fp32", "bf16", "fp32_cl", "bf16_cl", "fp32_compile",
                            "bf16_compile"):
             raise ValueError(f"unknown variant {variant!r}")
@@ -249,17 +272,35 @@ def task_train(args: argparse.Namespace) -> dict[str, Any]:
             compile_s = time.perf_counter() - t0
         b = _to_format(batch, cl)
         step = make_step(spec, model, opt, variant)
-        t = time_reps(lambda step=step, b=b: step(b), args.warmup, args.reps)
+        slow = variant.startswith("bf16") and not peak["bf16_native"] and not args.quick
+        # emulated bf16 steps take minutes: one untimed-warm-up-free repetition
+        # the FLOP-counting forward + backward already warmed up the first variant's kernels
+        warm = max(0, args.warmup - 1) if k == 0 else args.warmup
+        t = time_reps(lambda step=step, b=b: step(b), 0 if slow else warm,
+                      1 if slow else args.reps)
+        if slow:
+            t["note"] = "emulated bf16 (no native bf16 on this CPU): 1 repetition, no warm-up"
         t["images_per_s"] = spec.batch_size / t["median_s"]
         if compile_s is not None:
             t["compile_s"] = round(compile_s, 1)
         results[variant] = t
     spec.model.to(memory_format=torch.contiguous_format)
+    rec: dict[str, Any] = {}
+    if args.loader_steps:
+        try:  # one warm-up step each (memory: re-warm after the last variant; disk: workers)
+            rec["loader"] = {"status": "ok", **loader_compare(
+                spec, opt, args.quick, args.loader_steps, 1, 1, args.loader_workers2)}
+        except NotBuilt as exc:
+            rec["loader"] = {"status": "not built yet", "reason": str(exc)}
+        except Exception as exc:  # the training figures stay valid
+            rec["loader"] = {"status": "error", "reason": f"{exc.__class__.__name__}: {exc}"}
     return {
+        **rec,
         "model": spec.name, "kind": spec.kind, "notes": spec.notes,
         "params": count_params(spec.model), "batch": spec.batch_size,
         "input": "x".join(map(str, spec.input_shape)), "paper_input": spec.paper_input,
         "flops_per_step": flops, "peak": peak, "variants": results,
+        "skipped_variants": skipped,
     }
 
 
@@ -403,20 +444,29 @@ def task_loader(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     spec = build_spec(args.model, args.quick)
+    opt = spec.optimizer(spec.model)
+    workers2 = args.model == "dune_vlm" and (args.variants or "") == "workers2"
+    return loader_compare(spec, opt, args.quick, args.reps, args.warmup, args.warmup, workers2)
+
+
+def loader_compare(spec: ModelSpec, opt, quick: bool, steps: int, warm_mem: int,
+                   warm_disk: int, workers2: bool = False) -> dict[str, Any]:
+    """The fp32 step fed by the subproject's DataLoader from disk, then by the same batches
+    already in memory; plus the loader alone."""
+    import torch
+
     makers = {"mars_cracknet": _loader_mars_cracknet, "dune_vlm": _loader_dune_vlm,
               "s5mars_ssl": _loader_s5mars_ssl, "reference": _loader_reference}
-    steps = args.reps
     out: dict[str, Any] = {"model": spec.name, "batch": spec.batch_size, "steps": steps,
-                           "warmup": args.warmup, "variant": "fp32"}
-    configs = [("default", {})]
-    if args.model == "dune_vlm" and (args.variants or "") == "workers2":
+                           "warmup": warm_disk, "variant": "fp32"}
+    configs: list[tuple[str, dict[str, Any]]] = [("default", {})]
+    if workers2:
         configs.append(("workers2", {"workers": 2}))
-    opt = spec.optimizer(spec.model)
+    spec.model.to(memory_format=torch.contiguous_format)
     step = make_step(spec, spec.model, opt, "fp32")
     spec.model.train()
     for name, kw in configs:
-        loader, unpack, info = makers[args.model](args.quick, spec.batch_size, **kw)
-        n_needed = args.warmup + steps
+        loader, unpack, info = makers[spec.name](quick, spec.batch_size, **kw)
 
         def batches(loader=loader):
             while True:  # new epochs (and worker start-ups) count, as in training
@@ -424,17 +474,17 @@ def task_loader(args: argparse.Namespace) -> dict[str, Any]:
 
         # the same batches in memory: materialised first, untimed
         it = batches()
-        cached = [unpack(next(it)) for _ in range(n_needed)]
+        cached = [unpack(next(it)) for _ in range(warm_mem + steps)]
         del it
-        for b in cached[:args.warmup]:
+        for b in cached[:warm_mem]:
             step(b)
         t0 = time.perf_counter()
-        for b in cached[args.warmup:]:
+        for b in cached[warm_mem:]:
             step(b)
         mem_s = time.perf_counter() - t0
         # from disk: a fresh loader iteration (workers start as in a new epoch)
         it = batches()
-        for _ in range(args.warmup):
+        for _ in range(warm_disk):
             step(unpack(next(it)))
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -444,14 +494,15 @@ def task_loader(args: argparse.Namespace) -> dict[str, Any]:
         # the loader alone, no training: how many batches/s the pipeline delivers
         it = batches()
         next(it)
+        n_only = max(steps, 4)
         t0 = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(n_only):
             next(it)
         only_s = time.perf_counter() - t0
         del it
         out[name] = {**info, "memory_steps_per_s": steps / mem_s,
                      "disk_steps_per_s": steps / disk_s,
-                     "loader_only_batches_per_s": steps / only_s}
+                     "loader_only_batches_per_s": n_only / only_s}
     return out
 
 

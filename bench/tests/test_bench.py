@@ -158,14 +158,20 @@ def test_derivations_on_a_synthetic_record():
 
 def test_plan_covers_every_section():
     jobs = plan(quick=True, reps=1, warmup=0, sections=list(SECTIONS), every=True)
-    assert {j.section for j in jobs} >= set(SECTIONS) - {"tests"}
+    assert {j.section for j in jobs} >= set(SECTIONS) - {"tests", "input_pipeline"}
     keys = {(j.section, j.key) for j in jobs}
+    alone = {(j.section, j.key) for j in plan(quick=True, reps=1, warmup=0,
+                                               sections=["input_pipeline"], every=True)}
     for m in ("mars_cracknet", "dune_vlm", "s5mars_ssl", "crater_resunet", "ice_patch_cnn"):
-        assert ("training", m) in keys and ("input_pipeline", m) in keys
+        assert ("training", m) in keys and ("input_pipeline", m) in alone
     full = plan(quick=False, reps=3, warmup=1, sections=list(SECTIONS))
     assert {(j.section, j.key) for j in full} == keys
+    # both sections: the training children also measure the pipelines
+    folded = plan(quick=False, reps=3, warmup=1, sections=["training", "input_pipeline"])
+    assert {j.section for j in folded} == {"training"}
+    assert all("--loader-steps" in j.args for j in folded)
     subset = plan(quick=True, reps=1, warmup=0, sections=list(SECTIONS))
-    assert {j.section for j in subset} == set(SECTIONS) - {"tests"}
+    assert {j.section for j in subset} == set(SECTIONS) - {"tests", "input_pipeline"}
 
 
 def test_a_child_without_record_is_reported_not_raised(tmp_path):
