@@ -265,9 +265,9 @@ def _rasters(sec: dict[str, Any] | None) -> list[str]:
         out += [f"`ice_patch_cnn/chunk.py`: {_status(ic)}", ""]
     ct = ent.get("cracknet_tiled", {})
     if ct.get("status") == OK:
-        out += [f"**Mars-CrackNet tiled prediction** (`mars_cracknet.inference."
-                f"iter_tiled_probability`, tile {ct['tile']}, overlap {ct['overlap']}, read "
-                f"window by window with rasterio, probability written as a uint8 GeoTIFF) of a "
+        out += [f"**Mars-CrackNet tiled prediction** (`{ct.get('pipeline', '?')}`, tile "
+                f"{ct['tile']}, overlap {ct['overlap']}, read window by window, blended, written "
+                "strip by strip) of a "
                 f"{ct['image']}; peak RSS {_f(ct['peak_rss_mb'], '.0f')} MB:", "",
                 "| precision | wall s | tiles | Mpx/s | pure forward s | overhead |",
                 "| --- | --- | --- | --- | --- | --- |"]

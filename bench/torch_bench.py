@@ -573,64 +573,61 @@ def task_dune_tile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def task_crack_tile(args: argparse.Namespace) -> dict[str, Any]:
-    """Mars-CrackNet blended tiled prediction of a large image read window by window."""
-    import rasterio
+    """Mars-CrackNet's own tiled prediction (``predict.predict_image``) of a large GeoTIFF."""
     import torch
-    from rasterio.windows import Window
+    from rasterio.transform import from_origin
 
     from shared.rasters import geotiff_writer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ResUNet = need("mars_cracknet.models.resunet", "ResUNet")
-    inf = need("mars_cracknet.inference")
-    iter_tiled = need("mars_cracknet.inference", "iter_tiled_probability")
     predict_tensor = need("mars_cracknet.inference", "predict_tensor")
-    del inf
+    predict_image = need("mars_cracknet.predict", "predict_image")
+    open_source = need("mars_cracknet.predict", "open_source")
     h, w = parse_size(args.size, (96, 96) if args.quick else (1024, 1024))
     tile, overlap = (64, 16) if args.quick else (512, 64)
-    model = ResUNet(num_classes=1).eval()
-    path = WORK_DIR / "mars_cracknet" / f"large_{h}x{w}.tif"
+    net = ResUNet(num_classes=1).eval()
+    path = WORK_DIR / "mars_cracknet" / f"large_geo_{h}x{w}.tif"
     if not path.is_file():
         rng = np.random.default_rng(0)
-        with geotiff_writer(path, width=w, height=h, count=3, dtype="uint8",
-                            compress="NONE") as dst:
+        with geotiff_writer(path, width=w, height=h, count=3, dtype="uint8", crs="EPSG:4326",
+                            transform=from_origin(0, 0, 1e-5, 1e-5)) as dst:
             dst.write(rng.integers(0, 255, (3, h, w), dtype=np.uint8))
-    variants = args.variants.split(",") if args.variants else ["fp32", "bf16_cl"]
+
+    class Counting:  # the model as predict_tensor calls it, counting the tiles
+        def __init__(self, model):
+            self.model, self.calls = model, 0
+
+        def __call__(self, x):
+            self.calls += 1
+            return self.model(x)
+
+    variants = args.variants.split(",") if args.variants else ["fp32"]
     out: dict[str, Any] = {"image": f"{h}x{w} RGB uint8 GeoTIFF (random values)", "height": h,
-                           "width": w, "tile": tile, "overlap": overlap}
+                           "width": w, "tile": tile, "overlap": overlap,
+                           "pipeline": "mars_cracknet.predict.predict_image (mask GeoTIFF)"}
     x = torch.rand(1, 3, tile, tile)
     for variant in variants:
         if variant not in ("fp32", "bf16", "fp32_cl", "bf16_cl"):
             raise ValueError(f"unknown variant {variant!r}")
         amp = variant.startswith("bf16")
-        model.to(memory_format=torch.channels_last if variant.endswith("_cl")
-                 else torch.contiguous_format)
-        fwd = time_reps(lambda amp=amp: predict_tensor(model, x, amp=amp), args.warmup,
+        net.to(memory_format=torch.channels_last if variant.endswith("_cl")
+               else torch.contiguous_format)
+        fwd = time_reps(lambda amp=amp: predict_tensor(net, x, amp=amp), args.warmup,
                         args.reps)
-        n_tiles = 0
-
-        def predict(arr, amp=amp):
-            nonlocal n_tiles
-            n_tiles += 1
-            t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float() / 255
-            return predict_tensor(model, t, amp=amp)[0, 0].numpy()
-
+        counting = Counting(net)
+        src = open_source(path)
         t0 = time.perf_counter()
-        with rasterio.open(path) as src:
-            def read(r, c, hh, ww, src=src):
-                a = src.read(window=Window(c, r, ww, hh), boundless=True, fill_value=0)
-                return np.moveaxis(a, 0, -1)
-
-            with geotiff_writer(WORK_DIR / "mars_cracknet" / f"prob_{variant}.tif", width=w,
-                                height=h, count=1, dtype="uint8") as dst:
-                for row0, strip in iter_tiled(read, h, w, predict, tile=tile, overlap=overlap):
-                    dst.write((strip * 255).round().astype(np.uint8)[None],
-                              window=Window(0, row0, w, strip.shape[0]))
+        try:
+            predict_image(counting, src, WORK_DIR / "mars_cracknet" / f"pred_{variant}",
+                          tile=tile, overlap=overlap, amp=amp)
+        finally:
+            src.close()
         wall = time.perf_counter() - t0
-        out[variant] = {"wall_s": wall, "tiles": n_tiles, "mpx_per_s": h * w / 1e6 / wall,
+        out[variant] = {"wall_s": wall, "tiles": counting.calls, "mpx_per_s": h * w / 1e6 / wall,
                         "tile_forward_median_s": fwd["median_s"],
-                        "pure_forward_s": n_tiles * fwd["median_s"]}
+                        "pure_forward_s": counting.calls * fwd["median_s"]}
     return out
 
 
