@@ -408,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="update only the given --sections in the existing JSON (each section "
                         "stays one run: its ratios are never mixed across runs) and re-render "
                         "the markdown")
+    p.add_argument("--render", action="store_true",
+                   help="measure nothing: re-write the markdown from the existing JSON")
     p.add_argument("--child-timeout", type=float, default=600.0,
                    help="seconds before a child is killed and reported (default 600)")
     return p
@@ -434,6 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     md_out = args.markdown or (RUN_DIR / "quick.md" if args.quick
                                else REPO_ROOT / "BENCHMARKS.md")
     out_dir = RUN_DIR / tag
+    if args.render:
+        if not json_out.is_file():
+            print(f"error: {json_out}: file not found (run the benchmark first)",
+                  file=sys.stderr)
+            return 2
+        atomic_write_text(md_out, render_markdown(json.loads(json_out.read_text("utf-8")),
+                                                  json_out))
+        print(f"wrote {md_out} from {json_out}")
+        return 0
     jobs = plan(args.quick, reps, warmup, sections, every=args.every)
     if args.only:
         keep = {k.strip() for k in args.only.split(",")}
