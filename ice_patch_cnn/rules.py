@@ -3,7 +3,7 @@
 For one HiRISE image with chunk probabilities ``p``: ``m`` is their mean and ``f`` the share of
 "icy" chunks (``p >= icy_p``, 0.6). The paper's text, restated as rules:
 
-* **good**: ``f > 0.5 and m > 0.6``, or ``f <= 0.5 and m > 0.2``;
+* **good**: ``f > 0.5 and m > 0.6``, or ``f <= 0.5``, at least one icy chunk and ``m > 0.2``;
 * **hard** (to identify): ``f > 0.5 and 0.4 <= m <= 0.6``, or ``f <= 0.5`` with more than one
   icy chunk (``n_icy >= 2``) and ``m >= 0.01``;
 * **bad**: anything else (also an image without any valid chunk).
@@ -12,7 +12,13 @@ Readings of the ambiguous text, all configurable in the ``rules:`` section of a 
 "more than half of the chunks" is ``f > majority_share``; "less than half" is taken as the
 complement ``f <= majority_share`` so that every image gets exactly one branch; "more than 1
 chunk" is ``n_icy >= hard_min_icy_chunks`` (2); "the minimum percentage was 1 %" is
-``m >= hard_mean_minority``; the good rule is tested before the hard rule. A chunk whose
+``m >= hard_mean_minority``; the good rule is tested before the hard rule. "If the amount of
+icy chunks is less than half" is read as speaking of images that have icy chunks: the minority
+good branch needs ``n_icy >= good_min_icy_chunks`` (1). The paper counts its 98 images "with no
+icy chunk at all" apart from its good and hard images, and an image without any chunk at
+``p >= 0.6`` cannot show the patches it is called good for; without this condition an
+uncalibrated model whose probabilities all sit near 0.21 would call every image good while
+finding no icy chunk anywhere. ``good_min_icy_chunks: 0`` restores the bare text. A chunk whose
 probability lies in the band ``chunk_hard_low <= p <= chunk_hard_high`` (0.4-0.6) is labelled
 "hard" at chunk level (that label wins over "ice" at exactly p = 0.6, while ``f`` still counts
 p = 0.6 as icy, as the image rule says "at least 60 %").
@@ -38,6 +44,7 @@ class Rules:
     majority_share: float = 0.5
     good_mean_majority: float = 0.6
     good_mean_minority: float = 0.2
+    good_min_icy_chunks: int = 1
     hard_mean_low: float = 0.4
     hard_mean_high: float = 0.6
     hard_min_icy_chunks: int = 2
@@ -68,8 +75,9 @@ class Rules:
             raise ValueError("rules.hard_mean_low must not exceed rules.hard_mean_high")
         if self.chunk_hard_low > self.chunk_hard_high:
             raise ValueError("rules.chunk_hard_low must not exceed rules.chunk_hard_high")
-        if int(self.hard_min_icy_chunks) < 0:
-            raise ValueError("rules.hard_min_icy_chunks must be >= 0")
+        for name in ("hard_min_icy_chunks", "good_min_icy_chunks"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"rules.{name} must be >= 0")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,8 +106,8 @@ def decide(mean_p: float, share_icy: float, n_icy: int, rules: Rules = Rules()) 
         if rules.hard_mean_low <= m <= rules.hard_mean_high:
             return "hard", "f>0.5, 0.4<=m<=0.6"
         return "bad", "f>0.5, m<0.4"
-    if m > rules.good_mean_minority:
-        return "good", "f<=0.5, m>0.2"
+    if n_icy >= rules.good_min_icy_chunks and m > rules.good_mean_minority:
+        return "good", "f<=0.5, icy chunk(s), m>0.2"
     if n_icy >= rules.hard_min_icy_chunks and m >= rules.hard_mean_minority:
         return "hard", "f<=0.5, >1 icy chunk, m>=0.01"
     return "bad", "f<=0.5, too few icy chunks or m<0.01"

@@ -127,6 +127,33 @@ def score_images(rows: Sequence[dict], truth: dict[str, dict]) -> dict:
     }
 
 
+def report_problems(report: dict, rules: Rules = Rules()) -> list[str]:
+    """Contradictions between the counts of a survey report (an empty list when consistent).
+
+    Every image gets exactly one decision; with the paper's rules (an icy chunk needed for
+    "good" and two for "hard") an image without any icy chunk is always "bad", so the images
+    without an icy chunk can never outnumber the "bad" ones; scores against a truth file must
+    cover at least one image and agree with the decision counts.
+    """
+    problems = []
+    n = report["images"]
+    by_decision = [report[f"images_{d}"] for d in DECISIONS]
+    if sum(by_decision) != n:
+        problems.append(f"decisions {by_decision} do not add up to {n} images")
+    if (rules.good_min_icy_chunks >= 1 and rules.hard_min_icy_chunks >= 1
+            and report["images_without_icy_chunk"] > report["images_bad"]):
+        problems.append(f"{report['images_without_icy_chunk']} images without an icy chunk but "
+                        f"only {report['images_bad']} called bad")
+    scores = report.get("image_scores")
+    if scores is not None:
+        if scores["images_scored"] == 0:
+            problems.append("no image of the predictions is named in the truth file")
+        elif scores["images_scored"] == n and (scores["images_good"], scores["images_hard"]) != (
+                report["images_good"], report["images_hard"]):
+            problems.append("scored good/hard counts differ from the decision counts")
+    return problems
+
+
 def read_chunk_truth(path: str | Path) -> dict[tuple[str, int, int], int]:
     """Chunk truth CSV: ``image, grid_row, grid_col, label`` (1, 0 or -1 = hard)."""
     out = {}
@@ -245,6 +272,9 @@ def run_survey(predictions_dir: str | Path, out: str | Path | None = None,
         report["image_scores"] = score_images(rows, read_truth(truth))
     if chunk_truth:
         report["chunk_scores"] = score_chunks(preds, read_chunk_truth(chunk_truth), rules)
+    problems = report_problems(report, rules)
+    if problems:
+        raise ValueError(f"{folder}: inconsistent survey report: " + "; ".join(problems))
     report["contact_sheet_chunks"] = contact_sheet(folder, preds, out / "contact_sheet.png",
                                                    sheet, rules)
     atomic_write_json(out / "survey_report.json", report)

@@ -8,7 +8,7 @@ import pytest
 
 from ice_patch_cnn.chunk import ChunkSpec, chunk_images
 from ice_patch_cnn.predict import in_shard, parse_shard, run_predict
-from ice_patch_cnn.survey import run_survey, score_images
+from ice_patch_cnn.survey import report_problems, run_survey, score_images
 from shared.rasters import write_geotiff
 
 
@@ -115,6 +115,33 @@ def test_survey_decisions_scores_and_outputs(tmp_path):
         rows = {r["image"]: r for r in csv.DictReader(fh)}
     assert rows["B"]["decision"] == "hard" and rows["A"]["n_icy"] == "3"
     assert (preds / "all_chunks.csv").is_file()
+
+
+def test_flat_probabilities_give_no_good_image_and_a_consistent_report(tmp_path):
+    # an uncalibrated model (every p ~ 0.205) must not turn into "every image good" while
+    # "no image has an icy chunk" (the contradiction of an earlier summary)
+    preds = tmp_path / "pred"
+    for name in ("A", "B", "C"):
+        _write_preds(preds, name, [0.205, 0.204, 0.206])
+    truth = tmp_path / "truth.csv"
+    truth.write_text("name,truth,has_ice\nA,good,1\nB,bad,0\nC,bad,1\n")
+    report = run_survey(preds, truth=truth, sheet=0)
+    assert report["images_without_icy_chunk"] == 3 and report["images_bad"] == 3
+    assert report["images_good"] == report["images_hard"] == 0
+    assert report["image_scores"]["images_scored"] == 3
+    assert report_problems(report) == []
+    bad = dict(report, images_good=3, images_bad=0)
+    assert any("without an icy chunk" in p for p in report_problems(bad))
+    assert any("add up" in p for p in report_problems(dict(report, images_hard=1)))
+
+
+def test_truth_that_names_no_image_is_an_error(tmp_path):
+    preds = tmp_path / "pred"
+    _write_preds(preds, "A", [0.9, 0.9])
+    truth = tmp_path / "truth.csv"
+    truth.write_text("name,truth,has_ice\nZ,good,1\n")
+    with pytest.raises(ValueError, match="no image of the predictions"):
+        run_survey(preds, truth=truth, sheet=0)
 
 
 def test_score_images_ratios_like_the_paper():

@@ -1,5 +1,6 @@
 """The image-level rules on crafted probability lists: every branch and every boundary."""
 
+import numpy as np
 import pytest
 
 from ice_patch_cnn.rules import Rules, chunk_label, classify_image, decide
@@ -15,7 +16,7 @@ from ice_patch_cnn.rules import Rules, chunk_label, classify_image, decide
         # f > 0.5 and m within the band
         ([0.7, 0.7, 0.0], "hard", "f>0.5, 0.4<=m<=0.6"),
         # f <= 0.5 (exactly half icy) and m > 0.2 -> good
-        ([0.9, 0.0], "good", "f<=0.5, m>0.2"),
+        ([0.9, 0.0], "good", "f<=0.5, icy chunk(s), m>0.2"),
         # f <= 0.5, m == 0.2 exactly is not good; two icy chunks, m >= 0.01 -> hard
         ([0.6, 0.6, 0.0, 0.0, 0.0, 0.0], "hard", "f<=0.5, >1 icy chunk, m>=0.01"),
         # f <= 0.5, only one icy chunk, m <= 0.2 -> bad
@@ -31,6 +32,21 @@ def test_branches_on_probability_lists(probs, decision, reason):
     assert (call.decision, call.reason) == (decision, reason)
     assert call.n_chunks == len(probs)
     assert call.n_icy == sum(p >= 0.6 for p in probs)
+
+
+def test_no_icy_chunk_is_never_good_or_hard():
+    # the contradiction of an uncalibrated model: every p ~ 0.205, so m > 0.2 but no icy chunk
+    flat = [0.205] * 50
+    call = classify_image(flat)
+    assert call.n_icy == 0 and call.decision == "bad"
+    # the bare text (good_min_icy_chunks = 0) would call it good
+    assert classify_image(flat, Rules(good_min_icy_chunks=0)).decision == "good"
+    assert decide(0.21, 0.0, 0) == ("bad", "f<=0.5, too few icy chunks or m<0.01")
+    assert decide(0.21, 0.02, 1)[0] == "good"           # one icy chunk is enough
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        probs = rng.uniform(0.0, 0.5999, rng.integers(1, 40))
+        assert classify_image(probs).decision == "bad"
 
 
 def test_majority_branch_below_the_hard_band_is_bad():
@@ -77,6 +93,8 @@ def test_thresholds_come_from_the_config():
         Rules.from_config({"icy": 0.5})
     with pytest.raises(ValueError, match="must be in"):
         Rules.from_config({"icy_p": 1.5})
+    with pytest.raises(ValueError, match="good_min_icy_chunks"):
+        Rules.from_config({"good_min_icy_chunks": -1})
 
 
 def test_paper_profile_rules_match_defaults():
