@@ -393,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed repetitions per figure (median reported; default 3, quick 1)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed repetitions first (default 1, quick 0)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads per child (default 2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per child (default 2; quick 1, so that its two children "
+                        "at a time do not oversubscribe a 2-core machine)")
     p.add_argument("--jobs", type=int, default=None,
                    help="children run at once (default 1; quick 2). Timings need 1.")
     p.add_argument("--sections", default=",".join(SECTIONS),
@@ -426,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     jobs_n = args.jobs if args.jobs is not None else (2 if args.quick else 1)
+    if args.threads is None:
+        args.threads = 1 if args.quick else 2
     if reps < 1 or warmup < 0 or jobs_n < 1 or args.threads < 1:
         print("error: --reps, --jobs and --threads must be >= 1, --warmup >= 0",
               file=sys.stderr)
