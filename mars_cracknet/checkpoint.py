@@ -20,7 +20,9 @@ class CheckpointError(ValueError):
 
 def save_weights(path: str | Path, model: torch.nn.Module, model_name: str) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
-    meta = {"model": model_name, "num_classes": str(_unwrap(model).num_classes)}
+    inner = _unwrap(model)
+    meta = {"model": model_name, "num_classes": str(inner.num_classes),
+            "width": str(getattr(inner, "width", 64))}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
     return Path(path)
@@ -39,9 +41,10 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
 
 def checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """Model name and class count stored in a weights file."""
+    """Model name, class count and base width stored in a weights file."""
     _, meta = read_weights(path)
-    return {"model": meta.get("model"), "num_classes": int(meta.get("num_classes", 1))}
+    return {"model": meta.get("model"), "num_classes": int(meta.get("num_classes", 1)),
+            "width": int(meta.get("width", 64))}
 
 
 def load_weights(path: str | Path, model: torch.nn.Module, model_name: str | None = None

@@ -65,6 +65,9 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         ("finetune_mode", cfg["finetune_mode"] in ("mars", "earth", "earth_mars"),
          "mars, earth or earth_mars"),
         ("epochs", isinstance(cfg["epochs"], int) and cfg["epochs"] >= 1, "an integer >= 1"),
+        ("width", isinstance(cfg["width"], int) and cfg["width"] >= 1
+         and (cfg["model"] == "unet" or cfg["width"] == 64),
+         "an integer >= 1 for unet; 64 for resunet (fixed ResNet-18 widths)"),
         ("pretrain_epochs", isinstance(cfg["pretrain_epochs"], int)
          and cfg["pretrain_epochs"] >= 1, "an integer >= 1"),
         ("batch_size", isinstance(cfg["batch_size"], int) and cfg["batch_size"] >= 1,

@@ -170,7 +170,13 @@ def load_model(checkpoint: Path, model_name: str = "auto", device: str = "cpu"):
             raise PredictError(f"{checkpoint}: the checkpoint does not say its model; pass "
                                "--model resunet or --model unet")
         model_name = stored
-    model = build_model(model_name, num_classes=info["num_classes"])
+    elif stored is not None and stored != model_name:
+        raise PredictError(f"{checkpoint}: checkpoint is for model {stored!r}, "
+                           f"not {model_name!r}")
+    try:
+        model = build_model(model_name, num_classes=info["num_classes"], width=info["width"])
+    except ValueError as exc:
+        raise PredictError(f"{checkpoint}: {exc}") from None
     load_weights(checkpoint, model, model_name)
     return model.to(device).eval(), model_name
 

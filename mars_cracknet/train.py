@@ -242,7 +242,8 @@ def train_stage(cfg: dict[str, Any], run_dir: Path, dist: Dist, *, dataset_mode:
     train_set = CrackDataset.for_mode(cfg["data"], dataset_mode, crop_size=cfg["crop_size"],
                                       train=True, seed=seed)
     test_set = CrackDataset.for_mode(cfg["data"], "test") if evaluate_test else None
-    model = build_model(cfg["model"], num_classes=num_classes).to(dist.device)
+    model = build_model(cfg["model"], num_classes=num_classes,
+                        width=int(cfg["width"])).to(dist.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
     criterion = build_loss(cfg["loss"], cfg["ratio"])
     amp = bool(cfg["amp"])

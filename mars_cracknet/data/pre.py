@@ -39,6 +39,18 @@ def _save_png(path: Path, array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def _thick_polyline(shape: tuple[int, int], pts: np.ndarray, closed: bool, width: int
+                    ) -> np.ndarray:
+    """A polyline exactly ``width`` pixels across (OpenCV's own thickness rounds up to odd
+    widths of 2 * (t // 2) + 1): a 1-px line dilated by a ``width`` x ``width`` disk."""
+    line = np.zeros(shape, np.uint8)
+    cv2.polylines(line, [pts], closed, 255, 1)
+    if width > 1:
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+        line = cv2.dilate(line, disk)
+    return line
+
+
 def labelme_to_mask(json_path: str | Path, line_width: int = 3,
                     labels: set[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(RGB image, mask uint8 {0, 255}) from one labelme JSON file.
@@ -82,7 +94,7 @@ def labelme_to_mask(json_path: str | Path, line_width: int = 3,
         if kind == "polygon" and len(pts) >= 3:
             cv2.fillPoly(mask, [pts], 255)
         elif kind in ("line", "linestrip", "polygon"):
-            cv2.polylines(mask, [pts], kind == "polygon", 255, line_width)
+            mask |= _thick_polyline(mask.shape, pts, kind == "polygon", line_width)
         elif kind == "rectangle" and len(pts) == 2:
             cv2.rectangle(mask, tuple(pts[0]), tuple(pts[1]), 255, -1)
         elif kind == "circle" and len(pts) == 2:

@@ -59,6 +59,7 @@ class ResUNet(nn.Module):
     def __init__(self, num_classes: int = 1, in_channels: int = 3):
         super().__init__()
         self.num_classes = num_classes
+        self.width = 64  # fixed by the ResNet-18 encoder
         self.full_res = nn.Sequential(conv_bn(in_channels, 64), conv_bn(64, 64, relu=False))
         backbone = resnet18(weights=None)  # no download: weights come from our own checkpoints
         if in_channels != 3:

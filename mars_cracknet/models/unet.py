@@ -2,7 +2,8 @@
 
 inc double_conv(3->64); four downs (max-pool + double_conv) 64->128->256->512->512; four ups
 (bilinear x2, concatenation, double_conv) 1024->256, 512->128, 256->64, 128->64; 1x1 head.
-``forward`` returns logits.
+``forward`` returns logits. ``width`` scales every channel count (64 = the paper's baseline;
+the tests use 8 to stay fast).
 """
 
 from __future__ import annotations
@@ -39,15 +40,18 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, num_classes: int = 1, in_channels: int = 3):
+    def __init__(self, num_classes: int = 1, in_channels: int = 3, width: int = 64):
         super().__init__()
-        self.num_classes = num_classes
-        self.inc = double_conv(in_channels, 64)
-        self.down1, self.down2 = Down(64, 128), Down(128, 256)
-        self.down3, self.down4 = Down(256, 512), Down(512, 512)
-        self.up1, self.up2 = Up(1024, 256), Up(512, 128)
-        self.up3, self.up4 = Up(256, 64), Up(128, 64)
-        self.head = nn.Conv2d(64, num_classes, 1)
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        self.num_classes, self.width = num_classes, width
+        w = width
+        self.inc = double_conv(in_channels, w)
+        self.down1, self.down2 = Down(w, 2 * w), Down(2 * w, 4 * w)
+        self.down3, self.down4 = Down(4 * w, 8 * w), Down(8 * w, 8 * w)
+        self.up1, self.up2 = Up(16 * w, 4 * w), Up(8 * w, 2 * w)
+        self.up3, self.up4 = Up(4 * w, w), Up(2 * w, w)
+        self.head = nn.Conv2d(w, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.inc(x)

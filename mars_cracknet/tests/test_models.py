@@ -38,6 +38,16 @@ def test_multi_class_head():
         assert m(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
 
 
+def test_unet_width_option():
+    narrow = UNet(num_classes=1, width=8).eval()
+    assert narrow.inc[0].out_channels == 8 and narrow.head.in_channels == 8
+    assert n_params(narrow) < n_params(UNet(1)) / 40
+    with torch.no_grad():
+        assert narrow(torch.rand(1, 3, 64, 32)).shape == (1, 1, 64, 32)
+    with pytest.raises(ValueError, match="width must be 64"):
+        build_model("resunet", width=8)
+
+
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("segformer")

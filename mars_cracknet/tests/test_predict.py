@@ -52,7 +52,7 @@ def test_tiled_memory_is_bounded():
 
 
 def test_predict_tensor_pads_any_size():
-    model = UNet(1).eval()
+    model = UNet(1, width=8).eval()
     out = predict_tensor(model, torch.rand(1, 3, 50, 70))
     assert out.shape == (1, 1, 50, 70)
     assert float(out.min()) >= 0 and float(out.max()) <= 1
@@ -62,7 +62,7 @@ def test_predict_tensor_pads_any_size():
 def unet_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "best.safetensors"
-    save_weights(path, UNet(1), "unet")
+    save_weights(path, UNet(1, width=8), "unet")
     return path
 
 

@@ -47,9 +47,11 @@ def test_weights_roundtrip_and_wrong_model(tmp_path):
 
 
 def _args(data, runs, name, epochs, model="unet", mode="mars", batch=4):
+    # a narrow UNet (width 8) keeps the fast tests fast; ResUNet has its fixed widths
     return ["--profile", "quick", "--mode", mode, "--model", model, "--data", str(data),
             "--runs", str(runs), "--name", name, "--epochs", str(epochs), "--batch-size",
-            str(batch), "--crop-size", "32", "--threads", "2"]
+            str(batch), "--crop-size", "32", "--threads", "2",
+            "--set", f"width={8 if model == 'unet' else 64}"]
 
 
 def _weights(path):
@@ -104,7 +106,7 @@ def test_interrupt_mid_epoch_then_resume(tiny_data, tmp_path):
     from mars_cracknet.train import Dist, train_stage
 
     cfg = validate(load_config("quick", {"data": str(tiny_data), "batch_size": 2, "crop_size": 32,
-                                         "model": "unet", "epochs": 1}))
+                                         "model": "unet", "width": 8, "epochs": 1}))
     dist = Dist("cpu")
     kw = {"dataset_mode": "mars", "epochs": 1, "lr": 1e-3, "num_classes": 1,
           "evaluate_test": True}
