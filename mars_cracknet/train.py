@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config key (repeatable), e.g. --set num_workers=0")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue an interrupted run (its saved config is used)")
+                   help="continue an interrupted run (its saved config is used; --epochs, "
+                        "--pretrain-epochs, --device and --amp may change it)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: OMP_NUM_THREADS or 2)")
     return p
@@ -443,7 +444,9 @@ def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
             saved = yaml.safe_load((args.resume / "config.yml").read_text(encoding="utf-8")) \
                 if (args.resume / "config.yml").is_file() else saved
         cfg = load_config("paper", {k: v for k, v in saved.items() if k in load_config("paper")})
-        cfg.update({k: v for k, v in overrides.items() if k in ("device", "amp")})
+        # a resumed run keeps its settings; only where it runs and how long may change
+        cfg.update({k: v for k, v in overrides.items()
+                    if k in ("device", "amp", "epochs", "pretrain_epochs")})
         return validate(cfg), args.resume
     cfg = validate(load_config(args.profile, overrides))
     name = args.name or f"{cfg['model']}_{cfg['mode']}"

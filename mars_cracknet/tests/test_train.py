@@ -74,11 +74,9 @@ def test_resume_equals_uninterrupted(tiny_data, tmp_path, model):
     assert main(_args(tiny_data, runs, "full", 2, model)) == 0
     assert main(_args(tiny_data, runs, "part", 1, model)) == 0
     # continue the finished 1-epoch run for one more epoch
-    cfg_path = runs / "part" / "config.yml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["epochs"] = 2
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    assert main(["--resume", str(runs / "part"), "--threads", "2"]) == 0
+    assert main(["--resume", str(runs / "part"), "--epochs", "2", "--threads", "2"]) == 0
+    cfg = yaml.safe_load((runs / "part" / "config.yml").read_text())
+    assert cfg["epochs"] == 2 and cfg["width"] == (8 if model == "unet" else 64)
     _assert_same(_weights(runs / "full" / "last.safetensors"),
                  _weights(runs / "part" / "last.safetensors"))
     for name in ("config.yml", "metrics.csv", "curves.png", "best.safetensors",
