@@ -60,18 +60,14 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
     lines += [
         f"**Machine**: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}, "
         f"torch {m.get('torch', '?')}, TensorFlow {m.get('tensorflow', '?')}, Keras "
-        f"{m.get('keras', '?')}. Every child process ran with {meta['threads']} threads, one at "
-        f"a time ({meta['jobs']} at once), median of {meta['reps']} timed repetitions after "
+        f"{m.get('keras', '?')}. Every child process ran with {meta['threads']} thread(s), "
+        f"{meta['jobs']} child(ren) at a time, median of {meta['reps']} timed repetitions after "
         f"{meta['warmup']} warm-up (unless a table says otherwise). CPU vector extensions: "
         f"{', '.join(m.get('cpu_flags', [])) or '?'}; torch CPU capability "
         f"{m.get('torch_cpu_capability', '?')}, native bf16 (oneDNN): "
         f"{_f(m.get('torch_bf16_native'))}.",
         "",
-        f"**GPU**: {meta['gpu_note']} The GPU part of the issue (images/s and fraction of the "
-        "GPU's bf16/fp32 peak for the paper profiles; the crater step against the seed's 0.54 s "
-        "per batch-16 step at 256 x 256 on a P100) is therefore not measured; the same command "
-        "runs there unchanged once a GPU build of the frameworks is installed, but the children "
-        "time the CPU only.",
+        _gpu_line(res),
         "",
         "**How to read it.** The machine is shared and noisy, so every headline is a ratio of two "
         "figures measured side by side in this run: a training step's FLOP/s against a large "
@@ -86,6 +82,7 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
     lines += _rasters(res.get("rasters"))
     lines += _crack(res.get("crack_analysis"))
     lines += _tests(res.get("tests"))
+    lines += _gpu(res.get("gpu"))
     lines += _shortfalls(res)
     lines += _changes(res)
     return "\n".join(lines) + "\n"
@@ -234,7 +231,9 @@ def _rasters(sec: dict[str, Any] | None) -> list[str]:
             "raster):", "", "| pipeline | raster (h x w) | block / chunk | wall s | peak RSS MB |",
             "| --- | --- | --- | --- | --- |"]
     for key, label in rows:
-        r = ent.get(key, {})
+        if key not in ent:  # not in this run's plan (--quick measures a subset)
+            continue
+        r = ent[key]
         if r.get("status") != OK:
             out.append(f"| {label} | {_status(r)} | | | |")
             continue
@@ -404,4 +403,59 @@ def _changes(res: dict[str, Any]) -> list[str]:
                        f"{_f(d['tfdata_vs_generator_training'], '.2f')}x |")
     if len(out) == n0:
         out.append("| — | nothing measured | | | |")
+    return out + [""]
+
+
+def _gpu_line(res: dict[str, Any]) -> str:
+    meta = res["meta"]
+    gpu = res.get("gpu")
+    if gpu and gpu.get("device", {}).get("gpu"):
+        return (f"**GPU**: {gpu['device']['gpu']}, measured by `bench/gpu_bench.py` in a separate "
+                f"run ({gpu.get('date')}); see section 6. Every other figure is CPU-only.")
+    return (f"**GPU**: {meta['gpu_note']} The GPU part of the issue (images/s and fraction of "
+            "the GPU's bf16/fp32 peak at the paper batches; the crater step against the seed's "
+            "0.54 s per batch-16 step at 256 x 256 on a P100) is therefore not measured. "
+            "`python -m bench.gpu_bench all --json gpu.json` measures it on a CUDA machine "
+            "(PyTorch models natively, the Keras models under Keras's PyTorch backend) and "
+            "`python -m bench.run --attach-gpu gpu.json` adds it here as section 6; that code "
+            "has only been smoke-tested on the CPU (`--device cpu`), never on a GPU.")
+
+
+def _gpu(gpu: dict[str, Any] | None) -> list[str]:
+    if not gpu or not gpu.get("device", {}).get("gpu"):
+        return []
+    dev = gpu["device"]
+    out = ["## 6. GPU (training steps at the paper batches)", "",
+           f"{dev['gpu']} (compute capability {dev.get('capability')}, "
+           f"{dev.get('memory_gib')} GiB), torch {dev.get('torch')}, CUDA {dev.get('cuda')}; "
+           f"host {dev.get('host_cpu')}, {dev.get('host_cores')} cores. Run {gpu.get('date')}, "
+           f"{gpu.get('wall_s', 0) / 60:.1f} min; command `{gpu.get('command')}`. Each child "
+           "timed an 8192^3 `torch.mm` (fp32 without TF32, TF32, bf16) in its own process; a "
+           "variant's achieved TFLOP/s are compared with the peak of its own precision.", "",
+           "| model | batch x input | variant | s / step | img/s | TFLOP/s | % of peak (which) "
+           "| peak mem GiB |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key, rec in gpu.get("entries", {}).items():
+        label = LABELS.get(key, key)
+        if rec.get("status") != OK:
+            out.append(f"| {label} | {_status(rec)} | | | | | | |")
+            continue
+        d = gpu.get("derived", {}).get(key, {}).get("variants", {})
+        for name, v in rec.get("variants", {}).items():
+            if "median_s" not in v:
+                out.append(f"| {label} | {rec.get('batch')} x {rec.get('input')} | {name} | "
+                           f"{_status(v)} | | | | |")
+                continue
+            dv = d.get(name, {})
+            comp = f", compile {v['compile_s']} s" if v.get("compile_s") is not None else ""
+            out.append(f"| {label} | {rec.get('batch')} x {rec.get('input')} | {name}{comp} | "
+                       f"{_f(v['median_s'])} | {_f(v['images_per_s'])} | "
+                       f"{_f(dv.get('achieved_tflops'))} | {_f(dv.get('frac_peak'), pct=True)} "
+                       f"({dv.get('vs_peak_of')}) | {_f(v.get('peak_mem_gib'))} |")
+    cr = gpu.get("derived", {}).get("crater_resunet", {})
+    if cr.get("seed_p100_s_per_step") is not None:
+        out += ["", f"Crater ResNet-UNet against the seed's figure (batch 16, 256 x 256, "
+                    f"{cr['seed_p100_s_per_step']} s per step on a P100): "
+                    f"{_f(cr.get('speedup_vs_seed_p100_fp32'), '.2f')}x faster in fp32, "
+                    f"{_f(cr.get('speedup_vs_seed_p100_best'), '.2f')}x in the best variant "
+                    f"({cr.get('best_variant')})."]
     return out + [""]

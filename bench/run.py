@@ -412,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the markdown")
     p.add_argument("--render", action="store_true",
                    help="measure nothing: re-write the markdown from the existing JSON")
+    p.add_argument("--attach-gpu", type=Path, default=None, metavar="GPU_JSON",
+                   help="measure nothing: add the record of `python -m bench.gpu_bench all` "
+                        "(run on a GPU machine) to the existing JSON and re-write the markdown")
     p.add_argument("--child-timeout", type=float, default=600.0,
                    help="seconds before a child is killed and reported (default 600)")
     return p
@@ -440,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     md_out = args.markdown or (RUN_DIR / "quick.md" if args.quick
                                else REPO_ROOT / "BENCHMARKS.md")
     out_dir = RUN_DIR / tag
+    if args.attach_gpu is not None:
+        return attach_gpu(args.attach_gpu, json_out, md_out)
     if args.render:
         if not json_out.is_file():
             print(f"error: {json_out}: file not found (run the benchmark first)",
@@ -483,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": _machine(records), "threads": args.threads, "reps": reps,
             "warmup": warmup, "jobs": jobs_n, "gpu": None,
             "gpu_note": "No GPU was lent to this run: every figure is CPU-only; no GPU "
-                        "numbers are reported.",
+                        "numbers are reported.",  # --attach-gpu replaces this
             "targets": TARGETS,
             "command": "python -m bench.run " + " ".join(argv if argv is not None
                                                          else sys.argv[1:]),
@@ -517,6 +522,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not built yet: {line}")
     for line in errors:
         print(f"error: {line}")
+    return 0
+
+
+def attach_gpu(gpu_json: Path, json_out: Path, md_out: Path) -> int:
+    """Add a ``bench.gpu_bench`` record (ratios re-derived from its raw medians) and re-render."""
+    from bench.gpu_bench import derive_gpu
+
+    for path in (gpu_json, json_out):
+        if not path.is_file():
+            print(f"error: {path}: file not found", file=sys.stderr)
+            return 2
+    try:
+        gpu = json.loads(gpu_json.read_text(encoding="utf-8"))
+        res = json.loads(json_out.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        print(f"error: {gpu_json} or {json_out}: not valid JSON ({exc})", file=sys.stderr)
+        return 2
+    if "entries" not in gpu or "device" not in gpu:
+        print(f"error: {gpu_json}: not a bench.gpu_bench 'all' record", file=sys.stderr)
+        return 2
+    gpu["derived"] = {k: derive_gpu(r) for k, r in gpu["entries"].items()
+                      if r.get("status") == OK}
+    res["gpu"] = gpu
+    dev = gpu.get("device") or {}
+    res["meta"]["gpu"] = dev.get("gpu")
+    if dev.get("gpu"):
+        res["meta"]["gpu_note"] = (f"GPU figures measured on {dev['gpu']} by bench.gpu_bench "
+                                   f"({gpu.get('date')}); every other figure is CPU-only.")
+    atomic_write_json(json_out, res)
+    atomic_write_text(md_out, render_markdown(res, json_out))
+    print(f"wrote {json_out} and {md_out} with the GPU record of {gpu_json}")
     return 0
 
 

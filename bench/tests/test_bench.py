@@ -179,3 +179,43 @@ def test_a_child_without_record_is_reported_not_raised(tmp_path):
     rec = run_job(Job("training", "broken", "common", "train"), tmp_path, threads=1)
     assert rec["status"] == ERROR and "no record" in rec["reason"]
     assert rec["peak_rss_mb"] > 0 and rec["wall_s"] >= 0
+
+
+def test_attach_gpu_rederives_ratios_and_renders(tmp_path):
+    """A gpu_bench record (synthetic here: no GPU is lent to this project's CI) is attached."""
+    from bench.gpu_bench import derive_gpu
+    from bench.run import main
+
+    base = {"meta": {"quick": True, "date": "d", "wall_s": 1.0, "machine": {"cpu": "x"},
+                     "threads": 1, "reps": 1, "warmup": 0, "jobs": 1, "gpu": None,
+                     "gpu_note": "No GPU was lent to this run."}}
+    gpu = {"date": "g", "wall_s": 60.0, "command": "python -m bench.gpu_bench all",
+           "device": {"gpu": "Some GPU", "capability": "9.0", "memory_gib": 80},
+           "entries": {
+               "crater_resunet": {"status": OK, "framework": "keras 3 (torch backend)",
+                                  "batch": 16, "input": "256x256x3", "flops_per_step": 4e12,
+                                  "peak": {"fp32_tflops": 50.0, "tf32_tflops": 400.0,
+                                           "bf16_tflops": 800.0},
+                                  "seed_reference": {"s_per_step": 0.54},
+                                  "variants": {"fp32": {"median_s": 0.1, "images_per_s": 160},
+                                               "bf16": {"median_s": 0.05,
+                                                        "images_per_s": 320}}},
+               "dune_vlm": {"status": ERROR, "reason": "boom"}}}
+    (tmp_path / "b.json").write_text(json.dumps(base))
+    (tmp_path / "g.json").write_text(json.dumps(gpu))
+    assert main(["--attach-gpu", str(tmp_path / "g.json"), "--json", str(tmp_path / "b.json"),
+                 "--markdown", str(tmp_path / "B.md")]) == 0
+    res = json.loads((tmp_path / "b.json").read_text())
+    d = res["gpu"]["derived"]["crater_resunet"]
+    assert _close(d["variants"]["fp32"]["achieved_tflops"], 40.0)
+    assert d["variants"]["fp32"]["vs_peak_of"] == "tf32"  # Keras/torch: cuDNN TF32 on
+    assert _close(d["variants"]["fp32"]["frac_peak"], 0.1)
+    assert _close(d["variants"]["bf16"]["frac_peak"], 80.0 / 800.0)
+    assert _close(d["bf16_speedup_vs_fp32"], 2.0)
+    assert _close(d["speedup_vs_seed_p100_fp32"], 5.4)
+    assert d == derive_gpu(gpu["entries"]["crater_resunet"])
+    assert res["meta"]["gpu"] == "Some GPU"
+    md = (tmp_path / "B.md").read_text()
+    assert "## 6. GPU" in md and "Some GPU" in md and "boom" in md
+    assert main(["--attach-gpu", str(tmp_path / "missing.json"), "--json",
+                 str(tmp_path / "b.json")]) == 2
