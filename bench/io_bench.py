@@ -208,7 +208,30 @@ def task_crack_analysis(args: argparse.Namespace) -> dict[str, Any]:
     t = time_reps(run, 0, args.reps)  # one call is long: no further warm-up
     res["analyze_mask"] = {**t, "s_per_mpx": t["median_s"] / mpx}
     res["analyze_mask_keys"] = sorted(str(k) for k in summary)[:30]
+    res["profile"] = profile_call(run)
     return res
+
+
+def profile_call(fn, top: int = 8) -> dict[str, Any]:
+    """One more (untimed) call under cProfile: where the time goes, by cumulative time."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    st = pstats.Stats(prof)
+    total = max(st.total_tt, 1e-12)
+    rows = []
+    for (path, line, name), (_cc, ncalls, _tt, ct, _callers) in st.stats.items():
+        if name.startswith("<") or "cProfile" in path:
+            continue
+        where = path.split("site-packages/")[-1].replace(str(Path.cwd()) + "/", "")
+        rows.append({"function": f"{where}:{line}({name})", "calls": ncalls,
+                     "cumulative_s": round(ct, 4), "share": round(ct / total, 3)})
+    rows.sort(key=lambda r: -r["cumulative_s"])
+    return {"total_s": round(total, 3), "top": rows[1:top + 1]}  # [0] is the call itself
 
 
 TASKS = {"ice_chunk": task_ice_chunk, "ice_rss": task_ice_rss,

@@ -84,6 +84,7 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
     lines += _tests(res.get("tests"))
     lines += _gpu(res.get("gpu"))
     lines += _shortfalls(res)
+    lines += _suggestions(res)
     lines += _changes(res)
     return "\n".join(lines) + "\n"
 
@@ -304,6 +305,14 @@ def _crack(sec: dict[str, Any] | None) -> list[str]:
                    f"**{_f(d.get('analyze_mask_s_per_mpx'))} s per megapixel** "
                    f"({_f(d.get('analyze_vs_skeletonize'), '.1f')}x the skeletonisation alone; "
                    f"median of {rec['analyze_mask']['reps']}).")
+        prof = rec.get("profile", {})
+        if prof.get("top"):
+            out.append("")
+            out.append(f"Where the time goes (cProfile of one more call, {prof['total_s']} s "
+                       "under the profiler; cumulative time, calls):")
+            out.append("")
+            out += [f"- `{r['function']}`: {r['cumulative_s']} s ({_f(r['share'], pct=True)}), "
+                    f"{r['calls']} call(s)" for r in prof["top"]]
     else:
         out.append(f"`analyze_mask`: {_status(rec)}")
     return out + [""]
@@ -459,3 +468,157 @@ def _gpu(gpu: dict[str, Any] | None) -> list[str]:
                     f"{_f(cr.get('speedup_vs_seed_p100_best'), '.2f')}x in the best variant "
                     f"({cr.get('best_variant')})."]
     return out + [""]
+
+
+SUBPROJECTS = ("mars_cracknet", "dune_vlm", "s5mars_ssl", "crater_resunet", "ice_patch_cnn")
+
+
+def _suggest_training(key: str, res: dict[str, Any]) -> list[str]:
+    tr = res.get("training", {})
+    rec = tr.get("entries", {}).get(key, {})
+    d = tr.get("derived", {}).get(key)
+    if not d:
+        return []
+    out = []
+    m = res["meta"]["machine"]
+    if d.get("fp32_meets_target") is False:
+        out.append(f"training step at {_f(d['fp32_frac'], pct=True)} of the fp32 matmul peak "
+                   f"(target {_f(d['fp32_frac_target'], pct=True)}).")
+        cl = d.get("channels_last_speedup_fp32")
+        if cl is not None:
+            out.append(f"channels-last memory format measured {cl:.2f}x on the fp32 step: " +
+                       ("worth adopting (`model.to(memory_format=torch.channels_last)` and the "
+                        "batches likewise)." if cl >= 1.05 else "no gain here; keep NCHW."))
+        xla = d.get("xla_speedup_fp32")
+        if xla is not None:
+            out.append(f"XLA (`jit_compile=True`) measured {xla:.2f}x on the fp32 step: " +
+                       ("worth enabling in the training profile." if xla >= 1.05
+                        else "no gain here; keep it off."))
+        ref = tr.get("derived", {}).get("reference", {})
+        if key != "reference" and ref.get("fp32_frac") is not None:
+            rf = _f(ref["fp32_frac"], pct=True)
+            out.append(f"(the bench's plain PyTorch conv net reaches {rf} in the same run: the "
+                       "gap is the model's own mix of layers, not the machine.)"
+                       if ref["fp32_frac"] >= d["fp32_frac_target"] else
+                       f"(the bench's plain PyTorch conv net reaches only {rf} in the same run: "
+                       "on this CPU a convolution training step itself falls well short of the "
+                       "matmul peak.)")
+    bf = d.get("best_bf16_speedup")
+    native = m.get("torch_bf16_native")
+    if bf is not None and bf < 1.5:
+        out.append(f"bf16 ({d['best_bf16_variant']}) measured {bf:.2f}x the best fp32 variant" +
+                   (f": this CPU ({m.get('torch_cpu_capability')}) has no native bf16, so oneDNN "
+                    "emulates it. Keep fp32 for CPU runs; use bf16 autocast only on CPUs with "
+                    "AVX512-BF16/AMX or on a GPU." if native is False else "."))
+    elif rec.get("skipped_variants") and native is False:
+        ref = tr.get("derived", {}).get("reference", {})
+        out.append("bf16 not timed on this model: this CPU has no native bf16 (the bench's conv "
+                   f"net measured {_f(ref.get('best_bf16_speedup'), '.2f')}x); keep fp32 on "
+                   "this machine, bf16 autocast on AVX512-BF16/AMX CPUs or GPUs.")
+    return out
+
+
+def _suggest_pipeline(key: str, res: dict[str, Any]) -> list[str]:
+    ip = res.get("input_pipeline", {})
+    rec = ip.get("entries", {}).get(key, {})
+    d = ip.get("derived", {}).get(key)
+    if not d:
+        return []
+    out = []
+    if "memory_steps_per_s" in rec:  # Keras
+        r, mem = d.get("disk_vs_memory"), rec["memory_steps_per_s"]
+        only = rec.get("tfdata_only_batches_per_s")
+        if r is not None and r < 0.9:
+            out.append(f"tf.data-fed training at {r:.2f} of the in-memory rate; the pipeline "
+                       f"alone delivers {_f(only)} batches/s for {_f(mem)} steps/s of "
+                       "training, " + ("so it is fast enough and the loss is its threads "
+                                       "competing with training for the 2 cores: cache the "
+                                       "decoded tiles (`.cache()`) and keep the prefetch."
+                                       if only and only > 2 * mem else
+                                       "so decoding is the bottleneck: cache decoded tiles or "
+                                       "pre-resize them once on disk."))
+        g = d.get("tfdata_vs_generator_training")
+        if g is not None:
+            out.append(f"tf.data vs the original per-step Python generator: {g:.2f}x in "
+                       "training" + (" (keep tf.data)." if g >= 1 else "."))
+        return out
+    r = d.get("disk_vs_memory")
+    c = rec.get("default", {})
+    if r is not None and r < 0.9:
+        only, mem = c.get("loader_only_batches_per_s"), c.get("memory_steps_per_s")
+        out.append(f"DataLoader-fed training at {r:.2f} of the in-memory rate ({c.get('workers')}"
+                   f" workers); the loader alone delivers {_f(only)} batches/s for {_f(mem)} "
+                   "steps/s of training, " +
+                   ("so it is fast enough and the loss is its worker processes competing with "
+                    "the training threads for the 2 cores: on a 2-core machine cap "
+                    "`num_workers` + training threads at the core count, or cache decoded "
+                    "crops." if only and mem and only > 2 * mem else
+                    "so reading/augmenting is the bottleneck: cache decoded images in memory "
+                    "and augment on uint8 before the float conversion."))
+    w2 = rec.get("workers2")
+    if w2 and c.get("disk_steps_per_s"):
+        sp = w2["disk_steps_per_s"] / c["disk_steps_per_s"]
+        out.append(f"`num_workers` 0 -> 2 measured {sp:.2f}x on training from disk" +
+                   (": worth making the default." if sp >= 1.05 else ": no gain on 2 cores."))
+    return out
+
+
+def _suggest_rasters(key: str, res: dict[str, Any]) -> list[str]:
+    rd = res.get("rasters", {}).get("derived", {})
+    out = []
+    if key == "dune_vlm":
+        ov = rd.get("dune_tile_overhead")
+        if ov is not None and ov > 0.15:
+            out.append(f"inference_tile overhead {_f(ov, pct=True)} over the pure forward "
+                       "(target 15 %): overlap reading the next block with the forward "
+                       "(a reader thread) and blend in place.")
+        g, px = rd.get("dune_rss_growth"), rd.get("dune_pixels_ratio")
+        if g is not None and g > 1.5:
+            out.append(f"peak RSS grows {g:.2f}x for {_f(px, '.0f')}x the pixels: some buffer "
+                       "is sized by the raster, not the block.")
+    if key == "ice_patch_cnn":
+        r = rd.get("ice_iter_chunks_vs_bare")
+        if r is not None and r < 0.8:
+            out.append(f"chunk.py at {r:.2f} of a bare rasterio read (target 0.8).")
+        g = rd.get("ice_rss_growth")
+        if g is not None and g > 1.5:
+            out.append(f"peak RSS of chunking grows {g:.2f}x with the image.")
+    if key == "mars_cracknet":
+        ov = rd.get("cracknet_fp32_overhead")
+        if ov is not None and ov > 0.15:
+            out.append(f"tiled prediction spends {_f(ov, pct=True)} beyond the pure forward of "
+                       "its tiles: batch several tiles per forward and overlap reading/writing "
+                       "with compute.")
+    return out
+
+
+def _suggest_crack(res: dict[str, Any]) -> list[str]:
+    rec = res.get("crack_analysis", {}).get("entries", {}).get("analyze_mask", {})
+    top = rec.get("profile", {}).get("top", [])
+    rows = [r for r in top if "analyze_mask" not in r["function"]][:3]
+    if not rows:
+        return []
+    d = res.get("crack_analysis", {}).get("derived", {}).get("analyze_mask", {})
+    return [f"analyze_mask takes {_f(d.get('analyze_mask_s_per_mpx'))} s per megapixel; the "
+            "largest costs under it: " + "; ".join(
+                f"`{r['function']}` {_f(r['share'], pct=True)} in {r['calls']} call(s)"
+                for r in rows) + ". Where one function is called several times (e.g. a "
+            "skeleton graph rebuilt per pruning pass), building it once and pruning on the "
+            "graph is the first thing to try."]
+
+
+def _suggestions(res: dict[str, Any]) -> list[str]:
+    out = ["## Suggested changes per subproject", "",
+           "Derived from the figures above (the bench does not edit the subprojects). A "
+           "subproject with nothing listed met every target measured for it.", ""]
+    for key in SUBPROJECTS:
+        items = (_suggest_training(key, res) + _suggest_pipeline(key, res) +
+                 _suggest_rasters(key, res) + (_suggest_crack(res) if key == "mars_cracknet"
+                                               else []))
+        measured = any(key in res.get(sec, {}).get("entries", {})
+                       for sec in ("training", "input_pipeline"))
+        out.append(f"**{key}**" + ("" if items else ": nothing falls short here." if measured
+                                   else ": not measured in this run."))
+        out += [f"- {t}" for t in items]
+        out.append("")
+    return out

@@ -76,7 +76,8 @@ def test_quick_run_has_every_section_with_numbers(quick):
                                                       if k not in ("versions",)})]
         assert any(x > 0 for x in measured), f"section {section} has no positive figure"
     for heading in ("## 1. Compute utilisation", "## 2. Input pipelines", "## 3. Large rasters",
-                    "## 4. Crack analysis", "## 5. Test time", "No GPU"):
+                    "## 4. Crack analysis", "## 5. Test time", "No GPU",
+                    "## Suggested changes per subproject"):
         assert heading in md
 
 
