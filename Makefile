@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements.txt pyproject.toml $(wildcard */requirements.txt)
 SUBPROJECTS := mars_cracknet dune_vlm s5mars_ssl crater_resunet ice_patch_cnn
+TEST_DIRS := tests $(SUBPROJECTS) bench
 PYTEST_FAST := -m "not slow"
 
 .PHONY: help setup test test-all lint results clean distclean bench \
@@ -24,11 +25,11 @@ $(STAMP): $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-test: setup  ## fast tests: one pytest process per subproject, plus tests/
-	@PY=$(PY) bash tests/run_pytest.sh $(PYTEST_FAST) -- tests $(SUBPROJECTS)
+test: setup  ## fast tests: one pytest process per subproject, plus tests/ and bench/
+	@PY=$(PY) bash tests/run_pytest.sh $(PYTEST_FAST) -- $(TEST_DIRS)
 
 test-all: setup  ## every test, the ones marked slow included
-	@PY=$(PY) bash tests/run_pytest.sh -- tests $(SUBPROJECTS)
+	@PY=$(PY) bash tests/run_pytest.sh -- $(TEST_DIRS)
 
 lint: setup  ## ruff, configured in pyproject.toml
 	$(VENV)/bin/ruff check .
