@@ -133,6 +133,24 @@ def _copy_masks(data: Path, stems: list[str], out: Path) -> None:
         shutil.copyfile(find_image(data / "masks", stem), out / f"{stem}.png")
 
 
+# settings that change what a run learns: a finished run is reused only if they all match
+RUN_KEYS = ("model", "width", "epochs", "batch_size", "lr", "weight_decay", "loss", "ratio",
+            "crop_size", "seed", "amp")
+SEMI_KEYS = ("pretrain_epochs", "pretrain_lr", "finetune_mode")
+
+
+def _stale(run_dir: Path, cfg: dict[str, Any], mode: str) -> bool:
+    """True when ``run_dir`` was trained with other settings than ``cfg`` (or has none)."""
+    import yaml
+
+    path = run_dir / "config.yml"
+    if not path.is_file():
+        return True
+    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    keys = RUN_KEYS + SEMI_KEYS if mode == "semi" else RUN_KEYS
+    return saved.get("mode") != mode or any(saved.get(k) != cfg.get(k) for k in keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Mars-CrackNet reproduction (quick profile, synthetic data): train ResUNet "
@@ -181,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, mode in MODES:
             run_dir = a.runs / mode
             done = run_dir / "results.json"
-            if a.fresh and run_dir.exists():
+            if run_dir.exists() and (a.fresh or _stale(run_dir, cfg, mode)):
+                print(f"[{mode}] removing {run_dir} (--fresh or trained with other settings)")
                 shutil.rmtree(run_dir)
             if done.is_file() and "wall_time_s" in json.loads(done.read_text()):
                 print(f"[{mode}] reusing the finished run {run_dir}")

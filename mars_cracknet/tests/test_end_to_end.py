@@ -109,3 +109,20 @@ def test_torchrun_two_processes(tiny_data, tmp_path):
     state, _ = read_weights(run / "last.safetensors")
     assert all(torch.isfinite(v.float()).all() for v in state.values())
     assert not list(run.glob(".*.tmp*"))  # only rank 0 wrote, atomically
+
+
+def test_reproduce_reuses_only_matching_runs(tmp_path):
+    import yaml
+
+    from mars_cracknet.config import load_config, validate
+    from mars_cracknet.reproduce import _stale
+
+    cfg = validate(load_config("quick", {"mode": "semi"}))
+    run = tmp_path / "semi"
+    assert _stale(run, cfg, "semi")  # nothing there yet
+    run.mkdir()
+    (run / "config.yml").write_text(yaml.safe_dump(cfg))
+    assert not _stale(run, cfg, "semi")
+    assert _stale(run, cfg, "mars")
+    assert _stale(run, {**cfg, "crop_size": cfg["crop_size"] + 32}, "semi")
+    assert _stale(run, {**cfg, "pretrain_epochs": 99}, "semi")
