@@ -229,12 +229,12 @@ def contact_sheet(folder: Path, predictions: dict[str, list[dict]], path: Path, 
         ax.axis("off")
     for ax, (p, title, png) in zip(axes.ravel(), items):
         ax.imshow(read_image(png, mode="L"), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{100 * p:.1f} %\n{title}", fontsize=7,
+        ax.set_title(f"{100 * p:.1f} %\n{title}", fontsize=9,
                      color=colours[chunk_label(p, rules)])
-    fig.suptitle("Most likely chunks: predicted probability of a small ice patch", fontsize=9)
+    fig.suptitle("Most likely chunks: predicted probability of a small ice patch", fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=60)
     plt.close(fig)
     return len(items)
 
