@@ -126,3 +126,35 @@ def test_reproduce_reuses_only_matching_runs(tmp_path):
     assert _stale(run, cfg, "mars")
     assert _stale(run, {**cfg, "crop_size": cfg["crop_size"] + 32}, "semi")
     assert _stale(run, {**cfg, "pretrain_epochs": 99}, "semi")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_last_and_resumes(tiny_data, tmp_path):
+    """A real SIGTERM during training saves ``last`` and exits 130; --resume finishes the run."""
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    args = ["--profile", "quick", "--mode", "mars", "--model", "unet", "--set", "width=8",
+            "--data", str(tiny_data), "--runs", str(runs), "--name", "t", "--epochs", "500",
+            "--batch-size", "1", "--crop-size", "32", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "mars_cracknet.train", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = runs / "t" / "metrics.csv"
+    deadline = time.time() + 240
+    while not metrics.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert metrics.is_file(), proc.communicate()[0][-2000:]
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out[-2000:]
+    assert "interrupted" in out
+    assert (runs / "t" / "last.safetensors").is_file()
+    assert (runs / "t" / "last.state.pt").is_file()
+    from mars_cracknet.train import main as train_main
+
+    n_done = len(metrics.read_text().splitlines()) - 1
+    assert train_main(["--resume", str(runs / "t"), "--epochs", str(n_done + 1),
+                       "--threads", "1"]) == 0
+    assert json.loads((runs / "t" / "results.json").read_text())["epochs"] == n_done + 1
