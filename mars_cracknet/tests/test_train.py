@@ -118,3 +118,14 @@ def test_interrupt_mid_epoch_then_resume(tiny_data, tmp_path):
     _assert_same(_weights(tmp_path / "full" / "last.safetensors"),
                  _weights(tmp_path / "cut" / "last.safetensors"))
     assert again["test"] == pytest.approx(full["test"])
+
+
+def test_amp_bf16_on_cpu(tiny_data, tmp_path):
+    import json
+
+    from mars_cracknet.train import main
+
+    assert main(_args(tiny_data, tmp_path / "runs", "amp", 1) + ["--amp"]) == 0
+    res = json.loads((tmp_path / "runs" / "amp" / "results.json").read_text())
+    assert torch.isfinite(torch.tensor(res["final_train_loss"]))
+    assert "amp: true" in (tmp_path / "runs" / "amp" / "config.yml").read_text()
