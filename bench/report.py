@@ -54,6 +54,11 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
     if len(set(runs.values())) > 1:
         lines += ["Sections were run separately (`--merge`; each section's ratios come from one "
                   "run): " + ", ".join(f"{k} {v}" for k, v in runs.items()) + ".", ""]
+    er = meta.get("entry_runs", {})
+    if er:
+        lines += ["Entries re-run separately (`--merge --only`; each entry's ratios come from its "
+                  "own child process): " + ", ".join(f"{k} {v}" for k, v in er.items()) + ".",
+                  ""]
     if quick:
         lines += ["> **Quick mode**: tiny sizes and one repetition, run to test the bench "
                   "itself. These numbers say nothing about speed.", ""]
@@ -152,6 +157,14 @@ def _training(sec: dict[str, Any] | None) -> list[str]:
         if pk.get("bf16_n") and pk.get("bf16_n") != pk.get("n"):
             notes.append(f"- {LABELS.get(k, k)}: its bf16 peak was timed at n = {pk['bf16_n']} "
                          "(emulated bf16 is too slow for the full size).")
+    over = [LABELS.get(k, k) for k, d in der.items()
+            if any((v.get("frac_fp32_peak") or 0) > 1 for v in d["variants"].values())]
+    if over:
+        notes.append(f"- Above 100 % of the fp32 peak ({', '.join(over)}): the reference is "
+                     "`torch.mm` (MKL's sgemm here), and this model's kernels (oneDNN "
+                     "convolutions and matmuls) ran faster than it. On this CPU the reference "
+                     "therefore understates the hardware's peak, and every fraction in this "
+                     "table is relative to that reference, not to the silicon.")
     out += ["", *notes, ""]
     return out
 
@@ -350,7 +363,7 @@ def _shortfalls(res: dict[str, Any]) -> list[str]:
     for key, d in res.get("input_pipeline", {}).get("derived", {}).items():
         r = d.get("disk_vs_memory")
         if r is not None and r < 0.9:
-            out.append(f"- {LABELS.get(key, key)}: training from disk at {_f(r, '.2f')} of the "
+            out.append(f"- {LABELS.get(key, key)}: training from disk at {_f(r, '.3f')} of the "
                        "in-memory rate (target 0.9).")
     rd = res.get("rasters", {}).get("derived", {})
     if rd.get("dune_tile_overhead") is not None and rd["dune_tile_overhead"] > 0.15:
@@ -546,7 +559,7 @@ def _suggest_pipeline(key: str, res: dict[str, Any]) -> list[str]:
     c = rec.get("default", {})
     if r is not None and r < 0.9:
         only, mem = c.get("loader_only_batches_per_s"), c.get("memory_steps_per_s")
-        out.append(f"DataLoader-fed training at {r:.2f} of the in-memory rate ({c.get('workers')}"
+        out.append(f"DataLoader-fed training at {r:.3f} of the in-memory rate ({c.get('workers')}"
                    f" workers); the loader alone delivers {_f(only)} batches/s for {_f(mem)} "
                    "steps/s of training, " +
                    ("so it is fast enough and the loss is its worker processes competing with "

@@ -103,13 +103,15 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
         for m in KERAS_TRAIN:
             # TF's bf16 and XLA are timed on the ice model; the 142.6 M-parameter crater
             # model costs about a minute of graph building per variant on this CPU
+            # (bf16 is dropped by the child when the CPU has no native bf16)
             variants = "fp32" if quick else ("fp32,fp32_xla,bf16" if m == "ice_patch_cnn"
                                              else "fp32")
+            rk = ["--reps", str(reps if quick or m != "ice_patch_cnn" else min(reps, 2)),
+                  "--warmup", "0"]
             # the untimed first train_on_batch (tracing) is the warm-up
             extra = ["--loader-steps", lsteps] if fold else []
             jobs.append(Job("training", m, "keras_bench", "train",
-                            ["--model", m, "--variants", variants, *extra, *q,
-                             "--reps", str(reps), "--warmup", "0"]))
+                            ["--model", m, "--variants", variants, *extra, *q, *rk]))
     if "input_pipeline" in sections and not fold:
         # steps fed from disk and from memory: 2 timed after 1 warm-up in the full run
         r = ["--reps", str(min(reps, 2)), "--warmup", str(warmup)]
@@ -409,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true",
                    help="update only the given --sections in the existing JSON (each section "
                         "stays one run: its ratios are never mixed across runs) and re-render "
-                        "the markdown")
+                        "the markdown; with --only, replace only those entries (each entry's "
+                        "ratios come from its own child process)")
     p.add_argument("--render", action="store_true",
                    help="measure nothing: re-write the markdown from the existing JSON")
     p.add_argument("--attach-gpu", type=Path, default=None, metavar="GPU_JSON",
@@ -501,6 +504,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {json_out} holds a {'quick' if old['meta']['quick'] else 'full'} run; "
                   "--merge needs the same mode", file=sys.stderr)
             return 2
+    if args.merge and args.only and json_out.is_file():
+        # entry-level merge: only the re-run entries are replaced (each entry's ratios come
+        # from its own child: its peak, its variants and its pipeline comparison)
+        recs = {s: dict(old[s]["entries"]) for s in SECTIONS if s in old}
+        for s in sections:
+            recs.setdefault(s, {}).update(records[s])
+        merged = {**old, **assemble(recs)}
+        merged["meta"]["wall_s"] = round(old["meta"]["wall_s"] + result["meta"]["wall_s"], 1)
+        entry_runs = dict(old["meta"].get("entry_runs", {}))
+        entry_runs.update({f"{s}/{k}": started for s in sections for k in records[s]})
+        merged["meta"]["entry_runs"] = entry_runs
+        result = merged
+    elif args.merge and json_out.is_file():
         runs = old["meta"].get("section_runs", {s: old["meta"]["date"] for s in SECTIONS
                                                   if s in old})
         merged = {**old, **{s: result[s] for s in sections}}
