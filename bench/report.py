@@ -523,6 +523,9 @@ def _suggest_training(key: str, res: dict[str, Any]) -> list[str]:
                    (f": this CPU ({m.get('torch_cpu_capability')}) has no native bf16, so oneDNN "
                     "emulates it. Keep fp32 for CPU runs; use bf16 autocast only on CPUs with "
                     "AVX512-BF16/AMX or on a GPU." if native is False else "."))
+    elif rec.get("skipped_variants", {}).get("bf16") and "keras" in LABELS.get(key, "").lower():
+        out.append(f"mixed_bfloat16 {rec['skipped_variants']['bf16']}; keep float32 on this "
+                   "machine and try mixed_bfloat16 on AVX512-BF16/AMX CPUs or GPUs.")
     elif rec.get("skipped_variants") and native is False:
         ref = tr.get("derived", {}).get("reference", {})
         out.append("bf16 not timed on this model: this CPU has no native bf16 (the bench's conv "
@@ -573,6 +576,12 @@ def _suggest_pipeline(key: str, res: dict[str, Any]) -> list[str]:
         sp = w2["disk_steps_per_s"] / c["disk_steps_per_s"]
         out.append(f"`num_workers` 0 -> 2 measured {sp:.2f}x on training from disk" +
                    (": worth making the default." if sp >= 1.05 else ": no gain on 2 cores."))
+        m0, m2 = c.get("memory_steps_per_s"), w2.get("memory_steps_per_s")
+        if m0 and m2 and m2 < 0.8 * m0:
+            out.append(f"(in that configuration even the in-memory rate fell from {_f(m0)} to "
+                       f"{_f(m2)} steps/s, so this comparison is probably dominated by the "
+                       "two worker processes contending with the training threads for the 2 "
+                       "cores.)")
     return out
 
 
