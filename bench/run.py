@@ -524,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         merged["meta"]["wall_s"] = round(old["meta"]["wall_s"] + result["meta"]["wall_s"], 1)
         runs.update({s: started for s in sections})
         merged["meta"]["section_runs"] = runs
+        # a re-run section replaces every entry of it: drop its older entry-level re-run marks
+        merged["meta"]["entry_runs"] = {
+            k: v for k, v in old["meta"].get("entry_runs", {}).items()
+            if k.split("/", 1)[0] not in sections}
         result = merged
     else:
         result["meta"]["section_runs"] = {s: started for s in sections}
