@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
 
-import yaml
+from shared.configs import deep_merge, read_yaml_mapping
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -16,16 +15,6 @@ SECTIONS = ("data", "model", "train", "rules", "reported")
 
 class ConfigError(ValueError):
     """A profile that is missing or malformed; the message names the file."""
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def config_path(name: str | os.PathLike) -> Path:
@@ -44,15 +33,10 @@ def load_config(name: str | os.PathLike = "quick", _seen: tuple = ()) -> dict[st
         raise ConfigError(f"{path}: config not found (profiles: {known})")
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: 'inherit' loop")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    cfg = read_yaml_mapping(path, ConfigError)
     parent = cfg.pop("inherit", None)
     if parent:
-        cfg = _merge(load_config(path.parent / parent, (*_seen, path.resolve())), cfg)
+        cfg = deep_merge(load_config(path.parent / parent, (*_seen, path.resolve())), cfg)
     if not _seen:
         for section in SECTIONS:
             if not isinstance(cfg.get(section), dict):

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from shared.configs import read_yaml_mapping
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PAPER_CFG = PACKAGE_DIR / "cfg.yml"
 PROFILES = {"paper": PAPER_CFG, "quick": PACKAGE_DIR / "configs" / "quick.yml"}
@@ -17,25 +19,13 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names it."""
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 def load_config(profile: str | Path = "paper", overrides: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
     """``cfg.yml``, then the profile file (a name in PROFILES or a path), then ``overrides``."""
-    cfg = _read_yaml(PAPER_CFG)
+    cfg = read_yaml_mapping(PAPER_CFG, ConfigError)
     path = PROFILES.get(str(profile), Path(profile))
     if path != PAPER_CFG:
-        cfg.update(_read_yaml(Path(path)))
+        cfg.update(read_yaml_mapping(path, ConfigError))
     for key, value in (overrides or {}).items():
         if value is None:
             continue

@@ -2,7 +2,8 @@
 
 Only what at least two subprojects need lives here: reading images and masks with errors that
 name the file, raster windows and metadata through rasterio, a regular grid of windows over a
-raster of any size, GeoTIFF writing that keeps CRS and transform, atomic writes, seeding, and the
+raster of any size, GeoTIFF writing that keeps CRS and transform, atomic writes, seeding, YAML
+config files read with errors that name the file (`shared.configs`), and the
 per-paper result summary that ``make results`` assembles.
 
 Importing this package never imports torch or tensorflow (one framework per process).

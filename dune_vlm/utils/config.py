@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
+from shared.configs import read_yaml_mapping
 
 PKG_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = PKG_DIR.parent
@@ -20,15 +20,10 @@ class ConfigError(ValueError):
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    """The mapping in a YAML file; an empty file is an error too (a profile must say something)."""
+    data = read_yaml_mapping(path, ConfigError)
+    if not data:
+        raise ConfigError(f"{path}: empty config file")
     return data
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from shared.configs import deep_merge, read_yaml_mapping
+
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
 REPO_ROOT = PACKAGE_DIR.parent
 
@@ -17,30 +19,13 @@ class ConfigError(ValueError):
     """A config file is missing, malformed or holds a bad value."""
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def load_config(path: str | os.PathLike) -> dict:
     """Read a YAML config; a ``_base_`` key (path relative to the file) is merged underneath."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    cfg = read_yaml_mapping(path, ConfigError)
     base = cfg.pop("_base_", None)
     if base:
-        cfg = _merge(load_config(path.parent / base), cfg)
+        cfg = deep_merge(load_config(path.parent / base), cfg)
     return cfg
 
 
