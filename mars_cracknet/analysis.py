@@ -101,29 +101,72 @@ def _local_width(dist: np.ndarray, rc: np.ndarray) -> float:
 
 def prune_spurs(skel: np.ndarray, dist: np.ndarray, prune_factor: float = 1.0,
                 max_rounds: int = 10) -> np.ndarray:
-    """Remove junction-to-end branches shorter than ``prune_factor`` x the local width."""
+    """Remove junction-to-end branches shorter than ``prune_factor`` x the local width.
+
+    The skeleton graph is built once (skan) and pruned as a graph, round after round: a round
+    removes every spur shorter than the width at its junction; a junction left with two
+    branches then joins them into one, which the next round may find to be a spur. The pixels
+    of the surviving branches are painted back and thinned once more.
+    """
     from skan import Skeleton
     from skimage.morphology import skeletonize
 
-    skel = skel.copy()
+    if skel.sum() < 2:
+        return skel.copy()
+    sk = Skeleton(skel)
+    paths = sk.paths_list()
+    lengths = sk.path_lengths()
+    # branch id -> [end node, end node, length, path ids]; a branch starts as one skan path
+    branches = {i: [p[0], p[-1], float(lengths[i]), [i]] for i, p in enumerate(paths)}
+    incident: dict[int, set[int]] = {}
+    for b, (u, v, _, _) in branches.items():
+        incident.setdefault(u, set()).add(b)
+        incident.setdefault(v, set()).add(b)
+
+    def degree(node: int) -> int:  # branch ends at the node (a loop counts twice)
+        return sum(2 if branches[b][0] == branches[b][1] else 1 for b in incident[node])
+
+    removed_any = False
     for _ in range(max_rounds):
-        if skel.sum() < 2:
-            break
-        sk = Skeleton(skel)
-        lengths = sk.path_lengths()
         remove = []
-        for i, nodes in enumerate(sk.paths_list()):
-            d0, d1 = sk.degrees[nodes[0]], sk.degrees[nodes[-1]]
-            if (d0 == 1) == (d1 == 1):
-                continue  # junction-junction, end-end or cycle
-            junction = nodes[0] if d0 > 1 else nodes[-1]
-            width = _local_width(dist, sk.coordinates[junction])
-            if lengths[i] < prune_factor * width:
-                remove.append(i)
+        for b, (u, v, length, _) in branches.items():
+            du, dv = degree(u), degree(v)
+            if (du == 1) == (dv == 1) or min(du, dv) == 0:
+                continue  # junction-junction, end-end or loop
+            junction = u if du > 1 else v
+            if length < prune_factor * _local_width(dist, sk.coordinates[junction]):
+                remove.append(b)
         if not remove:
             break
-        skel = skeletonize(sk.prune_paths(remove).skeleton_image > 0)
-    return skel
+        removed_any = True
+        touched = set()
+        for b in remove:
+            u, v = branches.pop(b)[:2]
+            for node in (u, v):
+                incident[node].discard(b)
+                touched.add(node)
+        for node in touched:  # a node left with two branch ends joins them into one
+            inc = incident[node]
+            if len(inc) != 2 or degree(node) != 2:  # (a loop and a branch make a junction)
+                continue
+            b1, b2 = sorted(inc)
+            u1, v1, l1, p1 = branches[b1]
+            u2, v2, l2, p2 = branches.pop(b2)
+            a = v1 if u1 == node else u1
+            c = v2 if u2 == node else u2
+            branches[b1] = [a, c, l1 + l2, p1 + p2]
+            inc.clear()
+            incident[c].discard(b2)
+            incident[a].add(b1)
+            incident[c].add(b1)
+    if not removed_any:
+        return skel.copy()
+    out = np.zeros(skel.shape, bool)
+    for _, _, _, ids in branches.values():
+        for i in ids:
+            rc = sk.path_coordinates(i).astype(int)
+            out[rc[:, 0], rc[:, 1]] = True
+    return skeletonize(out)
 
 
 def _segment_direction(pts: np.ndarray, centre: np.ndarray) -> np.ndarray:

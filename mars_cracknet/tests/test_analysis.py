@@ -9,6 +9,7 @@ from mars_cracknet.analysis import (
     box_counting_dimension,
     honeycomb_mask,
     main,
+    prune_spurs,
     square_grid_mask,
 )
 
@@ -69,6 +70,22 @@ def test_spurs_are_pruned():
     mask[44:48, 60:62] = 255  # a 4-px bump: not a branch
     r = analyze_mask(mask)
     assert r["n_junctions"] == 0 and r["n_segments"] == 1
+
+
+def test_pruning_continues_on_the_graph():
+    """A side branch ending in a small fork: the fork's arms go in the first round, which
+    leaves the branch itself a spur for the second; the main crack is kept whole."""
+    skel = np.zeros((60, 100), bool)
+    skel[50, 10:91] = True  # the main crack
+    skel[44:50, 50] = True  # a 6-px side branch
+    for k in (1, 2):  # its fork: two 2-px diagonal arms
+        skel[44 - k, 50 - k] = skel[44 - k, 50 + k] = True
+    dist = np.full(skel.shape, 5.0)  # local width 2 * 5 - 1 = 9 px everywhere
+    out = prune_spurs(skel, dist)
+    assert out[:49].sum() == 0  # branch and fork gone
+    assert out[50, 10:91].all() and out.sum() == 81
+    one_round = prune_spurs(skel, dist, max_rounds=1)  # only the fork's arms
+    assert one_round[44:50, 50].all() and one_round[:44].sum() == 0
 
 
 def test_box_counting():
