@@ -29,6 +29,12 @@ OK = "ok"
 NOT_BUILT = "not built yet"
 ERROR = "error"
 
+# data-loader configurations timed for the PyTorch subprojects: name -> what it changes from the
+# subproject's own setting ("default", timed for every model; the others where asked for)
+LOADER_CONFIGS = {"default": "",
+                  "workers2": "DataLoader workers 0 -> 2",
+                  "no_worker_init": "without its worker_init_fn (OpenCV threads per core)"}
+
 
 class NotBuilt(Exception):  # noqa: N818  (a status, not an error of ours)
     """The subproject (module or function) the measurement needs does not exist yet."""
@@ -96,8 +102,10 @@ def child_parser(description: str, tasks: list[str]) -> argparse.ArgumentParser:
                    help="task train: then compare the data pipeline from disk with the same "
                         "batches in memory over this many timed steps (same process, model "
                         "already warm)")
-    p.add_argument("--loader-workers2", action="store_true",
-                   help="with --loader-steps: also time the DataLoader with 2 workers")
+    p.add_argument("--loader-alternative", action="store_true",
+                   help="with --loader-steps: also time the loader's alternative setting "
+                        "(dune_vlm: 2 workers instead of 0; mars_cracknet: its workers without "
+                        "the worker_init_fn that limits OpenCV to one thread)")
     return p
 
 

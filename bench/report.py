@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import OK, REPO_ROOT
+from bench.common import LOADER_CONFIGS, OK, REPO_ROOT
+
+SUBPROJECT_CHANGES = Path(__file__).with_name("subproject_changes.json")
 
 LABELS = {
     "mars_cracknet": "Mars-CrackNet ResUNet (torch)",
@@ -134,14 +137,17 @@ def _training(sec: dict[str, Any] | None) -> list[str]:
             f"{_f(d.get('bf16_meets_target'))} |")
     out += ["", "Every variant side by side (what the bench can change without touching the "
                 "subprojects: channels-last memory format, bf16 autocast / `mixed_bfloat16`, XLA "
-                "`jit_compile`):", "",
-            "| model | variant | s / step | img/s | GFLOP/s | % fp32 peak | % bf16 peak | "
-            "speed-up vs fp32 |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                "`jit_compile`, and for the crater model the batch, `fp32_b1` being batch 1):",
+            "",
+            "| model | variant | batch | s / step | img/s | GFLOP/s | % fp32 peak | "
+            "% bf16 peak | speed-up vs fp32 (img/s) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, d in der.items():
-        base = d["variants"].get("fp32", {}).get("median_s")
+        base = d["variants"].get("fp32", {}).get("images_per_s")
         for name, v in d["variants"].items():
-            sp = base / v["median_s"] if base else None
-            out.append(f"| {LABELS.get(key, key)} | {name} | {_f(v['median_s'])} | "
+            sp = v["images_per_s"] / base if base else None
+            out.append(f"| {LABELS.get(key, key)} | {name} | {v.get('batch', '')} | "
+                       f"{_f(v['median_s'])} | "
                        f"{_f(v['images_per_s'])} | {_f(v['achieved_gflops'], '.1f')} | "
                        f"{_f(v['frac_fp32_peak'], pct=True)} | {_f(v['frac_bf16_peak'], pct=True)}"
                        f" | {_f(sp, '.2f')}x |")
@@ -192,11 +198,11 @@ def _pipelines(sec: dict[str, Any] | None) -> list[str]:
                        f"{_f(d['disk_vs_memory'], '.2f')} | "
                        f"{_f(rec['tfdata_only_batches_per_s'])} |")
             continue
-        for cfg in ("default", "workers2"):
+        for cfg, change in LOADER_CONFIGS.items():
             if cfg not in rec:
                 continue
             c = rec[cfg]
-            label = LABELS.get(key, key) + (" (bench: workers=2)" if cfg == "workers2" else "")
+            label = LABELS.get(key, key) + (f" (bench: {change})" if change else "")
             out.append(f"| {label} | {c['dataset']} | {c['workers']} | "
                        f"{_f(c['memory_steps_per_s'])} | {_f(c['disk_steps_per_s'])} | "
                        f"{_f(der[key].get(f'{cfg}_disk_vs_memory'), '.2f')} | "
@@ -216,8 +222,11 @@ def _pipelines(sec: dict[str, Any] | None) -> list[str]:
                        f"{_f(rec['tfdata_steps_per_s'])} | {_f(rec['generator_steps_per_s'])} | "
                        f"{_f(d['tfdata_vs_generator_training'], '.2f')}x |")
     steps = {r.get("steps") for r in ent.values() if r.get("status") == OK}
-    out += ["", f"Timed steps per figure: {', '.join(map(str, sorted(steps)))} (after warm-up; "
-                "rates are total steps over total time).", ""]
+    out += ["", f"Timed steps per figure: twice {', '.join(map(str, sorted(steps)))}, in blocks "
+                "ordered memory, disk, disk, memory (Keras: memory, tf.data, generator, "
+                "generator, tf.data, memory), each pipeline block a fresh iteration after its "
+                "warm-up step, so that a drift of the machine's speed weighs on both sides; "
+                "rates are total steps over total time.", ""]
     return out
 
 
@@ -398,17 +407,38 @@ def _changes(res: dict[str, Any]) -> list[str]:
                  ("fp32", "bf16_cl", "bf16 autocast + channels-last"),
                  ("bf16", "bf16_cl", "channels-last under bf16 autocast"),
                  ("fp32", "fp32_xla", "XLA jit_compile (fp32)")]
+        if "fp32_b1" in v and "fp32" in v:  # a batch change: compare images/s
+            out.append(f"| {label}, training step | batch {v['fp32_b1'].get('batch')} -> "
+                       f"{v['fp32'].get('batch')} (fp32) | {_f(v['fp32_b1']['images_per_s'])} "
+                       f"img/s ({_f(v['fp32_b1']['frac_fp32_peak'], pct=True)} of peak) | "
+                       f"{_f(v['fp32']['images_per_s'])} img/s "
+                       f"({_f(v['fp32']['frac_fp32_peak'], pct=True)}) | "
+                       f"{_f(v['fp32']['images_per_s'] / v['fp32_b1']['images_per_s'], '.2f')}x |")
         for a, b, what in pairs:
             if a in v and b in v:
                 out.append(f"| {label}, training step | {what} | {_f(v[a]['median_s'])} s | "
                            f"{_f(v[b]['median_s'])} s | "
                            f"{_f(v[a]['median_s'] / v[b]['median_s'], '.2f')}x |")
-    pe = res.get("input_pipeline", {}).get("entries", {}).get("dune_vlm", {})
-    if pe.get("status") == OK and "workers2" in pe:
-        a, b = pe["default"], pe["workers2"]
-        out.append(f"| {LABELS['dune_vlm']}, training from disk | DataLoader workers 0 -> 2 | "
-                   f"{_f(a['disk_steps_per_s'])} steps/s | {_f(b['disk_steps_per_s'])} steps/s | "
-                   f"{_f(b['disk_steps_per_s'] / a['disk_steps_per_s'], '.2f')}x |")
+    for key, pe in res.get("input_pipeline", {}).get("entries", {}).items():
+        if pe.get("status") != OK or "default" not in pe:
+            continue
+        a = pe["default"]
+        ra = a["disk_steps_per_s"] / a["memory_steps_per_s"]
+        if "workers2" in pe:  # the shipped setting (0 workers) is "before"
+            b = pe["workers2"]
+            rb = b["disk_steps_per_s"] / b["memory_steps_per_s"]
+            out.append(f"| {LABELS.get(key, key)}, training from disk | "
+                       f"{LOADER_CONFIGS['workers2']} | {_f(a['disk_steps_per_s'])} steps/s "
+                       f"({ra:.2f} of memory) | {_f(b['disk_steps_per_s'])} steps/s ({rb:.2f}) "
+                       f"| {_f(b['disk_steps_per_s'] / a['disk_steps_per_s'], '.2f')}x |")
+        if "no_worker_init" in pe:  # the shipped setting (worker_init_fn) is "after"
+            b = pe["no_worker_init"]
+            rb = b["disk_steps_per_s"] / b["memory_steps_per_s"]
+            out.append(f"| {LABELS.get(key, key)}, training from disk | worker_init_fn: one "
+                       f"OpenCV thread per DataLoader worker | {_f(b['disk_steps_per_s'])} "
+                       f"steps/s ({rb:.2f} of memory) | {_f(a['disk_steps_per_s'])} steps/s "
+                       f"({ra:.2f}) | "
+                       f"{_f(a['disk_steps_per_s'] / b['disk_steps_per_s'], '.2f')}x |")
     ct = res.get("rasters", {}).get("entries", {}).get("cracknet_tiled", {})
     if ct.get("status") == OK:
         for b in ("bf16", "fp32_cl", "bf16_cl"):
@@ -425,6 +455,15 @@ def _changes(res: dict[str, Any]) -> list[str]:
                        f"{_f(d['tfdata_vs_generator_training'], '.2f')}x |")
     if len(out) == n0:
         out.append("| — | nothing measured | | | |")
+    # changes made to the subprojects' own code: their before/after was timed when made
+    made = json.loads(SUBPROJECT_CHANGES.read_text()) if SUBPROJECT_CHANGES.is_file() else []
+    if made:
+        out += ["", f"Changes made to the subprojects ({_rel(SUBPROJECT_CHANGES)}; each "
+                    "timed before and after when it was made, outside this run):", "",
+                "| where | change | before | after | speed-up | measured |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        out += [f"| {c['where']} | {c['change']} | {c['before']} | {c['after']} | "
+                f"{c['speedup']:.2f}x | {c['measured']} |" for c in made]
     return out + [""]
 
 
@@ -624,9 +663,10 @@ def _suggest_crack(res: dict[str, Any]) -> list[str]:
     return [f"analyze_mask takes {_f(d.get('analyze_mask_s_per_mpx'))} s per megapixel; the "
             "largest costs under it: " + "; ".join(
                 f"`{r['function']}` {_f(r['share'], pct=True)} in {r['calls']} call(s)"
-                for r in rows) + ". Where one function is called several times (e.g. a "
-            "skeleton graph rebuilt per pruning pass), building it once and pruning on the "
-            "graph is the first thing to try."]
+                for r in rows) + "." + (
+            " Where one function is called several times (e.g. a skeleton graph rebuilt per "
+            "pruning pass), building it once and pruning on the graph is the first thing to "
+            "try." if any(int(r["calls"]) > 2 for r in rows) else "")]
 
 
 def _suggestions(res: dict[str, Any]) -> list[str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import ERROR, NOT_BUILT, OK, REPO_ROOT, RUN_DIR, ratio
+from bench.common import ERROR, LOADER_CONFIGS, NOT_BUILT, OK, REPO_ROOT, RUN_DIR, ratio
 from bench.report import render_markdown
 from shared.atomic import atomic_write_json, atomic_write_text
 from shared.results import machine_info
@@ -93,8 +93,8 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
             else:
                 variants = full_variants[m]
             extra = ["--loader-steps", lsteps] if fold else []
-            if fold and m == "dune_vlm" and not quick:
-                extra.append("--loader-workers2")
+            if fold and m in ("dune_vlm", "mars_cracknet") and not quick:
+                extra.append("--loader-alternative")
             rm = r
             if m == "s5mars_ssl" and not quick:  # 512 x 512, batch 2: the slowest step
                 rm = ["--reps", str(min(reps, 2)), "--warmup", str(warmup)]
@@ -104,8 +104,9 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
             # TF's bf16 and XLA are timed on the ice model; the 142.6 M-parameter crater
             # model costs about a minute of graph building per variant on this CPU
             # (bf16 is dropped by the child when the CPU has no native bf16)
+            # the crater step is timed at batch 4 and, beside it, at batch 1 (fp32_b1)
             variants = "fp32" if quick else ("fp32,fp32_xla,bf16" if m == "ice_patch_cnn"
-                                             else "fp32")
+                                             else "fp32,fp32_b1")
             rk = ["--reps", str(reps if quick or m != "ice_patch_cnn" else min(reps, 2)),
                   "--warmup", "0"]
             # the untimed first train_on_batch (tracing) is the warm-up
@@ -116,7 +117,8 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
         # steps fed from disk and from memory: 2 timed after 1 warm-up in the full run
         r = ["--reps", str(min(reps, 2)), "--warmup", str(warmup)]
         for m in TORCH_TRAIN:
-            extra = ["--variants", "workers2"] if m == "dune_vlm" and not quick else []
+            extra = (["--variants", "alternative"]
+                     if m in ("dune_vlm", "mars_cracknet") and not quick else [])
             jobs.append(Job("input_pipeline", m, "torch_bench", "loader",
                             ["--model", m, *extra, *q, *r]))
         for m in KERAS_TRAIN:
@@ -238,13 +240,14 @@ def time_tests(quick: bool, out_dir: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- derivation
 def _variant_rows(rec: dict[str, Any], peak_fp32: float | None, peak_bf16: float | None
                   ) -> dict[str, Any]:
-    flops = rec.get("flops_per_step")
+    flops = rec.get("flops_per_step")  # at the record's batch; a variant may name its own
     rows = {}
     for name, v in rec.get("variants", {}).items():
-        gflops = ratio(flops, v["median_s"] * 1e9) if flops else None
+        scale = v.get("batch", rec.get("batch")) / rec["batch"] if rec.get("batch") else 1.0
+        gflops = ratio(flops * scale, v["median_s"] * 1e9) if flops else None
         rows[name] = {
             "median_s": v["median_s"], "images_per_s": v["images_per_s"],
-            "achieved_gflops": gflops,
+            "batch": v.get("batch", rec.get("batch")), "achieved_gflops": gflops,
             "frac_fp32_peak": ratio(gflops, peak_fp32),
             "frac_bf16_peak": ratio(gflops, peak_bf16),
         }
@@ -257,13 +260,14 @@ def derive_training(rec: dict[str, Any]) -> dict[str, Any]:
     p32, p16 = peak.get("fp32_gflops"), peak.get("bf16_gflops")
     rows = _variant_rows(rec, p32, p16)
     med = {k: v["median_s"] for k, v in rows.items()}
+    ips = {k: v["images_per_s"] for k, v in rows.items()}  # variants may differ in batch
     kind = rec.get("kind", "")
     target = TARGETS["fp32_frac_dense"] if kind == "dense conv" else TARGETS["fp32_frac_other"]
     fp32_frac = rows.get("fp32", {}).get("frac_fp32_peak")
-    best32 = min((k for k in med if k.startswith("fp32")), key=med.get, default=None)
-    best16 = min((k for k in med if k.startswith("bf16")), key=med.get, default=None)
+    best32 = max((k for k in ips if k.startswith("fp32")), key=ips.get, default=None)
+    best16 = max((k for k in ips if k.startswith("bf16")), key=ips.get, default=None)
     bf16_speedup = ratio(med.get("fp32"), med.get("bf16"))
-    best_bf16_speedup = ratio(med.get(best32), med.get(best16)) if best32 and best16 else None
+    best_bf16_speedup = ratio(ips.get(best16), ips.get(best32)) if best32 and best16 else None
     return {
         "peak_fp32_gflops": p32, "peak_bf16_gflops": p16, "variants": rows,
         "fp32_frac_target": target, "fp32_frac": fp32_frac,
@@ -292,7 +296,7 @@ def derive_pipeline(rec: dict[str, Any]) -> dict[str, Any]:
                                          rec["memory_steps_per_s"]),
         }
     out: dict[str, Any] = {}
-    for cfg in ("default", "workers2"):
+    for cfg in LOADER_CONFIGS:
         if cfg in rec:
             out[f"{cfg}_disk_vs_memory"] = ratio(rec[cfg]["disk_steps_per_s"],
                                                  rec[cfg]["memory_steps_per_s"])

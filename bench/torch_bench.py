@@ -289,7 +289,7 @@ def task_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.loader_steps:
         try:  # one warm-up step each (memory: re-warm after the last variant; disk: workers)
             rec["loader"] = {"status": "ok", **loader_compare(
-                spec, opt, args.quick, args.loader_steps, 1, 1, args.loader_workers2)}
+                spec, opt, args.quick, args.loader_steps, 1, 1, args.loader_alternative)}
         except NotBuilt as exc:
             rec["loader"] = {"status": "not built yet", "reason": str(exc)}
         except Exception as exc:  # the training figures stay valid
@@ -305,11 +305,12 @@ def task_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------- data loaders
-def _loader_mars_cracknet(quick: bool, batch: int):
+def _loader_mars_cracknet(quick: bool, batch: int, worker_init: bool = True):
     from torch.utils.data import DataLoader
 
     gen = need("mars_cracknet.data.synthetic", "generate_dataset")
     Crack = need("mars_cracknet.data.mars", "CrackDataset")
+    init_worker = need("mars_cracknet.data.mars", "init_worker")
     large, crop, train_crop = (96, 48, 32) if quick else (672, 336, 224)
     root = gen(WORK_DIR / "mars_cracknet" / ("quick" if quick else "full"), seed=0,
                n_mars_large=1, large_size=large, crops_per_large=8, crop_size=crop,
@@ -317,10 +318,12 @@ def _loader_mars_cracknet(quick: bool, batch: int):
                n_mars_unlabelled=1, unlabelled_size=64)
     ds = Crack.for_mode(root, "mars", crop_size=train_crop, train=True, seed=0)
     workers = 2  # the paper profile's num_workers
-    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
+    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                        worker_init_fn=init_worker if worker_init else None)  # as train.py
     return loader, (lambda b: (b[0], b[1])), {
         "dataset": f"synthetic PNG crops {crop}x{crop} -> random {train_crop} crop + "
-                   "albumentations (CrackDataset)", "workers": workers}
+                   "albumentations (CrackDataset)", "workers": workers,
+        "worker_init_fn": "one OpenCV thread per worker" if worker_init else "none"}
 
 
 def _write_dune_tiles(root: Path, n: int, size: int) -> None:
@@ -445,14 +448,22 @@ def task_loader(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     spec = build_spec(args.model, args.quick)
     opt = spec.optimizer(spec.model)
-    workers2 = args.model == "dune_vlm" and (args.variants or "") == "workers2"
-    return loader_compare(spec, opt, args.quick, args.reps, args.warmup, args.warmup, workers2)
+    alternative = (args.variants or "") == "alternative"
+    return loader_compare(spec, opt, args.quick, args.reps, args.warmup, args.warmup,
+                          alternative)
+
+
+# the loader setting each subproject is also timed in (config name, maker keywords)
+ALTERNATIVE_LOADERS = {"dune_vlm": ("workers2", {"workers": 2}),
+                       "mars_cracknet": ("no_worker_init", {"worker_init": False})}
 
 
 def loader_compare(spec: ModelSpec, opt, quick: bool, steps: int, warm_mem: int,
-                   warm_disk: int, workers2: bool = False) -> dict[str, Any]:
-    """The fp32 step fed by the subproject's DataLoader from disk, then by the same batches
-    already in memory; plus the loader alone."""
+                   warm_disk: int, alternative: bool = False) -> dict[str, Any]:
+    """The fp32 step fed by the subproject's DataLoader from disk against the same batches
+    already in memory, timed in blocks ordered memory, disk, disk, memory (``steps`` steps per
+    block, each disk block a fresh loader iteration after ``warm_disk`` untimed steps); plus
+    the loader alone."""
     import torch
 
     makers = {"mars_cracknet": _loader_mars_cracknet, "dune_vlm": _loader_dune_vlm,
@@ -460,8 +471,8 @@ def loader_compare(spec: ModelSpec, opt, quick: bool, steps: int, warm_mem: int,
     out: dict[str, Any] = {"model": spec.name, "batch": spec.batch_size, "steps": steps,
                            "warmup": warm_disk, "variant": "fp32"}
     configs: list[tuple[str, dict[str, Any]]] = [("default", {})]
-    if workers2:
-        configs.append(("workers2", {"workers": 2}))
+    if alternative and spec.name in ALTERNATIVE_LOADERS:
+        configs.append(ALTERNATIVE_LOADERS[spec.name])
     spec.model.to(memory_format=torch.contiguous_format)
     step = make_step(spec, spec.model, opt, "fp32")
     spec.model.train()
@@ -474,23 +485,32 @@ def loader_compare(spec: ModelSpec, opt, quick: bool, steps: int, warm_mem: int,
 
         # the same batches in memory: materialised first, untimed
         it = batches()
-        cached = [unpack(next(it)) for _ in range(warm_mem + steps)]
+        cached = [unpack(next(it)) for _ in range(warm_mem + 2 * steps)]
         del it
         for b in cached[:warm_mem]:
             step(b)
-        t0 = time.perf_counter()
-        for b in cached[warm_mem:]:
-            step(b)
-        mem_s = time.perf_counter() - t0
-        # from disk: a fresh loader iteration (workers start as in a new epoch)
-        it = batches()
-        for _ in range(warm_disk):
-            step(unpack(next(it)))
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step(unpack(next(it)))
-        disk_s = time.perf_counter() - t0
-        del it
+        mem = iter(cached[warm_mem:])
+
+        def memory_block(mem=mem) -> float:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(next(mem))
+            return time.perf_counter() - t0
+
+        def disk_block(batches=batches, unpack=unpack) -> float:
+            it = batches()  # a fresh loader iteration (workers start, as in a new epoch)
+            for _ in range(warm_disk):
+                step(unpack(next(it)))
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(unpack(next(it)))
+            return time.perf_counter() - t0
+
+        # memory, disk, disk, memory: a drift of the machine's speed over the run (other
+        # tenants, thermal state) weighs on both sides alike
+        mem_s = memory_block()
+        disk_s = disk_block() + disk_block()
+        mem_s += memory_block()
         # the loader alone, no training: how many batches/s the pipeline delivers
         it = batches()
         next(it)
@@ -500,8 +520,9 @@ def loader_compare(spec: ModelSpec, opt, quick: bool, steps: int, warm_mem: int,
             next(it)
         only_s = time.perf_counter() - t0
         del it
-        out[name] = {**info, "memory_steps_per_s": steps / mem_s,
-                     "disk_steps_per_s": steps / disk_s,
+        out[name] = {**info, "memory_steps_per_s": 2 * steps / mem_s,
+                     "disk_steps_per_s": 2 * steps / disk_s,
+                     "order": "memory, disk, disk, memory",
                      "loader_only_batches_per_s": n_only / only_s}
     return out
 
