@@ -364,8 +364,9 @@ def pipeline_compare(model_name: str, quick: bool, steps: int, warmup: int, mode
     out: dict[str, Any] = {"model": args.model or "crater_resunet", "batch": batch,
                            "steps": steps, "warmup": args.warmup, "input": info["input"],
                            "files": info["files"]}
-    # the pipelines alone: batches/s
-    n_only = max(steps, 4)
+    # the pipelines alone: batches/s (16 batches: each takes milliseconds, and fewer would
+    # time little more than one epoch boundary of a 16-file set)
+    n_only = max(steps, 16)
     for name, make in (("tfdata", tfdata_iter), ("generator", gen_iter)):
         it = make()
         next(it)

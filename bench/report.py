@@ -45,15 +45,18 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
     meta = res["meta"]
     m = meta["machine"]
     quick = meta["quick"]
+    runs = meta.get("section_runs", {})
+    merged = len(set(runs.values())) > 1 or bool(meta.get("entry_runs"))
     lines = [
         "# Benchmarks",
         "",
         "Written by `make bench` (`python -m bench.run`" + (" --quick" if quick else "") +
-        f"); raw figures in [`{_rel(json_path)}`]({_rel(json_path)}). Run {meta['date']}, "
-        f"{meta['wall_s'] / 60:.1f} min in all.",
+        f"); raw figures in [`{_rel(json_path)}`]({_rel(json_path)}). " + (
+            f"First run {meta['date']}; the runs that make up this record took "
+            f"{meta['wall_s'] / 60:.1f} min in all." if merged else
+            f"Run {meta['date']}, {meta['wall_s'] / 60:.1f} min in all."),
         "",
     ]
-    runs = meta.get("section_runs", {})
     if len(set(runs.values())) > 1:
         lines += ["Sections were run separately (`--merge`; each section's ratios come from one "
                   "run): " + ", ".join(f"{k} {v}" for k, v in runs.items()) + ".", ""]
