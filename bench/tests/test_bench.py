@@ -157,6 +157,18 @@ def test_derivations_on_a_synthetic_record():
     assert _close(r["dune_tile_overhead"], 0.15)
 
 
+def test_a_variant_at_another_batch_is_counted_at_its_own_batch():
+    # FLOPs are counted at the record's batch 4; fp32_b1 ran at batch 1 in a quarter the time
+    rec = {"status": OK, "kind": "dense conv", "flops_per_step": 4e9, "batch": 4,
+           "peak": {"fp32_gflops": 10.0, "bf16_gflops": 1.0},
+           "variants": {"fp32": {"median_s": 0.8, "images_per_s": 5.0, "batch": 4},
+                        "fp32_b1": {"median_s": 0.4, "images_per_s": 2.5, "batch": 1}}}
+    d = derive_training(rec)
+    assert _close(d["variants"]["fp32"]["frac_fp32_peak"], 0.5)
+    assert _close(d["variants"]["fp32_b1"]["achieved_gflops"], 2.5)  # 1e9 FLOP / 0.4 s
+    assert d["best_fp32_variant"] == "fp32"  # more images/s, though a longer step
+
+
 def test_plan_covers_every_section():
     jobs = plan(quick=True, reps=1, warmup=0, sections=list(SECTIONS), every=True)
     assert {j.section for j in jobs} >= set(SECTIONS) - {"tests", "input_pipeline"}
