@@ -232,7 +232,7 @@ def train_stage(cfg: dict[str, Any], run_dir: Path, dist: Dist, *, dataset_mode:
         save_weights,
         transfer_autoencoder_weights,
     )
-    from mars_cracknet.data.mars import CrackDataset, init_worker
+    from mars_cracknet.data.mars import CrackDataset
     from mars_cracknet.models import build_model
     from mars_cracknet.utils.loss import build_loss
     from shared.atomic import atomic_write_json, atomic_write_text
@@ -303,7 +303,7 @@ def train_stage(cfg: dict[str, Any], run_dir: Path, dist: Dist, *, dataset_mode:
             loss_sum, loss_n = 0.0, 0
         indices = list(sampler)[skip * bs:]
         loader = DataLoader(train_set, batch_size=bs, sampler=IndexSampler(indices),
-                            num_workers=int(cfg["num_workers"]), worker_init_fn=init_worker,
+                            num_workers=int(cfg["num_workers"]),
                             persistent_workers=False, drop_last=False)
         model.train()
         t0, seen = time.perf_counter(), 0

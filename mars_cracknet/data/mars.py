@@ -118,18 +118,6 @@ def build_transform(crop_size: int | None, train: bool, seed: int | None = None)
     return A.Compose(transforms, seed=seed)
 
 
-def init_worker(worker_id: int) -> None:
-    """``worker_init_fn`` for the training DataLoader: one OpenCV thread per worker.
-
-    OpenCV (under albumentations) otherwise starts a thread per core in every worker, and on a
-    small machine those threads compete with the training step for the same cores. PyTorch
-    already limits each worker to one torch thread.
-    """
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 class CrackDataset(Dataset):
     """Images (and masks) of one or more list files.
 
