@@ -129,3 +129,24 @@ def test_amp_bf16_on_cpu(tiny_data, tmp_path):
     res = json.loads((tmp_path / "runs" / "amp" / "results.json").read_text())
     assert torch.isfinite(torch.tensor(res["final_train_loss"]))
     assert "amp: true" in (tmp_path / "runs" / "amp" / "config.yml").read_text()
+
+
+def test_loader_workers_after_opencv_ran_in_this_process(tiny_data, tmp_path):
+    """Training with DataLoader workers (the paper profile's 2) in a process that has already
+    used OpenCV's thread pool, as `reproduce` does when it draws the synthetic data first.
+    OpenCV deadlocks in a forked worker that reconfigures that pool (e.g. cv2.setNumThreads),
+    so a worker set-up of that kind would hang here; run in a child with a time limit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, cv2\n"
+        "a = np.random.default_rng(0).random((1500, 1500), dtype=np.float32)\n"
+        "for _ in range(3): cv2.GaussianBlur(a, (21, 21), 5)\n"
+        "from mars_cracknet.train import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    args = _args(tiny_data, tmp_path / "runs", "workers", 1) + ["--set", "num_workers=2"]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "runs" / "workers" / "results.json").is_file()
