@@ -31,9 +31,7 @@ ERROR = "error"
 
 # data-loader configurations timed for the PyTorch subprojects: name -> what it changes from the
 # subproject's own setting ("default", timed for every model; the others where asked for)
-LOADER_CONFIGS = {"default": "",
-                  "workers2": "DataLoader workers 0 -> 2",
-                  "no_worker_init": "without its worker_init_fn (OpenCV threads per core)"}
+LOADER_CONFIGS = {"default": "", "workers2": "DataLoader workers 0 -> 2"}
 
 
 class NotBuilt(Exception):  # noqa: N818  (a status, not an error of ours)
@@ -104,8 +102,7 @@ def child_parser(description: str, tasks: list[str]) -> argparse.ArgumentParser:
                         "already warm)")
     p.add_argument("--loader-alternative", action="store_true",
                    help="with --loader-steps: also time the loader's alternative setting "
-                        "(dune_vlm: 2 workers instead of 0; mars_cracknet: its workers without "
-                        "the worker_init_fn that limits OpenCV to one thread)")
+                        "(dune_vlm: 2 workers instead of 0)")
     return p
 
 

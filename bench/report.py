@@ -437,13 +437,6 @@ def _changes(res: dict[str, Any]) -> list[str]:
                        f"{LOADER_CONFIGS['workers2']} | {_f(a['disk_steps_per_s'])} steps/s "
                        f"({ra:.2f} of memory) | {_f(b['disk_steps_per_s'])} steps/s ({rb:.2f}) "
                        f"| {rb / ra:.2f}x of disk / memory |")
-        if "no_worker_init" in pe:  # the shipped setting (worker_init_fn) is "after"
-            b = pe["no_worker_init"]
-            rb = b["disk_steps_per_s"] / b["memory_steps_per_s"]
-            out.append(f"| {LABELS.get(key, key)}, training from disk | worker_init_fn: one "
-                       f"OpenCV thread per DataLoader worker | {_f(b['disk_steps_per_s'])} "
-                       f"steps/s ({rb:.2f} of memory) | {_f(a['disk_steps_per_s'])} steps/s "
-                       f"({ra:.2f}) | {ra / rb:.2f}x of disk / memory |")
     ct = res.get("rasters", {}).get("entries", {}).get("cracknet_tiled", {})
     if ct.get("status") == OK:
         for b in ("bf16", "fp32_cl", "bf16_cl"):

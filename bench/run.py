@@ -93,7 +93,7 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
             else:
                 variants = full_variants[m]
             extra = ["--loader-steps", lsteps] if fold else []
-            if fold and m in ("dune_vlm", "mars_cracknet") and not quick:
+            if fold and m == "dune_vlm" and not quick:
                 extra.append("--loader-alternative")
             rm = r
             if m == "s5mars_ssl" and not quick:  # 512 x 512, batch 2: the slowest step
@@ -117,8 +117,7 @@ def plan(quick: bool, reps: int, warmup: int, sections: list[str], every: bool =
         # steps fed from disk and from memory: 2 timed after 1 warm-up in the full run
         r = ["--reps", str(min(reps, 2)), "--warmup", str(warmup)]
         for m in TORCH_TRAIN:
-            extra = (["--variants", "alternative"]
-                     if m in ("dune_vlm", "mars_cracknet") and not quick else [])
+            extra = ["--variants", "alternative"] if m == "dune_vlm" and not quick else []
             jobs.append(Job("input_pipeline", m, "torch_bench", "loader",
                             ["--model", m, *extra, *q, *r]))
         for m in KERAS_TRAIN:

@@ -305,12 +305,11 @@ def task_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------- data loaders
-def _loader_mars_cracknet(quick: bool, batch: int, worker_init: bool = True):
+def _loader_mars_cracknet(quick: bool, batch: int):
     from torch.utils.data import DataLoader
 
     gen = need("mars_cracknet.data.synthetic", "generate_dataset")
     Crack = need("mars_cracknet.data.mars", "CrackDataset")
-    init_worker = need("mars_cracknet.data.mars", "init_worker")
     large, crop, train_crop = (96, 48, 32) if quick else (672, 336, 224)
     root = gen(WORK_DIR / "mars_cracknet" / ("quick" if quick else "full"), seed=0,
                n_mars_large=1, large_size=large, crops_per_large=8, crop_size=crop,
@@ -318,12 +317,10 @@ def _loader_mars_cracknet(quick: bool, batch: int, worker_init: bool = True):
                n_mars_unlabelled=1, unlabelled_size=64)
     ds = Crack.for_mode(root, "mars", crop_size=train_crop, train=True, seed=0)
     workers = 2  # the paper profile's num_workers
-    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
-                        worker_init_fn=init_worker if worker_init else None)  # as train.py
+    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
     return loader, (lambda b: (b[0], b[1])), {
         "dataset": f"synthetic PNG crops {crop}x{crop} -> random {train_crop} crop + "
-                   "albumentations (CrackDataset)", "workers": workers,
-        "worker_init_fn": "one OpenCV thread per worker" if worker_init else "none"}
+                   "albumentations (CrackDataset)", "workers": workers}
 
 
 def _write_dune_tiles(root: Path, n: int, size: int) -> None:
@@ -454,8 +451,7 @@ def task_loader(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # the loader setting each subproject is also timed in (config name, maker keywords)
-ALTERNATIVE_LOADERS = {"dune_vlm": ("workers2", {"workers": 2}),
-                       "mars_cracknet": ("no_worker_init", {"worker_init": False})}
+ALTERNATIVE_LOADERS = {"dune_vlm": ("workers2", {"workers": 2})}
 
 
 def loader_compare(spec: ModelSpec, opt, quick: bool, steps: int, warm_mem: int,
