@@ -45,7 +45,7 @@ def quick(tmp_path_factory):
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--json", str(out / "bench.json"),
-         "--markdown", str(out / "BENCHMARKS.md")],
+         "--markdown", str(out / "BENCHMARKS.md"), "--child-timeout", "240"],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
     print(proc.stdout[-4000:])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -79,6 +79,15 @@ def test_quick_run_has_every_section_with_numbers(quick):
                     "## 4. Crack analysis", "## 5. Test time", "No GPU",
                     "## Suggested changes per subproject"):
         assert heading in md
+
+
+def test_no_quick_child_errs_or_hangs(quick):
+    """A built subproject's child must measure: an error or a time-out (a hung data loader,
+    say) is a bug, not a figure. Only a subproject not built yet may be skipped."""
+    errors = [f"{s}/{k}: {r.get('reason')}" for s in SECTIONS
+              for k, r in quick[0].get(s, {}).get("entries", {}).items()
+              if r.get("status") == ERROR]
+    assert not errors, errors
 
 
 def test_bench_owned_entries_always_measure(quick):
