@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -64,13 +63,3 @@ def class_names() -> list[str]:
 def class_colors() -> dict[int, tuple[int, int, int]]:
     return {i: tuple(c.get("color", (i * 25, i * 25, i * 25))) for i, c in
             enumerate(load_classes())}
-
-
-def deep_update(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_update(out[k], v)
-        else:
-            out[k] = v
-    return out
