@@ -1,17 +1,32 @@
-"""YAML configuration files: read one mapping with an error that names the file, merge two.
+"""The one config reader: YAML profiles with inheritance, dotted ``--set`` overrides, and an
+error for every unknown key.
 
-Each subproject keeps its own profile rules (``inherit:``, ``_base_``, overrides); this module
-holds only the part they all repeat.
+A config is a profile name (a key of the subproject's ``profiles`` mapping) or a path to a YAML
+file. A file may name its parent with ``inherit:`` (or AugSeg's ``_base_:``): a profile name or
+a path relative to the file's folder. The *root* of the chain (the file without a parent) is the
+schema: every key that a child file or a ``--set`` gives must exist there (nested keys too),
+so a typo is an error naming the file and the key, never a silently created setting. One path
+rule: a relative path inside a YAML file is left as written (relative to the working
+directory, as on the command line); the caller resolves it.
+
+Each subproject keeps only its own validation of values on top of this.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+PARENT_KEYS = ("inherit", "_base_")
+
+
+class ConfigError(ValueError):
+    """A config file, profile name or override is invalid; the message names it."""
 
 
 def read_yaml_mapping(path: str | os.PathLike, error: type[Exception] = ValueError
@@ -26,7 +41,7 @@ def read_yaml_mapping(path: str | os.PathLike, error: type[Exception] = ValueErr
         raise error(f"{path}: config file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise error(f"{path}: not valid YAML ({exc})") from None
     if data is None:
         return {}
@@ -43,4 +58,124 @@ def deep_merge(base: dict, over: dict) -> dict:
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def unknown_keys(schema: Mapping, data: Mapping, prefix: str = "") -> list[str]:
+    """Dotted names of the keys of ``data`` that ``schema`` does not have (nested)."""
+    out = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in schema:
+            out.append(name)
+        elif isinstance(value, Mapping) and isinstance(schema[key], Mapping) and schema[key]:
+            out += unknown_keys(schema[key], value, name + ".")
+    return out
+
+
+def _profile_path(spec: str | os.PathLike, profiles: Mapping[str, Path]) -> Path:
+    if str(spec) in profiles:
+        return Path(profiles[str(spec)])
+    path = Path(spec)
+    if path.suffix.lower() not in (".yml", ".yaml") and not path.exists():
+        raise ConfigError(f"{spec}: neither a profile ({', '.join(sorted(profiles))}) "
+                          "nor a YAML file")
+    return path
+
+
+def _chain(path: Path, profiles: Mapping[str, Path]) -> list[tuple[Path, dict]]:
+    """[(root file, mapping), ..., (path, mapping)], parents first."""
+    layers: list[tuple[Path, dict]] = []
+    seen: set[Path] = set()
+    while True:
+        resolved = path.resolve()
+        if resolved in seen:
+            raise ConfigError(f"{path}: inheritance loop")
+        seen.add(resolved)
+        data = read_yaml_mapping(path, ConfigError)
+        parent = None
+        for key in PARENT_KEYS:
+            if key in data:
+                parent = data.pop(key)
+        layers.append((path, data))
+        if parent is None:
+            return layers[::-1]
+        if str(parent) in profiles:
+            path = Path(profiles[str(parent)])
+        else:
+            path = (path.parent / str(parent))
+
+
+def parse_set(items: Iterable[str] | None) -> dict[str, Any]:
+    """``["train.epochs=3", "lr=1e-3"]`` -> ``{"train.epochs": 3, "lr": 0.001}`` (YAML values)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. train.epochs=3)")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set {item!r}: empty key")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+    return out
+
+
+def set_dotted(cfg: dict, key: str, value: Any, schema: Mapping | None = None,
+               source: str = "--set") -> None:
+    """``cfg["a"]["b"] = value`` for ``key="a.b"``; a key unknown to ``schema`` is an error."""
+    schema = cfg if schema is None else schema
+    parts = key.split(".")
+    node, known = cfg, schema
+    for i, part in enumerate(parts):
+        if not isinstance(known, Mapping) or part not in known:
+            where = ".".join(parts[:i]) or "the top level"
+            options = ", ".join(sorted(known)) if isinstance(known, Mapping) else "none"
+            raise ConfigError(f"{source}: unknown config key {key!r} "
+                              f"(no {part!r} under {where}; known: {options})")
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node, known = node[part], known[part]
+
+
+def load_config(spec: str | os.PathLike, profiles: Mapping[str, str | os.PathLike],
+                sets: Mapping[str, Any] | Iterable[str] | None = None,
+                ) -> dict[str, Any]:
+    """The resolved config of ``spec`` (profile name or YAML path) with ``sets`` applied.
+
+    ``sets`` is ``{"a.b": value}`` or a list of ``"a.b=value"`` strings. Raises ``ConfigError``
+    naming the file (or ``--set``) for a missing file, bad YAML or any unknown key.
+    """
+    profiles = {k: Path(v) for k, v in profiles.items()}
+    layers = _chain(_profile_path(spec, profiles), profiles)
+    schema = layers[0][1]
+    cfg = copy.deepcopy(schema)
+    for path, data in layers[1:]:
+        bad = unknown_keys(schema, data)
+        if bad:
+            raise ConfigError(f"{path}: unknown config key(s) {', '.join(bad)} "
+                              f"(not in {layers[0][0].name})")
+        cfg = deep_merge(cfg, data)
+    if sets is not None and not isinstance(sets, Mapping):
+        sets = parse_set(sets)
+    for key, value in (sets or {}).items():
+        set_dotted(cfg, key, value, schema)
+    return cfg
+
+
+def diff_keys(a: Mapping, b: Mapping, prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ between two nested mappings."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        name = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            out += diff_keys(va, vb, name + ".")
+        elif va != vb:
+            out.append(name)
     return out

@@ -1,0 +1,420 @@
+"""The run contract that every trainer of the five subprojects follows.
+
+* Flags (``add_run_arguments``): ``--config PROFILE_OR_YAML``, ``--run-dir DIR``, ``--resume``,
+  ``--overwrite``, ``--set key.sub=value`` (unknown keys are an error: ``shared.configs``).
+* A run folder (``RunDir``) holds ``config.yaml`` (the resolved config, written only after the
+  caller validated it), ``history.csv`` (one row per epoch or evaluation), ``train.log``,
+  ``last.*`` / ``best.*`` checkpoints and ``summary.json`` once finished. Starting a run in a
+  non-empty folder without ``--resume`` or ``--overwrite`` is refused, and a lock file refuses a
+  second concurrent run in the same folder.
+* ``GracefulStop``: SIGINT and SIGTERM set a flag; the trainer saves a resumable checkpoint at
+  its next safe point and raises ``RunInterrupted``, which ``cli_main`` turns into one line and
+  exit code 130 (SIGINT) or 143 (SIGTERM).
+* ``cli_main``: every user error (``UserError``, ``ConfigError``, the shared readers' errors, an
+  ``OSError`` on a path) is one line naming the file and what is wrong, exit code 2, no
+  traceback.
+* ``finished_run``: the one check that a finished run can be reused (same resolved config and
+  same code version).
+
+Framework-free: trainers keep their own checkpoint formats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import csv
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.atomic import atomic_write_json, atomic_write_text
+from shared.configs import (
+    ConfigError,
+    diff_keys,
+    load_config,
+    parse_set,
+    read_yaml_mapping,
+    set_dotted,
+)
+
+CONFIG_NAME = "config.yaml"
+HISTORY_NAME = "history.csv"
+LOG_NAME = "train.log"
+SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".lock"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UserError(ValueError):
+    """A user mistake (bad file, value, path or checkpoint): one line, exit code 2."""
+
+
+class RunInterrupted(Exception):
+    """Raised by a trainer after it saved a resumable checkpoint on SIGINT/SIGTERM."""
+
+    def __init__(self, signum: int, run_dir: str | os.PathLike | None = None):
+        self.signum = int(signum)
+        self.run_dir = run_dir
+        name = signal.Signals(self.signum).name
+        where = f" in {run_dir}" if run_dir is not None else ""
+        super().__init__(f"stopped by {name}: resumable checkpoint saved{where}; "
+                         "continue with --resume")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+# --------------------------------------------------------------------------- command line
+def add_run_arguments(parser: argparse.ArgumentParser, default_config: str | None = "quick",
+                      run_dir_aliases: Sequence[str] = (), config_aliases: Sequence[str] = (),
+                      run_dir_required: bool = False) -> argparse.ArgumentParser:
+    """The contract's flags; ``*_aliases`` keep the original repository's spellings."""
+    parser.add_argument("--config", *config_aliases, dest="config", default=None,
+                        metavar="PROFILE_OR_YAML",
+                        help="profile name or YAML file" +
+                        (f" (default: {default_config}; with --resume: the run's own "
+                         "config.yaml)" if default_config else ""))
+    parser.set_defaults(default_config=default_config)
+    parser.add_argument("--run-dir", *run_dir_aliases, dest="run_dir", type=Path,
+                        required=run_dir_required, metavar="DIR",
+                        help="run folder (config.yaml, history.csv, train.log, checkpoints)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace what is in --run-dir (without it a used folder is refused)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=3 (repeatable; "
+                        "unknown keys are an error)")
+    return parser
+
+
+def run_config(args: argparse.Namespace, profiles: Mapping[str, str | os.PathLike]
+               ) -> dict[str, Any]:
+    """The config a trainer validates, from the contract's flags.
+
+    ``--resume`` without ``--config``: the run's saved ``config.yaml`` with the ``--set``
+    overrides applied (keys must exist there). Otherwise ``--config`` (or the parser's default
+    profile) through ``shared.configs.load_config``.
+    """
+    saved = Path(args.run_dir) / CONFIG_NAME if getattr(args, "run_dir", None) else None
+    if getattr(args, "resume", False) and args.config is None and saved and saved.is_file():
+        cfg = read_yaml_mapping(saved, UserError)
+        schema = copy.deepcopy(cfg)
+        for key, value in parse_set(args.overrides).items():
+            set_dotted(cfg, key, value, schema)
+        return cfg
+    spec = args.config or getattr(args, "default_config", None)
+    if spec is None:
+        raise UserError("--config is required")
+    return load_config(spec, profiles, args.overrides)
+
+
+def cli_main(main: Callable[[Sequence[str] | None], int | None],
+             argv: Sequence[str] | None = None,
+             user_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``main(argv)``; user errors become one line on stderr and exit code 2.
+
+    ``user_errors`` adds a subproject's own error classes. A ``RunInterrupted`` exits with
+    128 + the signal number, a bare Ctrl-C with 130.
+    """
+    from shared.images import ImageReadError
+    from shared.rasters import RasterError
+
+    errors = (UserError, ConfigError, ImageReadError, RasterError, *user_errors)
+    try:
+        return int(main(argv) or 0)
+    except RunInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted (SIGINT)", file=sys.stderr)
+        return 130
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EACCES):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def check_not_inputs(outputs: Iterable[str | os.PathLike | None],
+                     inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse an output path that is one of the input paths (it would destroy the input)."""
+    ins = {}
+    for p in inputs:
+        if p is not None:
+            ins[Path(p).resolve()] = p
+    for out in outputs:
+        if out is not None and Path(out).resolve() in ins:
+            raise UserError(f"{out}: the output would overwrite the input "
+                            f"{ins[Path(out).resolve()]}; choose another output path")
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """``path`` can hold outputs: a folder or nothing yet, and not below a regular file."""
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{path}: cannot write there, {parent} is a file")
+            break
+    return path
+
+
+# --------------------------------------------------------------------------- signals
+class GracefulStop:
+    """Context manager: SIGINT/SIGTERM set ``signum`` instead of killing the process.
+
+    The trainer checks ``requested`` at safe points (after an optimiser step or an epoch), saves
+    a resumable checkpoint and calls ``raise_if_requested(run_dir)``. A second signal while the
+    first is being handled stops at once with ``KeyboardInterrupt``.
+    """
+
+    def __init__(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)):
+        self.signals = tuple(signals)
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):  # noqa: ARG002
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> GracefulStop:
+        with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
+            for sig in self.signals:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def raise_if_requested(self, run_dir: str | os.PathLike | None = None) -> None:
+        if self.signum is not None:
+            raise RunInterrupted(self.signum, run_dir)
+
+
+# --------------------------------------------------------------------------- run folder
+class RunDir:
+    """A run folder, locked for the life of the object (use it as a context manager).
+
+    ``RunDir.open(path, cfg, resume=..., overwrite=...)`` applies the contract and returns the
+    run folder and the config to train with: on ``resume`` the saved ``config.yaml`` wins, and
+    a requested config that differs in any key outside ``allow_on_resume`` is refused (so a
+    relaunch with other settings can never silently continue, or spoil, the old run).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    # -- opening ----------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, cfg: Mapping[str, Any], *, resume: bool = False,
+             overwrite: bool = False, allow_on_resume: Iterable[str] = ()
+             ) -> tuple[RunDir, dict[str, Any]]:
+        if resume and overwrite:
+            raise UserError("--resume and --overwrite exclude each other")
+        check_output_dir(path)
+        run = cls(path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        run._acquire_lock()
+        try:
+            cfg = run._apply_contract(dict(cfg), resume, overwrite, tuple(allow_on_resume))
+        except BaseException:
+            run.close()
+            raise
+        return run, cfg
+
+    def _acquire_lock(self) -> None:
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UserError(f"{self.path}: another run is using this run folder "
+                            f"(lock {self.path / LOCK_NAME} is held)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _apply_contract(self, cfg: dict, resume: bool, overwrite: bool,
+                        allow: tuple[str, ...]) -> dict:
+        contents = [p for p in self.path.iterdir() if p.name != LOCK_NAME]
+        if resume:
+            saved_path = self.path / CONFIG_NAME
+            if not saved_path.is_file():
+                raise UserError(f"{self.path}: nothing to resume (no {CONFIG_NAME}); "
+                                "start the run without --resume")
+            saved = read_yaml_mapping(saved_path, UserError)
+            changed = [k for k in diff_keys(saved, cfg)
+                       if not any(k == a or k.startswith(a + ".") for a in allow)]
+            if changed:
+                raise UserError(f"{saved_path}: --resume with settings that differ from the "
+                                f"run's config in {', '.join(changed)}; resume without them or "
+                                "start a new run folder")
+            if cfg != saved:
+                self.write_config(cfg)
+            return cfg
+        if contents and not overwrite:
+            raise UserError(f"{self.path}: run folder is not empty; pass --resume to continue "
+                            "that run or --overwrite to replace it")
+        for p in contents:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        self.write_config(cfg)
+        return cfg
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- files --------------------------------------------------------------------------
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, cfg: Mapping[str, Any]) -> Path:
+        text = yaml.safe_dump(_plain(cfg), sort_keys=False, allow_unicode=True)
+        return atomic_write_text(self.path / CONFIG_NAME, text)
+
+    def read_history(self) -> list[dict[str, str]]:
+        path = self.path / HISTORY_NAME
+        if not path.exists():
+            return []
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    def write_history(self, rows: Sequence[Mapping[str, Any]]) -> Path:
+        """Rewrite ``history.csv`` atomically with ``rows`` (columns: union, first-seen order)."""
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        return atomic_write_text(self.path / HISTORY_NAME, buf.getvalue())
+
+    def append_history(self, row: Mapping[str, Any]) -> Path:
+        return self.write_history([*self.read_history(), dict(row)])
+
+    def truncate_history(self, keep: Callable[[dict[str, str]], bool]) -> None:
+        """Keep only the rows for which ``keep(row)`` holds (on resume: rows up to the
+        checkpoint's epoch, so that a resumed history equals an uninterrupted one)."""
+        rows = self.read_history()
+        kept = [r for r in rows if keep(r)]
+        if len(kept) != len(rows):
+            self.write_history(kept)
+
+    def logger(self, name: str, stream=None, level: int = logging.INFO) -> logging.Logger:
+        """A logger writing to ``train.log`` (appended on resume) and to ``stream``."""
+        log = logging.getLogger(f"{name}.{self.path.resolve()}")
+        log.setLevel(level)
+        log.propagate = False
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+            handler.close()
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        fh = logging.FileHandler(self.path / LOG_NAME, encoding="utf-8")
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+        sh = logging.StreamHandler(stream or sys.stdout)
+        sh.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(sh)
+        return log
+
+    def write_summary(self, summary: Mapping[str, Any]) -> Path:
+        return atomic_write_json(self.path / SUMMARY_NAME, dict(summary))
+
+
+# --------------------------------------------------------------------------- reuse
+def code_version(*packages: str | os.PathLike) -> str:
+    """A hash of the source (``.py``, ``.yml``, ``.yaml``) of the given package folders and of
+    ``shared/``: two runs with the same hash ran the same code."""
+    h = hashlib.sha256()
+    folders = sorted({Path(p).resolve() for p in packages} | {REPO_ROOT / "shared"})
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if (path.suffix in (".py", ".yml", ".yaml") and path.is_file()
+                    and "__pycache__" not in path.parts and "tests" not in path.parts):
+                h.update(str(path.relative_to(folder.parent)).encode())
+                h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def finished_run(run_dir: str | os.PathLike, cfg: Mapping[str, Any], version: str) -> bool:
+    """True when ``run_dir`` holds a finished run (``summary.json``) of the same resolved
+    config and the same code version (``summary.json`` key ``code_version``)."""
+    run_dir = Path(run_dir)
+    summary, config = run_dir / SUMMARY_NAME, run_dir / CONFIG_NAME
+    if not (summary.is_file() and config.is_file()):
+        return False
+    try:
+        saved_cfg = read_yaml_mapping(config, UserError)
+        saved = json.loads(summary.read_text(encoding="utf-8"))
+    except (UserError, json.JSONDecodeError, OSError):
+        return False
+    return saved.get("code_version") == version and not diff_keys(saved_cfg, _plain(cfg))
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """A 31-bit seed from ``seed`` and keys such as the epoch: lets a resumed run draw exactly
+    what an uninterrupted one draws without saving every RNG state."""
+    h = hashlib.sha256(repr((int(seed), *keys)).encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def _plain(obj: Any) -> Any:
+    """YAML/JSON-safe copy (paths to str, tuples to lists)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return repr(v)
+    return v
