@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import atomic_write_json, atomic_write_text
+from shared.atomic import atomic_path, atomic_write_json, atomic_write_text
+from shared.stats import format_mean_ci
 
 PAPERS = {
     "mars_cracknet": "Mars-CrackNet (Xu et al., JGR Planets)",
@@ -81,12 +82,15 @@ def write_summary(
     wall_time_s: float,
     results_dir: str | os.PathLike | None = None,
     notes: str = "",
+    claims: Sequence[dict[str, Any]] = (),
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``results/<paper>/summary.json``.
 
     ``rows`` are dicts with ``setting`` (e.g. "mode c (semi)"), ``metric`` (e.g. "Dice"),
-    ``reported`` (the paper's figure, ``None`` where the paper gives none) and ``ours``.
+    ``reported`` (the paper's figure, ``None`` where the paper gives none) and ``ours``: a number
+    (one run) or ``shared.stats.describe(per_seed_values)``. ``claims`` are
+    ``shared.stats.claim(...)`` records (paired over seeds, with a verdict).
     """
     if paper not in PAPERS:
         raise ValueError(f"unknown paper {paper!r}; expected one of {sorted(PAPERS)}")
@@ -94,6 +98,12 @@ def write_summary(
         missing = {"setting", "metric", "reported", "ours"} - set(row)
         if missing:
             raise ValueError(f"row {i} lacks {sorted(missing)}: {row}")
+        if isinstance(row["ours"], dict) and not {"n", "mean", "values"} <= set(row["ours"]):
+            raise ValueError(f"row {i}: 'ours' must be a number or shared.stats.describe(...)")
+    for i, c in enumerate(claims):
+        missing = {"claim", "metric", "a", "b", "verdict", "ci95", "differences"} - set(c)
+        if missing:
+            raise ValueError(f"claim {i} lacks {sorted(missing)} (use shared.stats.claim)")
     out = Path(results_dir) if results_dir is not None else REPO_ROOT / "results" / paper
     summary = {
         "paper": paper,
@@ -105,6 +115,7 @@ def write_summary(
         "machine": machine_info(),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "notes": notes,
+        "claims": list(claims),
         **(extra or {}),
     }
     return atomic_write_json(out / "summary.json", summary)
@@ -113,18 +124,71 @@ def write_summary(
 def _fmt(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, dict):  # shared.stats.describe
+        digits = 3 if abs(value["mean"]) < 10 else 2
+        return format_mean_ci(value, digits)
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
 
 
-def build_results_table(results_root: Path) -> str:
-    """Markdown for RESULTS.md from every ``results/*/summary.json``."""
+def _claim_line(c: dict[str, Any]) -> str:
+    ci = c.get("ci95")
+    interval = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "no interval (n < 2)"
+    sign = ">" if c.get("direction", "greater") == "greater" else "<"
+    return (f"**{c['verdict']}** — {c['claim']}: {c['a']} {sign} {c['b']} on {c['metric']}; "
+            f"paired difference {c['mean']:+.3f}, 95 % CI {interval}, n={c['n']} seeds")
+
+
+def plot_seeds(summary: dict[str, Any], path: Path) -> Path | None:
+    """One dot per seed and the 95 % interval for every multi-seed row of a summary."""
+    rows = [r for r in summary.get("rows", []) if isinstance(r.get("ours"), dict)]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1.5,
+                             0.45 * max(len([r for r in rows if r["metric"] == m])
+                                        for m in metrics) + 1.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sub = [r for r in rows if r["metric"] == metric]
+        for y, row in enumerate(sub):
+            d = row["ours"]
+            ax.scatter(d["values"], [y] * len(d["values"]), s=14, color="tab:blue", alpha=0.7,
+                       zorder=3)
+            if d.get("ci95"):
+                ax.plot(d["ci95"], [y, y], color="black", lw=2, zorder=2)
+            ax.plot([d["mean"]], [y], marker="|", ms=14, color="black", zorder=4)
+        ax.set_yticks(range(len(sub)), [r["setting"] for r in sub], fontsize=7)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        if ax is not axes[0][0]:
+            ax.set_yticklabels([])
+    fig.suptitle(f"{summary.get('title', '')}: one dot per seed, bar = 95 % CI", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def build_results_table(results_root: Path, figure_dir: Path | None = None) -> str:
+    """Markdown for RESULTS.md from every ``results/*/summary.json``.
+
+    Multi-seed rows show mean ± the half-width of the 95 % t interval and n; each claim gets a
+    verdict line. With ``figure_dir`` (the folder of the markdown file), a dot-per-seed figure
+    per paper is written to ``results/<paper>/seeds.png`` and linked.
+    """
     lines = [
         "# Results",
         "",
         "Assembled by `make results` from `results/*/summary.json`; every number below comes from",
-        "a run of `make reproduce-<paper>` on the machine named in its row. The paper column is",
+        "a run of `make reproduce-<paper>` on the machine named in its row; `a ± b (n=N)` is",
+        "the mean over N seeds ± the half-width of its 95 % t interval. The paper column is",
         "read from each subproject's config. Synthetic data is named as such: compare methods",
         "within a row group, not our synthetic figures with the paper's real-data figures.",
         "",
@@ -152,6 +216,26 @@ def build_results_table(results_root: Path) -> str:
                 f"| {summary['data'] if first else ''} | {summary['profile'] if first else ''} "
                 f"| {wall if first else ''} | {machine if first else ''} |"
             )
+    claim_lines, figures = [], []
+    for paper, title in PAPERS.items():
+        path = results_root / paper / "summary.json"
+        if not path.exists():
+            continue
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        for c in summary.get("claims", []):
+            claim_lines.append(f"- {title}: {_claim_line(c)}")
+        if figure_dir is not None:
+            fig = plot_seeds(summary, results_root / paper / "seeds.png")
+            if fig is not None:
+                figures.append(f"![{title}]({os.path.relpath(fig, figure_dir)})")
+    if claim_lines:
+        lines += ["", "## Claims", "",
+                  "Each claim is tested on paired per-seed differences (same seeds for both arms): "
+                  "`supports` when the 95 % t interval of the mean difference excludes 0 in the "
+                  "claimed direction, `contradicts` when it excludes 0 the other way, "
+                  "`inconclusive` otherwise.", "", *claim_lines]
+    if figures:
+        lines += ["", "## Spread over seeds", "", *figures]
     notes = []
     for paper in PAPERS:
         path = results_root / paper / "summary.json"
@@ -173,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "RESULTS.md",
                         help="markdown file to write (default: %(default)s)")
     args = parser.parse_args(argv)
-    atomic_write_text(args.out, build_results_table(args.results))
+    atomic_write_text(args.out, build_results_table(args.results, args.out.resolve().parent))
     print(f"wrote {args.out}")
     return 0
 
