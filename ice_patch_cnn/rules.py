@@ -22,10 +22,21 @@ finding no icy chunk anywhere. ``good_min_icy_chunks: 0`` restores the bare text
 probability lies in the band ``chunk_hard_low <= p <= chunk_hard_high`` (0.4-0.6) is labelled
 "hard" at chunk level (that label wins over "ice" at exactly p = 0.6, while ``f`` still counts
 p = 0.6 as icy, as the image rule says "at least 60 %").
+
+**Every chunk in the hard band** (our decision, not in the paper's text): an image with no icy
+chunk whose every chunk lies in ``chunk_hard_low <= p <= chunk_hard_high`` (e.g. ten chunks at
+0.5, or a single chunk at 0.55) is called **hard**, branch "all chunks in 0.4-0.6". The bare
+text would call it good when ``m > 0.2`` (no icy chunk is asked for), our icy-chunk reading
+would call it bad; neither fits an image on which the classifier is unsure everywhere, which is
+what the paper's "hard to identify" category is for (an image a person should look at).
+``uncertain_image: bad`` restores the plain reading. Comparisons are made on ``m`` and ``f``
+rounded to 9 decimals, so that a mean that is 0.6 on paper (three chunks at 0.6) is 0.6 and
+not 0.6000000000000001 in floating point.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -51,6 +62,7 @@ class Rules:
     hard_mean_minority: float = 0.01
     chunk_hard_low: float = 0.4
     chunk_hard_high: float = 0.6
+    uncertain_image: str = "hard"
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> Rules:
@@ -75,6 +87,9 @@ class Rules:
             raise ValueError("rules.hard_mean_low must not exceed rules.hard_mean_high")
         if self.chunk_hard_low > self.chunk_hard_high:
             raise ValueError("rules.chunk_hard_low must not exceed rules.chunk_hard_high")
+        if self.uncertain_image not in ("hard", "bad"):
+            raise ValueError(f"rules.uncertain_image must be 'hard' or 'bad', "
+                             f"got {self.uncertain_image!r}")
         for name in ("hard_min_icy_chunks", "good_min_icy_chunks"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"rules.{name} must be >= 0")
@@ -97,15 +112,25 @@ class ImageCall:
     reason: str
 
 
-def decide(mean_p: float, share_icy: float, n_icy: int, rules: Rules = Rules()) -> tuple[str, str]:
-    """The decision and the branch that produced it, from the image statistics."""
-    m, f = float(mean_p), float(share_icy)
+ROUND = 9  # decimals of m and f before the comparisons (see the module docstring)
+UNCERTAIN_REASON = "no icy chunk, all chunks in 0.4-0.6"
+
+
+def decide(mean_p: float, share_icy: float, n_icy: int, rules: Rules = Rules(),
+           all_uncertain: bool = False) -> tuple[str, str]:
+    """The decision and the branch that produced it, from the image statistics.
+
+    ``all_uncertain``: every chunk lies in the chunk-level hard band (see the module docstring).
+    """
+    m, f = round(float(mean_p), ROUND), round(float(share_icy), ROUND)
     if f > rules.majority_share:
         if m > rules.good_mean_majority:
             return "good", "f>0.5, m>0.6"
         if rules.hard_mean_low <= m <= rules.hard_mean_high:
             return "hard", "f>0.5, 0.4<=m<=0.6"
         return "bad", "f>0.5, m<0.4"
+    if all_uncertain and n_icy == 0 and rules.uncertain_image == "hard":
+        return "hard", UNCERTAIN_REASON
     if n_icy >= rules.good_min_icy_chunks and m > rules.good_mean_minority:
         return "good", "f<=0.5, icy chunk(s), m>0.2"
     if n_icy >= rules.hard_min_icy_chunks and m >= rules.hard_mean_minority:
@@ -130,7 +155,7 @@ def classify_image(probs: Iterable[float], rules: Rules = Rules()) -> ImageCall:
         return ImageCall(0, 0.0, 0, 0.0, 0, 0.0, "bad", "no valid chunk")
     n_icy = int((p >= rules.icy_p).sum())
     share = n_icy / p.size
-    mean = float(p.mean())
+    mean = math.fsum(p.tolist()) / p.size
     n_hard = int(((p >= rules.chunk_hard_low) & (p <= rules.chunk_hard_high)).sum())
-    decision, reason = decide(mean, share, n_icy, rules)
+    decision, reason = decide(mean, share, n_icy, rules, all_uncertain=n_hard == p.size)
     return ImageCall(int(p.size), mean, n_icy, share, n_hard, float(p.max()), decision, reason)

@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ice_patch_cnn.rules import DECISIONS, Rules, chunk_label, classify_image
+from ice_patch_cnn.rules import (
+    DECISIONS,
+    UNCERTAIN_REASON,
+    Rules,
+    chunk_label,
+    classify_image,
+)
 
 IMAGE_FIELDS = ["image", "n_chunks", "mean_p", "n_icy", "share_icy", "n_hard_chunks", "max_p",
                 "decision", "reason"]
@@ -70,6 +76,7 @@ def decision_counts(rows: Sequence[dict]) -> dict:
         "chunks": int(sum(int(r["n_chunks"]) for r in rows)),
         **{f"images_{d}": counts[d] for d in DECISIONS},
         "images_without_icy_chunk": sum(int(r["n_icy"]) == 0 for r in rows),
+        "images_all_chunks_uncertain": sum(r["reason"] == UNCERTAIN_REASON for r in rows),
     }
 
 
@@ -131,8 +138,9 @@ def report_problems(report: dict, rules: Rules = Rules()) -> list[str]:
     """Contradictions between the counts of a survey report (an empty list when consistent).
 
     Every image gets exactly one decision; with the paper's rules (an icy chunk needed for
-    "good" and two for "hard") an image without any icy chunk is always "bad", so the images
-    without an icy chunk can never outnumber the "bad" ones; scores against a truth file must
+    "good" and two for "hard") an image without any icy chunk is "bad", or "hard" when every
+    chunk lies in the 0.4-0.6 band, so the images without an icy chunk can never outnumber
+    those; scores against a truth file must
     cover at least one image and agree with the decision counts.
     """
     problems = []
@@ -141,7 +149,8 @@ def report_problems(report: dict, rules: Rules = Rules()) -> list[str]:
     if sum(by_decision) != n:
         problems.append(f"decisions {by_decision} do not add up to {n} images")
     if (rules.good_min_icy_chunks >= 1 and rules.hard_min_icy_chunks >= 1
-            and report["images_without_icy_chunk"] > report["images_bad"]):
+            and report["images_without_icy_chunk"]
+            > report["images_bad"] + report.get("images_all_chunks_uncertain", 0)):
         problems.append(f"{report['images_without_icy_chunk']} images without an icy chunk but "
                         f"only {report['images_bad']} called bad")
     scores = report.get("image_scores")

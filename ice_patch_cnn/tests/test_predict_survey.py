@@ -133,6 +133,11 @@ def test_flat_probabilities_give_no_good_image_and_a_consistent_report(tmp_path)
     bad = dict(report, images_good=3, images_bad=0)
     assert any("without an icy chunk" in p for p in report_problems(bad))
     assert any("add up" in p for p in report_problems(dict(report, images_hard=1)))
+    # images whose every chunk is in the 0.4-0.6 band are hard without an icy chunk
+    _write_preds(preds, "D", [0.5, 0.45])
+    report = run_survey(preds, sheet=0)
+    assert report["images_hard"] == report["images_all_chunks_uncertain"] == 1
+    assert report["images_without_icy_chunk"] == 4 and report_problems(report) == []
 
 
 def test_truth_that_names_no_image_is_an_error(tmp_path):

@@ -34,6 +34,47 @@ def test_branches_on_probability_lists(probs, decision, reason):
     assert call.n_icy == sum(p >= 0.6 for p in probs)
 
 
+# The table of issue 15: chunk probabilities -> decision and branch (the README states each).
+TABLE = [
+    ("4 x 0.7", [0.7] * 4, "good", "f>0.5, m>0.6"),
+    ("[.6,.6,.6,0]", [0.6, 0.6, 0.6, 0.0], "hard", "f>0.5, 0.4<=m<=0.6"),
+    ("[.6,.6,.6,0,0]", [0.6, 0.6, 0.6, 0.0, 0.0], "bad", "f>0.5, m<0.4"),
+    ("[.6,.6,.6]", [0.6, 0.6, 0.6], "hard", "f>0.5, 0.4<=m<=0.6"),
+    ("[.6,0]", [0.6, 0.0], "good", "f<=0.5, icy chunk(s), m>0.2"),
+    ("[.9,.9,.1,.1]", [0.9, 0.9, 0.1, 0.1], "good", "f<=0.5, icy chunk(s), m>0.2"),
+    ("10 x 0.5", [0.5] * 10, "hard", "no icy chunk, all chunks in 0.4-0.6"),
+    ("10 x 0.25", [0.25] * 10, "bad", "f<=0.5, too few icy chunks or m<0.01"),
+    ("[0.55]", [0.55], "hard", "no icy chunk, all chunks in 0.4-0.6"),
+    ("[.99] + 9 x .05", [0.99] + [0.05] * 9, "bad", "f<=0.5, too few icy chunks or m<0.01"),
+    ("[.99,.99] + 8 x .01", [0.99, 0.99] + [0.01] * 8, "good", "f<=0.5, icy chunk(s), m>0.2"),
+    ("[.7,.7] + 98 x 0", [0.7, 0.7] + [0.0] * 98, "hard", "f<=0.5, >1 icy chunk, m>=0.01"),
+    ("[.7,.7] + 198 x 0", [0.7, 0.7] + [0.0] * 198, "bad",
+     "f<=0.5, too few icy chunks or m<0.01"),
+    ("no chunks", [], "bad", "no valid chunk"),
+]
+
+
+@pytest.mark.parametrize(("case", "probs", "decision", "reason"), TABLE,
+                         ids=[row[0] for row in TABLE])
+def test_issue_table_of_image_decisions(case, probs, decision, reason):
+    call = classify_image(probs)
+    assert (call.decision, call.reason) == (decision, reason), case
+    # the same list in another order gives the same call
+    assert classify_image(probs[::-1]).decision == decision
+
+
+def test_every_chunk_in_the_hard_band_is_hard_unless_configured_bad():
+    assert classify_image([0.4, 0.6 - 1e-9, 0.5]).decision == "hard"
+    assert classify_image([0.5] * 10, Rules(uncertain_image="bad")).decision == "bad"
+    # the bare text (no icy chunk needed for "good") would call 10 x 0.5 good (m = 0.5 > 0.2)
+    bare = Rules(good_min_icy_chunks=0, uncertain_image="bad")
+    assert classify_image([0.5] * 10, bare).decision == "good"
+    # one chunk outside the band: the ordinary rules decide (here: bad, no icy chunk)
+    assert classify_image([0.5] * 9 + [0.39]).decision == "bad"
+    with pytest.raises(ValueError, match="uncertain_image"):
+        Rules.from_config({"uncertain_image": "maybe"})
+
+
 def test_no_icy_chunk_is_never_good_or_hard():
     # the contradiction of an uncalibrated model: every p ~ 0.205, so m > 0.2 but no icy chunk
     flat = [0.205] * 50
@@ -46,6 +87,7 @@ def test_no_icy_chunk_is_never_good_or_hard():
     rng = np.random.default_rng(0)
     for _ in range(500):
         probs = rng.uniform(0.0, 0.5999, rng.integers(1, 40))
+        probs[0] = min(probs[0], 0.39)     # not every chunk in the hard band
         assert classify_image(probs).decision == "bad"
 
 
