@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,13 @@ __path__ = [str(Path(__file__).with_name("data"))]
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 MASK_SHAPES = ("box", "ellipse")
 SPLITS = ("train", "valid")
+ROUNDING_TOLERANCE = 1e-6  # YOLO values this far outside [0, 1] are rounding: clipped, warned
 MIN_SEMI_AXIS = 0.75  # px: every ellipse covers at least its centre pixel
 _PAD = np.array([-1.0e4, -1.0e4, -1.0e4 + 1.0, -1.0e4 + 1.0], dtype=np.float32)
+
+
+class LabelWarning(UserWarning):
+    """A label value repaired on reading (a coordinate a rounding error outside [0, 1])."""
 
 
 class LabelError(ValueError):
@@ -51,6 +57,7 @@ def parse_yolo_text(text: str, path: str | os.PathLike = "<labels>",
     and kept, giving (N, 6); missing confidences read as 1.
     """
     rows = []
+    clipped: list[str] = []
     ncols = 6 if with_confidence else 5
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -72,18 +79,30 @@ def parse_yolo_text(text: str, path: str | os.PathLike = "<labels>",
         if cls < 0 or cls != int(cls):
             raise LabelError(path, lineno, f"class must be a non-negative integer, got {parts[0]}")
         xc, yc, w, h = values[1:5]
-        if w < 0 or h < 0:
+        if w < -ROUNDING_TOLERANCE or h < -ROUNDING_TOLERANCE:
             raise LabelError(path, lineno, f"negative box size (w={w}, h={h})")
-        for name, v in (("x_center", xc), ("y_center", yc), ("width", w), ("height", h)):
-            if not 0.0 <= v <= 1.0:
-                raise LabelError(path, lineno, f"{name}={v} outside [0, 1] (values must be "
-                                               "normalised by the image size)")
+        for k, (name, v) in enumerate((("x_center", xc), ("y_center", yc), ("width", w),
+                                       ("height", h))):
+            if 0.0 <= v <= 1.0:
+                continue
+            if -ROUNDING_TOLERANCE <= v <= 1.0 + ROUNDING_TOLERANCE:
+                values[1 + k] = min(max(v, 0.0), 1.0)
+                clipped.append(f"{lineno}:{name}={v}")
+                continue
+            raise LabelError(path, lineno, f"{name}={v} outside [0, 1] (values must be "
+                                           "normalised by the image size)")
         if with_confidence:
             conf = values[5] if len(values) == 6 else 1.0
             if not 0.0 <= conf <= 1.0:
                 raise LabelError(path, lineno, f"confidence={conf} outside [0, 1]")
             values = values[:5] + [conf]
         rows.append(values)
+    if clipped:
+        shown = ", ".join(clipped[:3]) + (f" and {len(clipped) - 3} more" if len(clipped) > 3
+                                          else "")
+        warnings.warn(f"{path}: {len(clipped)} coordinate(s) outside [0, 1] by at most "
+                      f"{ROUNDING_TOLERANCE:g} (rounding) clipped to [0, 1]: {shown}",
+                      LabelWarning, stacklevel=2)
     return np.asarray(rows, dtype=np.float64).reshape(-1, ncols)
 
 
@@ -102,7 +121,10 @@ def read_yolo_labels(path: str | os.PathLike | None, with_confidence: bool = Fal
 def yolo_to_pixel_boxes(labels: np.ndarray, width: int, height: int) -> np.ndarray:
     """(N, 4) int boxes ``x1 y1 x2 y2`` (x2/y2 exclusive) at ``width`` x ``height``.
 
-    Corners are truncated to int as in the reference and clipped to the image.
+    Corners are truncated to int as in the reference and clipped to the image. The clipping
+    is a deliberate change: in the notebook a box reaching past the left or top border
+    (``int(xc - w/2) < 0``) gives an empty (negative-start) slice, so that crater vanishes
+    from its mask; here the part inside the image is kept (README, differences table).
     """
     labels = np.asarray(labels, dtype=np.float64)
     if labels.size == 0:

@@ -2,7 +2,7 @@
 crater-level scores from boxes.
 
 * Keras side (any backend, registered so saved models load in safe mode without
-  ``custom_objects``): ``bce_dice_loss`` = 0.5 BCE + 0.5 (1 - Dice, smooth 1); the paper's
+  ``custom_objects``): ``bce_dice_loss`` = 0.5 BCE + 0.5 (1 - Dice, smooth 1); the notebook's
   soft ``dice_coefficient``, ``f1_score``, ``precision``, ``recall`` computed on probabilities;
   and :class:`ThresholdedScore` (dice/precision/recall/f1 from a mask thresholded at 0.5,
   accumulated over the whole epoch), which are the numbers we quote first.
@@ -26,7 +26,13 @@ EPS = 1e-7
 # ----------------------------------------------------------------------------- Keras: soft
 @keras.saving.register_keras_serializable(package=PACKAGE)
 def dice_coefficient(y_true, y_pred, smooth=SMOOTH):
-    """Soft Dice on probabilities over the whole batch, smooth 1 (as in the paper)."""
+    """Soft Dice on probabilities over the whole batch, smooth 1.
+
+    Smooth 1 is the value of the notebook's *loss*; the notebook's Dice *metric* uses 1e-7.
+    We use 1 for both on purpose, so that the reported Dice is the one the loss optimises
+    (at a batch's pixel sums the two differ by less than 1e-3; see the README's differences
+    table).
+    """
     y_true = ops.cast(y_true, y_pred.dtype)
     inter = ops.sum(y_true * y_pred)
     return (2.0 * inter + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)

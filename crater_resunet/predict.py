@@ -290,6 +290,21 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
     return result
 
 
+def model_run_config(model_path: Path) -> dict:
+    """The run config saved beside a model (``config.yaml``, or ``config.yml`` of older runs),
+    laid over the paper profile; the paper profile alone for a model without one (e.g. a
+    notebook-trained file)."""
+    from crater_resunet.config import load_config
+    from shared.configs import deep_merge, read_yaml_mapping
+
+    cfg = load_config("paper")
+    for name in ("config.yaml", "config.yml"):
+        path = Path(model_path).parent / name
+        if path.is_file():
+            return deep_merge(cfg, read_yaml_mapping(path, ValueError))
+    return cfg
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m crater_resunet.predict",
@@ -308,8 +323,10 @@ def main(argv=None) -> int:
                         "of the model input, 64 at 256)")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU to match a predicted box "
                         "to a true crater (0.5)")
-    parser.add_argument("--min-area", type=float, default=0.0,
-                        help="drop predicted blobs smaller than this many pixels (0)")
+    parser.add_argument("--min-area", type=float, default=None,
+                        help="drop predicted blobs smaller than this many pixels (default: "
+                             "predict.min_area of the model's run config, else the paper "
+                             "profile's)")
     parser.add_argument("--mask-shape", choices=["box", "ellipse"],
                         help="ground-truth mask shape (default: the model's run config, else box)")
     parser.add_argument("--channel-order", choices=["bgr", "rgb"],
@@ -332,14 +349,10 @@ def main(argv=None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    mask_shape, channel_order = args.mask_shape, args.channel_order
-    run_cfg = args.model.parent / "config.yml"
-    if run_cfg.is_file() and (mask_shape is None or channel_order is None):
-        import yaml
-
-        cfg = yaml.safe_load(run_cfg.read_text()) or {}
-        mask_shape = mask_shape or cfg.get("data", {}).get("mask_shape")
-        channel_order = channel_order or cfg.get("data", {}).get("channel_order")
+    cfg = model_run_config(args.model)
+    mask_shape = args.mask_shape or cfg["data"]["mask_shape"]
+    channel_order = args.channel_order or cfg["data"]["channel_order"]
+    min_area = args.min_area if args.min_area is not None else float(cfg["predict"]["min_area"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from crater_resunet.data import LabelError
     from crater_resunet.model import load_model
@@ -353,8 +366,8 @@ def main(argv=None) -> int:
     try:
         res = run_prediction(model, images, args.out, labels_dir=args.labels,
                              threshold=args.threshold, mode=args.mode, overlap=args.overlap,
-                             iou_threshold=args.iou, min_area=args.min_area,
-                             mask_shape=mask_shape or "box", channel_order=channel_order or "bgr",
+                             iou_threshold=args.iou, min_area=min_area,
+                             mask_shape=mask_shape, channel_order=channel_order,
                              figures=args.max_figures if args.max_figures > 0 else False,
                              batch_size=args.batch_size)
     except (LabelError, ImageReadError, ValueError) as exc:

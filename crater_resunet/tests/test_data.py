@@ -5,6 +5,7 @@ import pytest
 
 from crater_resunet.data import (
     LabelError,
+    LabelWarning,
     index_split,
     labels_to_mask,
     load_labels,
@@ -65,6 +66,17 @@ def test_malformed_label_lines_name_file_and_line(tmp_path, text, fragment):
         read_yolo_labels(p)
     assert f"{p}:2" in str(err.value)
     assert fragment in str(err.value)
+
+
+def test_rounding_excess_is_clipped_with_a_warning_naming_the_file(tmp_path):
+    p = tmp_path / "r.txt"
+    p.write_text("0 1.0000004 0.5 0.1 0.1\n0 0.5 -0.000001 0.1 0.1\n0 0.5 0.5 -1e-7 0.2\n")
+    with pytest.warns(LabelWarning, match=f"{p}: 3 coordinate"):
+        arr = read_yolo_labels(p)
+    assert arr[0, 1] == 1.0 and arr[1, 2] == 0.0 and arr[2, 3] == 0.0
+    p.write_text("0 1.000002 0.5 0.1 0.1\n")  # beyond the tolerance: still an error
+    with pytest.raises(LabelError, match="x_center=1.000002 outside"):
+        read_yolo_labels(p)
 
 
 def test_detections_with_confidence_are_accepted_when_asked():
