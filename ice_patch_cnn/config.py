@@ -1,4 +1,9 @@
-"""Profiles: YAML files in ``configs/``; a file may ``inherit:`` another and override it."""
+"""Profiles: YAML files in ``configs/`` read by the one config reader, ``shared.configs``.
+
+``paper.yml`` is the schema: a profile that ``inherit:``s it (``quick.yml``, a user's YAML) or a
+``--set key.sub=value`` may only change keys that exist there; any other key is an error naming
+the file and the key.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +11,28 @@ import os
 from pathlib import Path
 from typing import Any
 
-from shared.configs import deep_merge, read_yaml_mapping
+from shared.configs import ConfigError
+from shared.configs import load_config as _load
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("data", "model", "train", "rules", "reported")
+PROFILES = {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yml"))}
+
+__all__ = ["ConfigError", "PROFILES", "check_sections", "load_config", "repo_path"]
 
 
-class ConfigError(ValueError):
-    """A profile that is missing or malformed; the message names the file."""
-
-
-def config_path(name: str | os.PathLike) -> Path:
-    """``quick``/``paper`` name a profile in ``configs/``; anything ending in .yml is a path."""
-    path = Path(name)
-    if path.suffix in (".yml", ".yaml"):
-        return path
-    return CONFIG_DIR / f"{name}.yml"
-
-
-def load_config(name: str | os.PathLike = "quick", _seen: tuple = ()) -> dict[str, Any]:
-    """Read a profile (resolving ``inherit``) and check it has the sections every CLI needs."""
-    path = config_path(name)
-    if not path.is_file():
-        known = ", ".join(p.stem for p in sorted(CONFIG_DIR.glob("*.yml")))
-        raise ConfigError(f"{path}: config not found (profiles: {known})")
-    if path.resolve() in _seen:
-        raise ConfigError(f"{path}: 'inherit' loop")
-    cfg = read_yaml_mapping(path, ConfigError)
-    parent = cfg.pop("inherit", None)
-    if parent:
-        cfg = deep_merge(load_config(path.parent / parent, (*_seen, path.resolve())), cfg)
-    if not _seen:
-        for section in SECTIONS:
-            if not isinstance(cfg.get(section), dict):
-                raise ConfigError(f"{path}: missing section {section!r}")
+def check_sections(cfg: dict[str, Any], name: str | os.PathLike = "config") -> dict[str, Any]:
+    """``cfg`` if it has every section the CLIs need, else a ``ConfigError`` naming ``name``."""
+    for section in SECTIONS:
+        if not isinstance(cfg.get(section), dict):
+            raise ConfigError(f"{name}: missing section {section!r}")
     return cfg
+
+
+def load_config(name: str | os.PathLike = "quick", sets=None) -> dict[str, Any]:
+    """Read a profile (``paper``, ``quick``) or a YAML path, with ``sets`` overrides."""
+    return check_sections(_load(name, PROFILES, sets), name)
 
 
 def repo_path(value: str | os.PathLike) -> Path:

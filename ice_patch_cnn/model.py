@@ -111,3 +111,21 @@ def model_from_config(cfg: dict, chunk_size: int | None = None):
                           dropout=float(mcfg.get("dropout", 0.5)),
                           width_scale=float(mcfg.get("width_scale", 1.0)),
                           bn_momentum=float(mcfg.get("bn_momentum", 0.99)))
+
+
+def set_threads(threads: int) -> None:
+    """Cap the framework's CPU threads (TensorFlow: intra-op ``threads``, inter-op <= 2)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+        except RuntimeError:
+            pass  # TensorFlow already ran something in this process: keep its setting
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(int(threads))

@@ -1,40 +1,57 @@
-"""Train the chunk classifier (binary cross-entropy, Adam, batch 25, 20 % random validation).
+"""Train the chunk classifier (binary cross-entropy, Adam, batch 25, 20 % validation split).
+
+The recipe, top to bottom: ``build`` (samples, split, model and optimiser, or both restored
+with ``load_state``), ``train_one_epoch`` (one shuffled pass, ``train_on_batch`` per batch),
+``evaluate`` (validation loss and accuracy), ``save_state`` (``last.keras`` with the optimiser,
+``state.json``), and ``run(cfg, run_dir, data=...)`` that calls them epoch after epoch.
 
 Data: a folder with ``1/`` (chunks showing a small ice patch) and ``0/`` (none), or an index
 CSV with columns ``file`` (relative to the CSV's folder) and ``label`` (1/0; rows labelled -1 or
-``hard`` are left out, like the paper's 252 hard chunks). The validation split is a random 20 %
-from the seed, so a resumed run sees the same split.
+``hard`` are left out, like the paper's 252 hard chunks). Chunks are 8-bit grayscale PNGs of the
+profile's ``data.chunk_size`` (what ``chunk.py`` writes); a 16-bit, truncated or wrong-sized
+file is a one-line error naming it. The validation share (``data.val_split``, 20 %) is chosen by
+a hash of each chunk's *file name*, not by a permutation: when the data set grows (the paper's
+retraining, 6,240 -> 18,646 chunks) every old chunk stays on its side.
 
-Outputs in ``--out`` (default ``runs/ice_patch_cnn/<profile>``): ``best.keras`` (lowest
-``val_loss`` so far, safe-mode loadable), ``last.keras`` (for ``--resume``), ``history.csv``
-(one row per epoch, numbered across resumed runs), ``training_curves.png`` (loss and accuracy
-per epoch, like the paper's Figure 3), ``state.json`` and ``train_summary.json``.
+Run folder (``--run-dir``, alias ``--out``; the contract of ``shared.runs``): ``config.yaml``,
+``history.csv`` (one row per epoch), ``train.log``, ``last.keras`` (with the optimiser state,
+for ``--resume``), ``best.keras`` (lowest ``val_loss``; safe-mode loadable), ``state.json``,
+``training_curves.png`` (like the paper's Figure 3) and ``summary.json`` when the run reached
+its epoch target. A used folder is refused without ``--resume``/``--overwrite``; a lock refuses a
+second run in it. SIGINT/SIGTERM save a resumable checkpoint after the current batch and exit
+130/143; ``--resume`` then continues mid-epoch and ends with the same weights and history as an
+uninterrupted run (the epoch's shuffle and every batch's dropout seed derive from the seed, the
+epoch and the batch, so nothing depends on how many processes the run took).
 
-``--resume`` continues from ``last.keras`` for ``--epochs`` more epochs (the paper's second run:
-48 more), keeping the epoch count, the optimizer state and the best ``val_loss`` so far.
-Works under ``KERAS_BACKEND=tensorflow`` (``tf.data`` pipeline) and ``KERAS_BACKEND=torch``
-(a ``keras.utils.PyDataset`` reading the same files).
+``--resume`` continues to the run's epoch target; ``--resume --epochs N`` trains N epochs more
+(the paper's second run: 48 more), on an enlarged ``--data`` if given. When the data changed,
+the best validation loss so far is re-measured on the new validation set before comparing.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
-import math
 import os
-import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from shared.runs import UserError
+
 HISTORY_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
+CHUNK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Training data that is missing or malformed; the message names the file."""
 
 
@@ -45,49 +62,77 @@ def read_samples(source: str | os.PathLike) -> tuple[list[str], np.ndarray, int]
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source}: not found")
+    if source.is_dir():
+        files, labels, hard = _samples_from_folders(source)
+    else:
+        files, labels, hard = _samples_from_csv(source)
+    if not files:
+        raise DataError(f"{source}: no training chunks found")
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: chunk file not found (listed in {source})")
+    return files, np.asarray(labels, dtype=np.int64), hard
+
+
+def _samples_from_folders(source: Path) -> tuple[list[str], list[int], int]:
+    files: list[str] = []
+    labels: list[int] = []
+    for label in (0, 1):
+        folder = source / str(label)
+        if not folder.is_dir():
+            raise DataError(f"{source}: expected sub-folders 0/ and 1/ (missing {folder})")
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in CHUNK_SUFFIXES)
+        files += [str(p) for p in found]
+        labels += [label] * len(found)
+    return files, labels, 0
+
+
+def _samples_from_csv(source: Path) -> tuple[list[str], list[int], int]:
     files: list[str] = []
     labels: list[int] = []
     hard = 0
-    if source.is_dir():
-        for label in (0, 1):
-            folder = source / str(label)
-            if not folder.is_dir():
-                raise DataError(f"{source}: expected sub-folders 0/ and 1/ (missing {folder})")
-            found = sorted(p for p in folder.iterdir()
-                           if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
-            files += [str(p) for p in found]
-            labels += [label] * len(found)
-    else:
+    try:
         with open(source, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
                 raise DataError(f"{source}: expected CSV columns 'file' and 'label'")
             for i, row in enumerate(reader, start=2):
-                value = row["label"].strip().lower()
+                value = (row["label"] or "").strip().lower()
                 if value in ("-1", "hard"):
                     hard += 1
                     continue
                 if value not in ("0", "1"):
                     raise DataError(f"{source}: line {i}: label must be 0, 1, -1 or hard, "
                                     f"got {row['label']!r}")
-                path = Path(row["file"])
+                path = Path(row["file"] or "")
                 files.append(str(path if path.is_absolute() else source.parent / path))
                 labels.append(int(value))
-    if not files:
-        raise DataError(f"{source}: no training chunks found")
-    missing = [f for f in files[:1000] if not Path(f).is_file()]
-    if missing:
-        raise DataError(f"{missing[0]}: chunk file not found (listed in {source})")
-    return files, np.asarray(labels, dtype=np.int64), hard
+    except UnicodeDecodeError:
+        raise DataError(f"{source}: not a UTF-8 text CSV") from None
+    return files, labels, hard
 
 
-def split_indices(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``val_split`` share for validation (at least one sample each when n >= 2)."""
+def name_share(path: str | os.PathLike) -> float:
+    """A number in [0, 1) from the SHA-256 of the file *name*: the chunk's place in the split."""
+    digest = hashlib.sha256(Path(path).name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_by_name(files: Sequence[str], val_split: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices: a chunk is in validation when ``name_share < val_split``.
+
+    A chunk's side depends only on its file name, so adding chunks never moves old ones. With
+    at least two chunks, each side gets at least one (the chunk nearest the boundary moves).
+    """
     if not 0.0 < val_split < 1.0:
-        raise ValueError(f"val_split must be in (0, 1), got {val_split}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(1, int(round(n * val_split))), n - 1) if n >= 2 else 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+        raise DataError(f"data.val_split must be in (0, 1), got {val_split}")
+    shares = np.array([name_share(f) for f in files])
+    is_val = shares < val_split
+    if len(files) >= 2 and not is_val.any():
+        is_val[np.argmin(shares)] = True
+    if len(files) >= 2 and is_val.all():
+        is_val[np.argmax(shares)] = False
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -100,158 +145,425 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return out
 
 
-def _load_png(path: str, size: int) -> np.ndarray:
-    from shared.images import read_image
+def check_chunk_headers(files: Sequence[str], size: int) -> None:
+    """Every chunk is an image of ``size`` x ``size`` px with 8-bit samples (header only)."""
+    from PIL import Image, UnidentifiedImageError
 
-    arr = read_image(path, mode="L")
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                mode, shape = img.mode, img.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"{f}: not a readable image ({exc})") from None
+        if mode not in ("L", "LA", "P", "RGB", "RGBA"):
+            raise DataError(f"{f}: {mode} image; chunks must be 8-bit grayscale (chunk.py "
+                            "writes them; 16-bit data is stretched to 8 bits there)")
+        if shape != (size, size):
+            raise DataError(f"{f}: chunk is {shape[0]}x{shape[1]}, expected {size}x{size} "
+                            "(data.chunk_size)")
+
+
+def load_chunk(path: str, size: int) -> np.ndarray:
+    """One chunk as (size, size) uint8; a truncated or 16-bit file is a ``DataError``."""
+    from shared.images import ImageReadError, read_image
+
+    try:
+        arr = read_image(path)
+    except ImageReadError as exc:
+        raise DataError(str(exc)) from None
+    if arr.dtype != np.uint8:
+        raise DataError(f"{path}: {arr.dtype} samples; chunks must be 8-bit grayscale")
+    if arr.ndim == 3:
+        if arr.shape[-1] < 3:       # grey + alpha
+            arr = arr[..., 0]
+        else:                       # colour: ITU-R 601 luma, as chunk.py
+            rgb = arr[..., :3].astype(np.float32)
+            arr = np.rint(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
+            arr = arr.astype(np.uint8)
     if arr.shape != (size, size):
-        raise DataError(f"{path}: chunk is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size}")
+        raise DataError(f"{path}: chunk is {arr.shape[1]}x{arr.shape[0]}, expected "
+                        f"{size}x{size}")
     return arr
 
 
-def make_dataset(files: Sequence[str], labels: np.ndarray | None, size: int, batch_size: int,
-                 shuffle: bool = False, seed: int = 0, cache: bool = False):
-    """Batches of (chunk, label) as float32 (N, size, size, 1) in 0..255.
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, end) of each batch; a last batch of a single chunk joins the one before (the
+    batch-normalisation statistics of one sample are degenerate)."""
+    bounds = [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
+    if len(bounds) >= 2 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
-    TensorFlow backend: a ``tf.data`` pipeline (parallel PNG decoding, prefetch); other
-    backends: a ``keras.utils.PyDataset``.
+
+class ChunkLoader:
+    """Batches of chunk files as float32 (N, size, size, 1), decoded by a small thread pool,
+    one batch ahead; with ``cache`` the decoded chunks are kept in memory."""
+
+    def __init__(self, size: int, cache: bool = False, workers: int = 4):
+        self.size = int(size)
+        self.cache: dict[str, np.ndarray] | None = {} if cache else None
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+
+    def _one(self, path: str) -> np.ndarray:
+        if self.cache is not None and path in self.cache:
+            return self.cache[path]
+        arr = load_chunk(path, self.size)
+        if self.cache is not None:
+            self.cache[path] = arr
+        return arr
+
+    def _submit(self, paths: Sequence[str]):
+        return self.pool.submit(lambda: np.stack([self._one(p) for p in paths]))
+
+    def batches(self, files: Sequence[str], bounds: Sequence[tuple[int, int]], start: int = 0):
+        """Yield (batch index, (N, size, size, 1) float32) for ``bounds[start:]``."""
+        todo = list(enumerate(bounds))[start:]
+        pending = self._submit(files[todo[0][1][0]:todo[0][1][1]]) if todo else None
+        for k, (index, _) in enumerate(todo):
+            current = pending.result()
+            if k + 1 < len(todo):
+                a, b = todo[k + 1][1]
+                pending = self._submit(files[a:b])
+            yield index, current[..., None].astype(np.float32)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+# --------------------------------------------------------------------------- the recipe
+
+@dataclass
+class Setup:
+    """Everything one training run works with (``build`` makes it)."""
+
+    cfg: dict
+    seed: int
+    files: np.ndarray
+    labels: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    n_hard: int
+    data: str
+    data_digest: str
+    model: Any = None
+    state: dict = field(default_factory=dict)
+    weights: dict | None = None
+    loader: ChunkLoader | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.cfg["train"]["batch_size"])
+
+
+def data_digest(files: Sequence[str], labels: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for f, y in zip(files, labels):
+        h.update(f"{Path(f).name}\t{int(y)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def build(cfg: dict, data: str | os.PathLike) -> Setup:
+    """Samples, split, class weights and chunk loader (the model comes from ``new_model`` or
+    ``load_state``)."""
+    size = int(cfg["data"]["chunk_size"])
+    files, labels, n_hard = read_samples(data)
+    check_chunk_headers(files, size)
+    train_idx, val_idx = split_by_name(files, float(cfg["data"]["val_split"]))
+    tcfg = cfg["train"]
+    setup = Setup(cfg=cfg, seed=int(cfg["seed"]), files=np.asarray(files), labels=labels,
+                  train_idx=train_idx, val_idx=val_idx, n_hard=n_hard, data=str(data),
+                  data_digest=data_digest(files, labels))
+    setup.weights = class_weights(labels[train_idx]) if tcfg.get("class_weight") else None
+    setup.loader = ChunkLoader(size, cache=bool(tcfg.get("cache", False)))
+    return setup
+
+
+def new_model(setup: Setup):
+    """A freshly initialised, compiled classifier (initialisation from the run's seed)."""
+    from ice_patch_cnn.model import compile_model, model_from_config
+
+    seed_everything_keras(setup.seed)
+    model = compile_model(model_from_config(setup.cfg),
+                          float(setup.cfg["train"]["learning_rate"]))
+    if setup.cfg["train"].get("run_eagerly"):
+        model.run_eagerly = True  # no graph tracing: only worth it for tiny test models
+    return model
+
+
+def _seed_generators(model) -> list:
+    import keras
+
+    gens = []
+    for layer in model._flatten_layers(include_self=False):
+        gens += [v for v in vars(layer).values() if isinstance(v, keras.random.SeedGenerator)]
+    return gens
+
+
+def _set_batch_seed(model, seed: int, epoch: int, batch: int) -> None:
+    """Dropout's random state for this batch, from (seed, epoch, batch) only."""
+    from shared.runs import derive_seed
+
+    for i, gen in enumerate(_seed_generators(model)):
+        gen.state.assign(np.array([derive_seed(seed, "dropout", epoch, i), batch],
+                                  dtype=gen.state.dtype))
+
+
+def epoch_order(setup: Setup, epoch: int) -> np.ndarray:
+    """The training chunks of ``epoch`` (1-based) in their shuffled order."""
+    from shared.runs import derive_seed
+
+    rng = np.random.default_rng(derive_seed(setup.seed, "shuffle", epoch))
+    return setup.train_idx[rng.permutation(setup.train_idx.size)]
+
+
+def train_one_epoch(setup: Setup, epoch: int, stop, run_dir: Path) -> dict | None:
+    """One pass over the training chunks; ``None`` if a signal stopped it (state saved).
+
+    Continues a partly done epoch from ``state["batch"]`` with its running sums.
     """
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        def load(path, label):
-            img = tf.io.decode_image(tf.io.read_file(path), channels=1, expand_animations=False)
-            img = tf.ensure_shape(img, (size, size, 1))
-            return tf.cast(img, tf.float32), label
-
-        y = (np.zeros(len(files)) if labels is None else labels).astype("float32")[:, None]
-        ds = tf.data.Dataset.from_tensor_slices((list(files), y))
-        if shuffle:
-            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        if cache:
-            ds = ds.cache()
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    return _ChunkSequence(files, labels, size, batch_size, shuffle, seed)
-
-
-def _ChunkSequence(files, labels, size, batch_size, shuffle, seed):  # noqa: N802
-    """A ``keras.utils.PyDataset`` over chunk files (keras is imported on use only)."""
-    import keras
-
-    class ChunkSequence(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
-            self.files = list(files)
-            self.rng = np.random.default_rng(seed)
-            self.order = np.arange(len(self.files))
-            if shuffle:
-                self.rng.shuffle(self.order)
-
-        def __len__(self):
-            return math.ceil(len(self.files) / batch_size)
-
-        def __getitem__(self, i):
-            idx = self.order[i * batch_size:(i + 1) * batch_size]
-            x = np.stack([_load_png(self.files[j], size) for j in idx])[..., None]
-            y = np.zeros(len(idx)) if labels is None else labels[idx]
-            return x.astype("float32"), y.astype("float32")[:, None]
-
-        def on_epoch_end(self):
-            if shuffle:
-                self.rng.shuffle(self.order)
-
-    return ChunkSequence()
+    model, state = setup.model, setup.state
+    order = epoch_order(setup, epoch)
+    sums = state.get("partial") or {"n": 0, "loss": 0.0, "accuracy": 0.0}
+    t0 = time.time() - float(sums.get("seconds", 0.0))
+    bounds = batch_bounds(order.size, setup.batch_size)
+    files = list(setup.files[order])
+    for batch, x in setup.loader.batches(files, bounds, int(state["batch"])):
+        y = setup.labels[order[bounds[batch][0]:bounds[batch][1]]]
+        _set_batch_seed(model, setup.seed, epoch, batch)
+        logs = model.train_on_batch(x, y.astype("float32")[:, None],
+                                    class_weight=setup.weights, return_dict=True)
+        n = int(y.size)
+        sums = {"n": sums["n"] + n, "loss": sums["loss"] + float(logs["loss"]) * n,
+                "accuracy": sums["accuracy"] + float(logs["accuracy"]) * n}
+        if stop.requested:
+            state.update(batch=batch + 1, partial={**sums, "seconds": time.time() - t0})
+            save_state(run_dir, setup)
+            return None
+    state.update(batch=0, partial=None)
+    return {"loss": sums["loss"] / max(1, sums["n"]),
+            "accuracy": sums["accuracy"] / max(1, sums["n"]), "seconds": time.time() - t0}
 
 
-# --------------------------------------------------------------------------- outputs
-
-def _history_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _write_history(path: Path, rows: list[dict]) -> None:
-    from shared.atomic import atomic_write_text
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+def evaluate(model, setup: Setup, indices: np.ndarray) -> dict:
+    """Mean loss and accuracy over the chunks ``indices`` (inference mode)."""
+    totals = {"n": 0, "loss": 0.0, "accuracy": 0.0}
+    files = list(setup.files[indices])
+    bounds = batch_bounds(len(files), setup.batch_size)
+    for batch, x in setup.loader.batches(files, bounds):
+        y = setup.labels[indices[bounds[batch][0]:bounds[batch][1]]]
+        logs = model.test_on_batch(x, y.astype("float32")[:, None], return_dict=True)
+        totals["n"] += int(y.size)
+        totals["loss"] += float(logs["loss"]) * y.size
+        totals["accuracy"] += float(logs["accuracy"]) * y.size
+    n = max(1, totals["n"])
+    return {"loss": totals["loss"] / n, "accuracy": totals["accuracy"] / n}
 
 
-def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None,
-                title: str = "") -> None:
-    """Loss and accuracy per epoch (training and validation), like the paper's Figure 3."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shared.atomic import atomic_path
-
-    ep = [int(r["epoch"]) for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
-        ax.plot(ep, [float(r[key]) for r in history], "o-", ms=3, label=label)
-        ax.plot(ep, [float(r[f"val_{key}"]) for r in history], "s-", ms=3, label=f"val_{label}")
-        if best_epoch:
-            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best (epoch {best_epoch})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-
-
-def _checkpoint_callback(out: Path, state: dict, history: list[dict]):
-    import keras
-
+def save_state(run_dir: Path, setup: Setup) -> None:
+    """``last.keras`` (weights and optimiser), then ``state.json`` that points at it."""
     from shared.atomic import atomic_path, atomic_write_json
 
-    class Checkpoint(keras.callbacks.Callback):
-        """After each epoch: last.keras, best.keras (by val_loss), history.csv, state.json."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            number = epoch + 1
-            row = {"epoch": number, "seconds": round(time.time() - self._t0, 1)}
-            for key in HISTORY_FIELDS[1:-1]:
-                row[key] = float(logs.get(key, float("nan")))
-            history.append(row)
-            with atomic_path(out / "last.keras") as tmp:
-                self.model.save(tmp)
-            val = row["val_loss"]
-            if np.isfinite(val) and val < state.get("best_val_loss", float("inf")):
-                with atomic_path(out / "best.keras") as tmp:
-                    self.model.save(tmp)
-                state.update(best_val_loss=val, best_epoch=number,
-                             best_val_accuracy=row["val_accuracy"])
-            state["epochs_done"] = number
-            _write_history(out / "history.csv", history)
-            atomic_write_json(out / "state.json", state)
-
-    return Checkpoint()
+    with atomic_path(run_dir / "last.keras") as tmp:
+        setup.model.save(tmp)
+    setup.state["iterations"] = int(setup.model.optimizer.iterations.numpy())
+    atomic_write_json(run_dir / "state.json", setup.state)
 
 
-# --------------------------------------------------------------------------- training
+def load_state(run_dir: Path, setup: Setup) -> None:
+    """Restore the model (with its optimiser) and the state of an earlier session."""
+    from ice_patch_cnn.model import load_model
 
-def _seed(seed: int) -> None:
+    state_path, last = run_dir / "state.json", run_dir / "last.keras"
+    if not last.is_file() or not state_path.is_file():
+        raise DataError(f"{run_dir}: nothing to resume (last.keras/state.json missing)")
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{state_path}: not valid JSON ({exc})") from None
+    model = load_model(last, compile=True)
+    if int(model.optimizer.iterations.numpy()) != int(state.get("iterations", -1)):
+        raise DataError(f"{last}: optimiser step {int(model.optimizer.iterations.numpy())} "
+                        f"does not match {state_path} ({state.get('iterations')})")
+    if setup.cfg["train"].get("run_eagerly"):
+        model.run_eagerly = True
+    setup.model, setup.state = model, state
+
+
+def _new_state(setup: Setup, target: int) -> dict:
+    return {"epochs_done": 0, "batch": 0, "partial": None, "target_epochs": target,
+            "best_val_loss": None, "best_epoch": None, "best_val_accuracy": None,
+            "seed": setup.seed, "data": setup.data, "data_digest": setup.data_digest}
+
+
+def _adopt_new_data(setup: Setup, run_dir: Path, log) -> None:
+    """On resume with another data set: restart a partly done epoch, re-measure the best."""
+    from ice_patch_cnn.model import load_model
+
+    state = setup.state
+    log.info(f"data changed since the last session ({state.get('data')} -> {setup.data})")
+    if state.get("partial"):
+        log.info(f"epoch {state['epochs_done'] + 1} was interrupted: it restarts on the new data")
+        state.update(batch=0, partial=None)
+    if (run_dir / "best.keras").is_file() and state.get("best_val_loss") is not None:
+        old = state["best_val_loss"]
+        best = evaluate(load_model(run_dir / "best.keras", compile=True), setup, setup.val_idx)
+        state.update(best_val_loss=best["loss"], best_val_accuracy=best["accuracy"])
+        log.info(f"best.keras (epoch {state['best_epoch']}) re-measured on the new validation "
+                 f"set: val_loss {old:.4f} -> {best['loss']:.4f}")
+    state.update(data=setup.data, data_digest=setup.data_digest)
+
+
+def _end_epoch(run, setup: Setup, epoch: int, row: dict, log) -> None:
+    from shared.atomic import atomic_path
+
+    state = setup.state
+    best = state.get("best_val_loss")
+    if np.isfinite(row["val_loss"]) and (best is None or row["val_loss"] < best):
+        with atomic_path(run.file("best.keras")) as tmp:
+            setup.model.save(tmp)
+        state.update(best_val_loss=row["val_loss"], best_epoch=epoch,
+                     best_val_accuracy=row["val_accuracy"])
+    state["epochs_done"] = epoch
+    run.append_history(row)
+    save_state(run.path, setup)
+    log.info(f"epoch {epoch}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
+             f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
+             f"({row['seconds']:.1f} s)")
+
+
+def _epoch_target(setup: Setup, resume: bool, epochs: int | None) -> int:
+    done = int(setup.state.get("epochs_done", 0))
+    if not resume:
+        return int(epochs if epochs is not None else setup.cfg["train"]["epochs"])
+    if epochs is not None:
+        return done + int(epochs)
+    return int(setup.state.get("target_epochs", setup.cfg["train"]["epochs"]))
+
+
+def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None,
+        resume: bool = False, overwrite: bool = False, epochs: int | None = None,
+        threads: int = 2, progress: bool = True) -> dict:
+    """Train (or resume) in ``run_dir`` and return the summary (also ``summary.json``)."""
+    from ice_patch_cnn.model import set_threads
+    from shared.runs import GracefulStop, RunDir
+
+    validate_config(cfg)
+    set_threads(threads)
+    run_dir = Path(run_dir)
+    if resume and not (run_dir / "state.json").is_file():
+        raise DataError(f"{run_dir}: nothing to resume (no state.json); start the run "
+                        "without --resume")
+    if data is None:
+        data = _recorded_data(run_dir) if resume else None
+        if data is None:
+            raise DataError("--data is required (a folder with 1/ and 0/ or an index CSV)")
+    setup = build(cfg, data)
+    run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite)
+    with run, GracefulStop() as stop:
+        log = run.logger("ice_patch_cnn.train", None if progress else io.StringIO())
+        try:
+            return _train_loop(setup, run, stop, resume, epochs, log)
+        finally:
+            setup.loader.close()
+
+
+def _train_loop(setup: Setup, run, stop, resume: bool, epochs: int | None, log) -> dict:
+    """The epochs of this session, then the summary and the curves."""
+    from shared.runs import code_version
+
+    _start(setup, run, resume, epochs, log)
+    target = int(setup.state["target_epochs"])
+    for epoch in range(int(setup.state["epochs_done"]) + 1, target + 1):
+        result = train_one_epoch(setup, epoch, stop, run.path)
+        if result is None:
+            stop.raise_if_requested(run.path)
+        val = evaluate(setup.model, setup, setup.val_idx)
+        row = {"epoch": epoch, "loss": result["loss"], "accuracy": result["accuracy"],
+               "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+               "seconds": round(result["seconds"], 1)}
+        _end_epoch(run, setup, epoch, row, log)
+        stop.raise_if_requested(run.path)
+    summary = _summary(setup, code_version(Path(__file__).parent))
+    plot_curves(run.read_history(), run.file("training_curves.png"),
+                setup.state.get("best_epoch"),
+                title=f"ice_patch_cnn ({setup.cfg.get('profile', '?')} profile)")
+    run.write_summary(summary)
+    log.info(f"best epoch {summary['best_epoch']}: val_loss {summary['best_val_loss']:.4f}, "
+             f"val_accuracy {summary['best_val_accuracy']:.4f}; model: "
+             f"{run.file('best.keras')}")
+    return summary
+
+
+def _start(setup: Setup, run, resume: bool, epochs: int | None, log) -> None:
+    """Model and state for this session: new, or restored (then checked against the data)."""
+    if resume:
+        load_state(run.path, setup)
+        if setup.state.get("data_digest") != setup.data_digest:
+            _adopt_new_data(setup, run.path, log)
+        run.truncate_history(lambda r: int(r["epoch"]) <= int(setup.state["epochs_done"]))
+        setup.state["target_epochs"] = _epoch_target(setup, True, epochs)
+        if setup.state["target_epochs"] <= setup.state["epochs_done"]:
+            raise UserError(f"{run.path}: the run already reached epoch "
+                            f"{setup.state['epochs_done']}; pass --epochs N to train N more")
+        log.info(f"resuming at epoch {setup.state['epochs_done'] + 1} (batch "
+                 f"{setup.state['batch']}), target {setup.state['target_epochs']}")
+    else:
+        setup.model = new_model(setup)
+        setup.state = _new_state(setup, _epoch_target(setup, False, epochs))
+    n, n_pos = setup.labels.size, int(setup.labels.sum())
+    log.info(f"{n} chunks ({n_pos} with ice, {n_pos / n:.1%}; {setup.n_hard} hard left out): "
+             f"{setup.train_idx.size} training, {setup.val_idx.size} validation"
+             + (f"; class weights {setup.weights}" if setup.weights else ""))
+
+
+def _recorded_data(run_dir: Path) -> str | None:
+    path = run_dir / "state.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("data")
+    except json.JSONDecodeError:
+        return None
+
+
+def _summary(setup: Setup, version: str) -> dict:
+    import keras
+
+    s = setup.state
+    n_pos = int(setup.labels.sum())
+    return {
+        "profile": setup.cfg.get("profile"), "backend": keras.backend.backend(),
+        "seed": setup.seed, "data": setup.data, "chunks": int(setup.labels.size),
+        "positives": n_pos, "positive_share": round(n_pos / setup.labels.size, 4),
+        "hard_left_out": setup.n_hard, "train_chunks": int(setup.train_idx.size),
+        "val_chunks": int(setup.val_idx.size), "class_weight": setup.weights,
+        "parameters": int(setup.model.count_params()), "epochs_done": s["epochs_done"],
+        "best_epoch": s["best_epoch"], "best_val_loss": s["best_val_loss"],
+        "best_val_accuracy": s["best_val_accuracy"], "code_version": version,
+    }
+
+
+def validate_config(cfg: dict) -> None:
+    """The values ``train.py`` needs, with a named error for each bad one."""
+    t, d = cfg["train"], cfg["data"]
+    checks = [("train.batch_size", t.get("batch_size"), int, lambda v: v >= 1),
+              ("train.epochs", t.get("epochs"), int, lambda v: v >= 1),
+              ("train.resume_epochs", t.get("resume_epochs"), int, lambda v: v >= 0),
+              ("train.learning_rate", t.get("learning_rate"), float, lambda v: v > 0),
+              ("data.chunk_size", d.get("chunk_size"), int, lambda v: v >= 8),
+              ("data.val_split", d.get("val_split"), float, lambda v: 0 < v < 1),
+              ("seed", cfg.get("seed"), int, lambda v: v >= 0)]
+    for name, value, kind, ok in checks:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                kind is int and not float(value).is_integer()) or not ok(kind(value)):
+            raise UserError(f"config: {name} = {value!r} is not valid")
+
+
+def seed_everything_keras(seed: int) -> None:
     """``shared.seed_everything`` under TensorFlow; without it for other backends, because
     ``keras.utils.set_random_seed`` (which it calls) imports TensorFlow whenever installed."""
+    import random
+
     import keras
 
     from shared.seed import seed_everything
@@ -259,8 +571,6 @@ def _seed(seed: int) -> None:
     if keras.backend.backend() == "tensorflow":
         seed_everything(seed)
         return
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     if keras.backend.backend() == "torch":
@@ -275,142 +585,89 @@ def _seed(seed: int) -> None:
         pass
 
 
-def train(cfg: dict, data: str | os.PathLike, out: str | os.PathLike, *, epochs: int | None = None,
-          resume: bool = False, seed: int | None = None, threads: int = 2,
-          progress: bool = True) -> dict:
-    """Train (or resume) and return the summary dict (also written to train_summary.json)."""
-    import keras
+# --------------------------------------------------------------------------- outputs
 
-    from ice_patch_cnn.model import compile_model, load_model, model_from_config
-    from shared.atomic import atomic_write_json
+def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None,
+                title: str = "") -> None:
+    """Loss and accuracy per epoch (training and validation), like the paper's Figure 3."""
+    import matplotlib
 
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
-        except RuntimeError:
-            pass  # TensorFlow already ran something in this process: keep its setting
-    elif keras.backend.backend() == "torch":
-        import torch
+    from shared.atomic import atomic_path
 
-        torch.set_num_threads(int(threads))
-    tcfg = cfg["train"]
-    seed = int(cfg.get("seed", 0) if seed is None else seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    size = int(cfg["data"]["chunk_size"])
-    files, labels, n_hard = read_samples(data)
-    train_idx, val_idx = split_indices(len(files), float(cfg["data"].get("val_split", 0.2)), seed)
-    n_pos = int(labels.sum())
-    share = n_pos / labels.size
-    print(f"{labels.size} chunks ({n_pos} with ice, {share:.1%}; {n_hard} hard left out): "
-          f"{train_idx.size} training, {val_idx.size} validation")
-    weights = class_weights(labels[train_idx]) if tcfg.get("class_weight") else None
-    if weights:
-        print(f"class weights: {weights}")
+    ep = [int(r["epoch"]) for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key in ((axes[0], "loss"), (axes[1], "accuracy")):
+        ax.plot(ep, [float(r[key]) for r in history], "o-", ms=3, label=key)
+        ax.plot(ep, [float(r[f"val_{key}"]) for r in history], "s-", ms=3, label=f"val_{key}")
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best (epoch {best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
 
-    state_path = out / "state.json"
-    history: list[dict] = []
-    if resume:
-        last = out / "last.keras"
-        if not last.is_file() or not state_path.is_file():
-            raise DataError(f"{out}: nothing to resume (last.keras/state.json missing)")
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        history = _history_rows(out / "history.csv")[: int(state["epochs_done"])]
-        _seed(seed + int(state["epochs_done"]))
-        model = load_model(last, compile=True)
-        initial = int(state["epochs_done"])
-        more = int(epochs if epochs is not None else tcfg.get("resume_epochs", 48))
-    else:
-        _seed(seed)
-        model = compile_model(model_from_config(cfg, size),
-                              float(tcfg.get("learning_rate", 1e-3)))
-        state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": None,
-                 "profile": cfg.get("profile"), "seed": seed}
-        initial = 0
-        more = int(epochs if epochs is not None else tcfg.get("epochs", 25))
-    if more < 1:
-        raise ValueError(f"epochs must be >= 1, got {more}")
-    if tcfg.get("run_eagerly"):
-        model.run_eagerly = True  # no graph tracing: only worth it for tiny test models
-    batch = int(tcfg.get("batch_size", 25))
-    cache = bool(tcfg.get("cache", False))
-    f_arr = np.asarray(files)
-    ds_train = make_dataset(f_arr[train_idx], labels[train_idx], size, batch, shuffle=True,
-                            seed=seed + initial, cache=cache)
-    ds_val = make_dataset(f_arr[val_idx], labels[val_idx], size, batch, cache=cache)
-    t0 = time.time()
-    model.fit(ds_train, validation_data=ds_val, epochs=initial + more, initial_epoch=initial,
-              class_weight=weights, verbose=2 if progress else 0,
-              callbacks=[_checkpoint_callback(out, state, history)])
-    wall = time.time() - t0
-    plot_curves(history, out / "training_curves.png", state.get("best_epoch"),
-                title=f"ice_patch_cnn ({cfg.get('profile', '?')} profile)")
-    summary = {
-        "profile": cfg.get("profile"), "backend": keras.backend.backend(), "seed": seed,
-        "data": str(data), "chunks": int(labels.size), "positives": n_pos,
-        "positive_share": round(share, 4), "hard_left_out": n_hard,
-        "train_chunks": int(train_idx.size), "val_chunks": int(val_idx.size),
-        "class_weight": weights, "parameters": int(model.count_params()),
-        "epochs_done": state["epochs_done"], "epochs_this_run": more,
-        "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
-        "best_val_accuracy": state.get("best_val_accuracy"),
-        "train_seconds_this_run": round(wall, 1),
-    }
-    atomic_write_json(out / "train_summary.json", summary)
-    return summary
+
+# --------------------------------------------------------------------------- command line
+
+def _parser() -> argparse.ArgumentParser:
+    from shared.runs import add_run_arguments
+
+    parser = argparse.ArgumentParser(
+        description="Train the Xception chunk classifier (paper: batch 25, 25 epochs, then "
+                    "--resume --epochs 48 on the enlarged data). Data: a folder with 1/ and 0/ "
+                    "or an index CSV (file,label).")
+    parser.add_argument("--data", help="folder with 1/ and 0/, or index CSV (with --resume: "
+                        "default the run's own data; give an enlarged set to retrain on it)")
+    add_run_arguments(parser, default_config="paper", run_dir_aliases=("--out",))
+    parser.add_argument("--epochs", type=int,
+                        help="epochs to train now (default train.epochs; with --resume: continue "
+                             "to the run's target, or N more)")
+    parser.add_argument("--batch-size", type=int, help="shortcut for --set train.batch_size=N")
+    parser.add_argument("--lr", type=float, help="shortcut for --set train.learning_rate=X")
+    parser.add_argument("--class-weight", action=argparse.BooleanOptionalAction, default=None,
+                        help="shortcut for --set train.class_weight=true|false")
+    parser.add_argument("--chunk-size", type=int, help="shortcut for --set data.chunk_size=N")
+    parser.add_argument("--seed", type=int, help="shortcut for --set seed=N")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--quiet", action="store_true", help="log to train.log only")
+    return parser
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    from ice_patch_cnn.config import PROFILES, check_sections, repo_path
+    from shared.runs import run_config
+
+    args = _parser().parse_args(argv)
+    for flag, key in (("batch_size", "train.batch_size"), ("lr", "train.learning_rate"),
+                      ("class_weight", "train.class_weight"), ("chunk_size", "data.chunk_size"),
+                      ("seed", "seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            args.overrides.append(f"{key}={json.dumps(value)}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.run_dir is None:
+        profile = args.config or "paper"
+        args.run_dir = repo_path(f"runs/ice_patch_cnn/{Path(str(profile)).stem}")
+    cfg = check_sections(run_config(args, PROFILES), args.config or "paper")
+    run(cfg, args.run_dir, data=args.data, resume=args.resume, overwrite=args.overwrite,
+        epochs=args.epochs, threads=args.threads, progress=not args.quiet)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Train the Xception chunk classifier (paper: batch 25, 25 epochs, then "
-                    "--resume for 48 more). Data: a folder with 1/ and 0/ or an index CSV "
-                    "(file,label).")
-    parser.add_argument("--data", required=True, help="folder with 1/ and 0/, or index CSV")
-    parser.add_argument("--config", default="paper", help="profile: paper, quick or a YAML path")
-    parser.add_argument("--out", type=Path,
-                        help="run folder (default runs/ice_patch_cnn/<profile>)")
-    parser.add_argument("--epochs", type=int,
-                        help="epochs to run now (default: train.epochs, or train.resume_epochs "
-                             "with --resume)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from <out>/last.keras, keeping the epoch count")
-    parser.add_argument("--batch-size", type=int, help="override train.batch_size")
-    parser.add_argument("--lr", type=float, help="override train.learning_rate")
-    parser.add_argument("--class-weight", action=argparse.BooleanOptionalAction, default=None,
-                        help="weight the classes by inverse frequency")
-    parser.add_argument("--chunk-size", type=int, help="override data.chunk_size")
-    parser.add_argument("--seed", type=int, help="override the profile's seed")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    from shared.runs import cli_main
 
-    from ice_patch_cnn.config import ConfigError, load_config, repo_path
-
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        parser.error(str(exc))
-    if args.batch_size is not None:
-        cfg["train"]["batch_size"] = args.batch_size
-    if args.lr is not None:
-        cfg["train"]["learning_rate"] = args.lr
-    if args.class_weight is not None:
-        cfg["train"]["class_weight"] = args.class_weight
-    if args.chunk_size is not None:
-        cfg["data"]["chunk_size"] = args.chunk_size
-    out = args.out or repo_path(f"runs/ice_patch_cnn/{cfg.get('profile', 'run')}")
-    try:
-        summary = train(cfg, args.data, out, epochs=args.epochs, resume=args.resume,
-                        seed=args.seed, threads=args.threads, progress=not args.quiet)
-    except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"best epoch {summary['best_epoch']}: val_loss {summary['best_val_loss']:.4f}, "
-          f"val_accuracy {summary['best_val_accuracy']:.4f}; model: {Path(out) / 'best.keras'}")
-    return 0
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":
