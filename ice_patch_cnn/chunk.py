@@ -4,9 +4,10 @@ Input: anything GDAL/rasterio reads (HiRISE JPEG2000 ``.JP2`` RDRs, GeoTIFF, PDS
 ``.LBL``, ISIS ``.cub``, PNG). For each image the chunk grid (``--size``, the paper's 1024 px) is
 laid from the top-left corner; chunks reaching past the right/bottom edge are padded with no-data.
 
-* **Grayscale**: one band is used as is; three or four bands (RGB/RGBA, HiRISE colour products)
-  become ITU-R 601 luma ``0.299 b1 + 0.587 b2 + 0.114 b3`` (a fourth band, alpha, is ignored);
-  any other band count becomes the band mean.
+* **Grayscale**: one band is used as is, two bands are grey + alpha (the first is used); three or
+  four bands (RGB/RGBA, HiRISE colour products) become ITU-R 601 luma ``0.299 b1 + 0.587 b2 +
+  0.114 b3`` (a fourth band, alpha, is ignored). More than four bands (e.g. a 64-band embedding
+  raster) is not an image this classifier reads: refused with an error naming the file.
 * **8 bits**: 8-bit data is kept as it is. 16-bit, 32-bit and float data get one linear stretch
   per image: the ``--stretch-percentiles`` (default 0.1 and 99.9) of the valid pixels, measured
   on a decimated overview of the whole image (at most 2048 px on its long side), map to 1 and
@@ -50,6 +51,7 @@ IMAGE_SUFFIXES = {".jp2", ".tif", ".tiff", ".png", ".img", ".lbl", ".cub", ".jpg
 INDEX_FIELDS = ["image", "file", "grid_row", "grid_col", "y", "x", "size", "source"]
 GDAL_CACHE_MB = 64
 OVERVIEW_MAX = 2048
+MAX_BANDS = 4
 
 
 @dataclass(frozen=True)
@@ -142,17 +144,17 @@ class ImageStats:
 # --------------------------------------------------------------------------- pixel operations
 
 def to_gray(bands: np.ndarray) -> np.ndarray:
-    """(C, H, W) -> (H, W) float32 grayscale (band, luma of 3-4 bands, or band mean)."""
+    """(C, H, W) -> (H, W) float32 grayscale (band 1 of 1-2 bands, luma of 3-4 bands)."""
     bands = np.asarray(bands)
     if bands.ndim == 2:
         return bands.astype(np.float32, copy=False)
     c = bands.shape[0]
-    if c == 1:
+    if c in (1, 2):
         return bands[0].astype(np.float32, copy=False)
     if c in (3, 4):
         b = bands[:3].astype(np.float32, copy=False)
         return 0.299 * b[0] + 0.587 * b[1] + 0.114 * b[2]
-    return bands.astype(np.float32).mean(axis=0)
+    raise ValueError(f"{c} bands: expected 1 (grey), 2 (grey + alpha), 3 or 4 (colour)")
 
 
 def nodata_mask(bands: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -286,6 +288,9 @@ def iter_chunks(path: str | Path, spec: ChunkSpec = ChunkSpec(),
         except RasterioIOError as exc:
             raise RasterError(path, f"not a readable raster ({exc})") from None
         with src:
+            if src.count > MAX_BANDS:
+                raise RasterError(path, f"{src.count} bands: not a grayscale or colour image "
+                                  f"(1 to {MAX_BANDS} bands expected)")
             stats.width, stats.height, stats.bands = src.width, src.height, src.count
             stats.dtype = src.dtypes[0]
             try:
@@ -454,6 +459,12 @@ def chunk_images(images: Sequence[str | Path], out_dir: str | Path,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Cut HiRISE images (JP2, GeoTIFF, PDS/ISIS, PNG) into grayscale 8-bit chunks "
                     "named <image>_r<row>_c<col>.png, dropping chunks with no-data in their "
@@ -481,7 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ice_patch_cnn.config import ConfigError, load_config
+    from shared.runs import UserError, check_output_dir
 
+    check_output_dir(args.out)
     try:
         cfg = load_config(args.config)
         spec = ChunkSpec.from_config(
@@ -501,8 +514,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{report['images_chunked']} image(s) chunked, {report['images_skipped_done']} already "
           f"done, {report['images_failed']} failed; {report['chunks_kept']} chunks kept, "
           f"{report['chunks_dropped_nodata']} dropped (no-data); index: {args.out / 'index.csv'}")
-    return 1 if report["images_failed"] and not (report["images_chunked"]
-                                                 or report["images_skipped_done"]) else 0
+    if report["images_failed"] and not (report["images_chunked"]
+                                        or report["images_skipped_done"]):
+        raise UserError(f"every input failed ({report['images_failed']}); first: "
+                        f"{report['failed'][0]['error']}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHUNK_FIELDS = ["image", "grid_row", "grid_col", "y", "x", "size", "p"]
+CHUNK_FIELDS = ["image", "source", "grid_row", "grid_col", "y", "x", "size", "p"]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -125,7 +125,7 @@ def predict_image(name: str, path: Path, kind: str, predictor: Predictor, spec, 
             stats.chunks_total += 1
             stats.chunks_kept += 1
             buf_px.append(pixels)
-            buf_meta.append({k: row[k] for k in CHUNK_FIELDS[:-1]} | {"image": name})
+            buf_meta.append({k: row.get(k, "") for k in CHUNK_FIELDS[:-1]} | {"image": name})
             if len(buf_px) >= predictor.batch_size:
                 flush()
     else:
@@ -133,7 +133,7 @@ def predict_image(name: str, path: Path, kind: str, predictor: Predictor, spec, 
             if chunk.pixels is None:
                 continue
             buf_px.append(chunk.pixels)
-            buf_meta.append({"image": name, "grid_row": chunk.grid_row,
+            buf_meta.append({"image": name, "source": str(path), "grid_row": chunk.grid_row,
                              "grid_col": chunk.grid_col, "y": chunk.y, "x": chunk.x,
                              "size": chunk.size})
             if len(buf_px) >= predictor.batch_size:
@@ -193,6 +193,12 @@ def run_predict(model, inputs: Sequence[str | Path], out: str | Path, spec=None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Chunk probabilities P(small ice patch) for HiRISE images (chunked on the "
                     "fly) or chunk.py output folders; writes <out>/chunks/<image>.csv. "
@@ -223,9 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if not args.model.is_file():
         parser.error(f"{args.model}: model file not found")
-    _set_threads(args.threads)
-    from ice_patch_cnn.model import load_model
+    from ice_patch_cnn.model import load_model, set_threads
+    from shared.runs import UserError, check_not_inputs, check_output_dir
 
+    check_output_dir(args.out)
+    check_not_inputs([args.out], [args.model, *args.inputs])
+    set_threads(args.threads)
     try:
         model = load_model(args.model)
         size = int(model.input_shape[1])
@@ -233,26 +242,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch = args.batch_size or int(cfg.get("predict", {}).get("batch_size", 25))
         result = run_predict(model, args.inputs, args.out, spec, batch, shard, args.keep_top,
                              progress=not args.quiet)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
     print(f"{result['predicted']} image(s) predicted, {result['skipped_done']} already done, "
           f"{len(result['failed'])} failed (shard {args.shard or 'all'}); results in "
           f"{args.out / 'chunks'}")
+    if result["failed"] and not (result["predicted"] or result["skipped_done"]):
+        raise UserError(f"every input was skipped ({len(result['failed'])} failed); first: "
+                        f"{result['failed'][0]['error']}")
+    if not result["images_in_shard"]:
+        raise UserError(f"no image found in {', '.join(map(str, args.inputs))}"
+                        + (f" for shard {args.shard}" if args.shard else ""))
     return 0
-
-
-def _set_threads(threads: int) -> None:
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
-        except RuntimeError:
-            pass
 
 
 if __name__ == "__main__":

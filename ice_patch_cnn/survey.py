@@ -272,8 +272,8 @@ def run_survey(predictions_dir: str | Path, out: str | Path | None = None,
     chunk_rows = [{**c, "label": chunk_label(c["p"], rules)}
                   for image in sorted(preds) for c in preds[image]]
     atomic_write_text(out / "all_chunks.csv",
-                      _csv(chunk_rows, ["image", "grid_row", "grid_col", "y", "x", "size", "p",
-                                        "label"]))
+                      _csv(chunk_rows, ["image", "source", "grid_row", "grid_col", "y", "x",
+                                        "size", "p", "label"]))
     report = {"rules": rules.as_dict(), **decision_counts(rows),
               "chunks_by_label": {k: sum(r["label"] == k for r in chunk_rows)
                                   for k in ("ice", "hard", "no_ice")}}
@@ -291,6 +291,12 @@ def run_survey(predictions_dir: str | Path, out: str | Path | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Image-level good / hard / bad calls from predict.py's chunk probabilities "
                     "(rules of the paper's section 5, thresholds from the profile); writes "
@@ -306,13 +312,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ice_patch_cnn.config import ConfigError, load_config
+    from shared.runs import UserError
 
     try:
         rules = Rules.from_config(load_config(args.config)["rules"])
         report = run_survey(args.predictions, args.out, rules, args.truth, args.chunk_truth,
                             args.sheet)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
-        parser.error(str(exc))
+        raise UserError(str(exc)) from None
     print(json.dumps({k: report[k] for k in ("images", "chunks") if k in report}
                      | {f"images_{d}": report[f"images_{d}"] for d in DECISIONS}))
     return 0

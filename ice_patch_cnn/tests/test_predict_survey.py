@@ -170,5 +170,26 @@ def test_survey_contact_sheet_and_cli(tmp_path, tiny_model):
     report = json.loads((tmp_path / "p" / "survey_report.json").read_text())
     assert report["contact_sheet_chunks"] == 6
     assert (tmp_path / "p" / "contact_sheet.png").stat().st_size > 2000
-    with pytest.raises(SystemExit):
-        main([str(tmp_path / "nothing")])
+    assert main([str(tmp_path / "nothing")]) == 2
+
+
+def test_predict_keeps_the_source_and_fails_when_every_input_is_skipped(tmp_path, tiny_model,
+                                                                        capsys):
+    from ice_patch_cnn.predict import main
+
+    paths = _images(tmp_path, 1)
+    run_predict(tiny_model, paths, tmp_path / "p", ChunkSpec(size=32), progress=False)
+    with open(tmp_path / "p" / "chunks" / "IMG_0.csv", newline="") as fh:
+        assert {r["source"] for r in csv.DictReader(fh)} == {str(paths[0])}
+    model = tmp_path / "m.keras"
+    tiny_model.save(model)
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(paths[0].read_bytes()[:300])
+    bands = write_geotiff(tmp_path / "emb.tif", np.ones((64, 32, 32), np.float32))
+    rc = main([str(broken), str(bands), "--model", str(model), "--out", str(tmp_path / "q"),
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "every input was skipped" in err
+    assert "64 bands" in err
+    assert main([str(paths[0]), "--model", str(model), "--out", str(tmp_path / "q2"),
+                 "--quiet"]) == 0
