@@ -361,7 +361,7 @@ def main(argv=None) -> int:
     try:
         model = load_model(args.model, compile=False)
     except (ValueError, OSError) as exc:
-        print(f"error: {args.model}: cannot load the model ({exc})", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         res = run_prediction(model, images, args.out, labels_dir=args.labels,
