@@ -173,3 +173,532 @@ def write_geotiff(
             for i, desc in enumerate(band_descriptions, start=1):
                 dst.set_band_description(i, desc)
     return Path(path)
+
+
+# --------------------------------------------------------------------------- scenes
+#
+# One way for every subproject to read a real product (GeoTIFF/COG, HiRISE JP2 with its PDS
+# label, PDS3 .IMG, ISIS .cub, PNG/JPEG): windowed reads with a validity mask, and one
+# per-image percentile stretch to 8 bits measured on a decimated overview.
+
+DEFAULT_PERCENTILES = (0.1, 99.9)
+OVERVIEW_MAX = 2048
+
+
+def to_gray(bands: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W) float32 grayscale.
+
+    One band is used as is; three or four bands (RGB/RGBA) become ITU-R 601 luma
+    ``0.299 b1 + 0.587 b2 + 0.114 b3`` (a fourth band, alpha, is ignored); any other band count
+    becomes the band mean.
+    """
+    bands = np.asarray(bands)
+    if bands.ndim == 2:
+        return bands.astype(np.float32, copy=False)
+    c = bands.shape[0]
+    if c == 1:
+        return bands[0].astype(np.float32, copy=False)
+    if c in (3, 4):
+        b = bands[:3].astype(np.float32, copy=False)
+        return 0.299 * b[0] + 0.587 * b[1] + 0.114 * b[2]
+    return bands.astype(np.float32).mean(axis=0)
+
+
+def nodata_mask(bands: np.ndarray, nodata: float | None) -> np.ndarray:
+    """(C, H, W) -> (H, W) bool, True where the pixel is no-data.
+
+    A pixel is no-data when every band equals ``nodata`` (no value check when ``nodata`` is
+    None; a NaN ``nodata`` means "not finite"), or when any band is NaN or infinite.
+    """
+    bands = np.asarray(bands)
+    if bands.ndim == 2:
+        bands = bands[None]
+    if bands.dtype.kind == "f":
+        finite = np.isfinite(bands)
+        if nodata is None or not np.isfinite(nodata):
+            return ~finite.all(axis=0)
+        return (bands == nodata).all(axis=0) | ~finite.all(axis=0)
+    if nodata is None:
+        return np.zeros(bands.shape[1:], dtype=bool)
+    return (bands == nodata).all(axis=0)
+
+
+def to_uint8(gray: np.ndarray, invalid: np.ndarray | None,
+             stretch: tuple[float, float] | None) -> np.ndarray:
+    """Values -> uint8 with valid pixels in 1..255 and invalid pixels 0.
+
+    ``stretch=None`` keeps 8-bit values (a valid 0 becomes 1, so 0 always means invalid);
+    else ``(low, high)`` map linearly onto 1..255, values outside are clipped.
+    """
+    with np.errstate(invalid="ignore"):
+        if stretch is None:
+            out = np.clip(np.rint(gray), 1, 255).astype(np.uint8)
+        else:
+            lo, hi = stretch
+            scale = 254.0 / max(hi - lo, 1e-12)
+            out = np.clip(np.rint((gray - lo) * scale + 1.0), 1, 255).astype(np.uint8)
+    if invalid is not None:
+        out[invalid] = 0
+    return out
+
+
+def body_radius_m(crs: Any) -> float | None:
+    """Semi-major axis in metres of the body (ellipsoid) of ``crs``, or None if unknown.
+
+    Works for any CRS GDAL knows, including the IAU planetary ones (``IAU_2015:30100`` ->
+    1737400.0, the Moon; ``IAU_2015:49900`` -> 3396190.0, Mars).
+    """
+    import re
+
+    if crs is None:
+        return None
+    crs = _as_crs(crs)
+    if crs is None:
+        return None
+    for fmt in ("WKT1_GDAL", "WKT2_2019"):
+        try:
+            wkt = crs.to_wkt(version=fmt)
+        except Exception:  # noqa: BLE001 - some CRSs have no WKT1 form
+            continue
+        m = re.search(r'(?:SPHEROID|ELLIPSOID)\["[^"]*",\s*([0-9.eE+-]+)', wkt)
+        if m:
+            value = float(m.group(1))
+            unit = re.search(r'(?:SPHEROID|ELLIPSOID)\["[^"]*",[^\]]*?LENGTHUNIT\["[^"]*",'
+                             r'\s*([0-9.eE+-]+)', wkt)
+            return value * float(unit.group(1)) if unit else value
+    params = crs.to_dict()
+    for key in ("a", "R"):
+        if key in params:
+            return float(params[key])
+    return None
+
+
+def _as_crs(crs: Any):
+    from rasterio.crs import CRS
+
+    if crs is None or isinstance(crs, CRS):
+        return crs
+    try:
+        return CRS.from_user_input(crs)
+    except Exception:  # noqa: BLE001 - rasterio raises CRSError and others
+        return None
+
+
+def geographic_crs(crs: Any):
+    """The geographic (lon/lat degrees) CRS of the body of ``crs`` (itself when geographic)."""
+    from rasterio.crs import CRS
+
+    crs = _as_crs(crs)
+    if crs is None:
+        return None
+    if crs.is_geographic:
+        return crs
+    wkt = crs.to_wkt(version="WKT1_GDAL")
+    start = wkt.find("GEOGCS[")
+    if start < 0:
+        return None
+    depth = 0
+    for i in range(start + len("GEOGCS"), len(wkt)):
+        if wkt[i] == "[":
+            depth += 1
+        elif wkt[i] == "]":
+            depth -= 1
+            if depth == 0:
+                return CRS.from_wkt(wkt[start:i + 1])
+    return None
+
+
+def _label_target(path: Path) -> Path | None:
+    """For a detached PDS label (.LBL), the data file it describes when GDAL cannot open it."""
+    import re
+
+    try:
+        text = path.read_text(errors="replace")[:200_000]
+    except OSError:
+        return None
+    names = re.findall(r'(?:\^\w+|FILE_NAME)\s*=\s*\(?\s*"([^"]+)"', text)
+    for name in names:
+        cand = path.parent / name
+        for variant in (cand, cand.with_name(cand.name.upper()), cand.with_name(cand.name.lower())):
+            if variant.exists() and variant.suffix.lower() != ".lbl":
+                return variant
+    for suffix in (".JP2", ".jp2", ".IMG", ".img"):
+        cand = path.with_suffix(suffix)
+        if cand.exists():
+            return cand
+    return None
+
+
+def _borrow_georeferencing(scene: Scene, path: Path) -> None:
+    """A HiRISE JP2 and its detached label: when the file opened carries no georeferencing,
+    take it from the other one (same size only)."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    if path.suffix.lower() == ".lbl":
+        other = _label_target(path)
+    elif path.suffix.lower() == ".jp2":
+        other = next((c for c in (path.with_suffix(".LBL"), path.with_suffix(".lbl"))
+                      if c.exists()), None)
+    else:
+        return
+    if other is None or other.resolve() == scene.source.resolve():
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(other) as src:
+                if (src.crs is not None and not src.transform.is_identity
+                        and (src.height, src.width) == (scene.height, scene.width)):
+                    scene.crs, scene.transform = src.crs, src.transform
+                    scene.res = (float(src.res[0]), float(src.res[1]))
+                    scene.georeferenced = True
+    except RasterioIOError:
+        return
+
+
+class Scene:
+    """An open raster read window by window; use :func:`open_scene` (a context manager).
+
+    Attributes: ``path``, ``height``, ``width``, ``count``, ``dtype`` (of band 1), ``dtypes``,
+    ``crs``, ``transform``, ``nodata`` (the value used as no-data: the file's, else
+    ``default_nodata``), ``res`` ((x, y) pixel size in CRS units), ``pixel_size_m``,
+    ``georeferenced``, ``driver``, ``source`` (the file GDAL opened, e.g. the JP2 behind a
+    label), ``percentiles``, ``overview_max``; lazily measured: ``stretch``,
+    ``overview_shape``, ``overview_valid_fraction``.
+    """
+
+    def __init__(self, src: Any, path: Path, percentiles: tuple[float, float],
+                 overview_max: int, stretch: Any = "auto", default_nodata: float | None = None):
+        self._src = src
+        self.path = Path(path)
+        self.source = Path(src.name)
+        self.height, self.width, self.count = int(src.height), int(src.width), int(src.count)
+        self.dtypes = tuple(src.dtypes)
+        self.dtype = self.dtypes[0]
+        self.driver = src.driver
+        self.crs = src.crs
+        self.transform = src.transform
+        self.nodata = src.nodata if src.nodata is not None else default_nodata
+        self.res = (float(src.res[0]), float(src.res[1]))
+        self.georeferenced = self.crs is not None and not self.transform.is_identity
+        lo, hi = (float(v) for v in percentiles)
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ValueError(f"stretch percentiles must satisfy 0 <= low < high <= 100, "
+                             f"got {percentiles}")
+        self.percentiles = (lo, hi)
+        self.overview_max = max(1, int(overview_max))
+        self.fill = self.nodata if self.nodata is not None and np.isfinite(self.nodata) else 0
+        self._stretch = stretch
+        self._overview: tuple[tuple[int, int, int], float] | None = None
+        self.eight_bit = all(dt == "uint8" for dt in self.dtypes)
+
+    # -- metadata ------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (f"Scene({str(self.path)!r}, {self.count}x{self.height}x{self.width} "
+                f"{self.dtype}, crs={self.crs.to_string() if self.crs else None})")
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._src.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._src.closed
+
+    @property
+    def dataset(self) -> Any:
+        """The underlying rasterio dataset (for what this class does not wrap)."""
+        return self._src
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.count, self.height, self.width)
+
+    @property
+    def body_radius_m(self) -> float | None:
+        return body_radius_m(self.crs) if self.georeferenced else None
+
+    @property
+    def pixel_size_m(self) -> float | None:
+        """Metres per pixel: the mean of the x and y pixel sizes for a CRS projected in a
+        linear unit; for a geographic CRS the north-south pixel size on the body
+        (radius * pixel height in radians, independent of latitude); None if unknown."""
+        if not self.georeferenced:
+            return None
+        if self.crs.is_projected:
+            try:
+                _, factor = self.crs.linear_units_factor
+            except Exception:  # noqa: BLE001 - CRSError for unusual units
+                return None
+            return float((abs(self.res[0]) + abs(self.res[1])) / 2 * factor)
+        radius = body_radius_m(self.crs)
+        if radius is None:
+            return None
+        return float(np.deg2rad(abs(self.res[1])) * radius)
+
+    def window_transform(self, row: int, col: int) -> Any:
+        """The affine transform of a window whose top-left pixel is (row, col)."""
+        from affine import Affine
+
+        return self.transform @ Affine.translation(int(col), int(row))
+
+    def xy(self, rows: Any, cols: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel centre (row, col) -> map (x, y) in the scene's CRS; fractional pixels allowed."""
+        rows = np.asarray(rows, dtype=np.float64)
+        cols = np.asarray(cols, dtype=np.float64)
+        t = self.transform
+        x = t.c + (cols + 0.5) * t.a + (rows + 0.5) * t.b
+        y = t.f + (cols + 0.5) * t.d + (rows + 0.5) * t.e
+        return x, y
+
+    def pixel_to_lonlat(self, rows: Any, cols: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel centre (row, col) -> (lon, lat) degrees in the body's geographic CRS.
+
+        Fractional pixels are allowed (row 0.0 is the centre of the first row). Raises
+        RasterError when the scene is not georeferenced.
+        """
+        if not self.georeferenced:
+            raise RasterError(self.path, "not georeferenced: no CRS/transform to give lon/lat")
+        x, y = self.xy(rows, cols)
+        shape = x.shape
+        if self.crs.is_geographic:
+            return x, y
+        from rasterio.warp import transform as warp_transform
+
+        geo = geographic_crs(self.crs)
+        if geo is None:
+            raise RasterError(self.path, f"no geographic CRS found for {self.crs}")
+        lon, lat = warp_transform(self.crs, geo, x.ravel().tolist(), y.ravel().tolist())
+        return np.asarray(lon).reshape(shape), np.asarray(lat).reshape(shape)
+
+    # -- overview and stretch ------------------------------------------------------------
+    def _read_overview(self) -> np.ndarray:
+        from rasterio.enums import Resampling
+
+        factor = max(1, int(np.ceil(max(self.width, self.height) / self.overview_max)))
+        shape = (self.count, max(1, self.height // factor), max(1, self.width // factor))
+        try:
+            return self._src.read(out_shape=shape, resampling=Resampling.nearest)
+        except RasterioIOError as exc:
+            raise RasterError(self.path, f"truncated or corrupt data ({_short(exc)})") from None
+
+    def _measure(self) -> None:
+        bands = self._read_overview()
+        invalid = nodata_mask(bands, self.nodata)
+        valid_fraction = float(1.0 - invalid.mean()) if invalid.size else 0.0
+        self._overview = (tuple(bands.shape), valid_fraction)
+        if isinstance(self._stretch, str):
+            if self.eight_bit:
+                self._stretch = None
+                return
+            values = to_gray(bands)[~invalid]
+            if values.size == 0:
+                self._stretch = (0.0, 1.0)
+                return
+            lo, hi = np.percentile(values, self.percentiles)
+            if hi <= lo:
+                hi = lo + 1.0
+            self._stretch = (float(lo), float(hi))
+
+    @property
+    def stretch(self) -> tuple[float, float] | None:
+        """(low, high) raw values mapped to 1 and 255 by :meth:`read_uint8`; None for 8-bit.
+
+        Measured once per scene, on first use: the ``percentiles`` of the valid pixels'
+        grayscale (:func:`to_gray`) on a nearest-neighbour decimated read of the whole
+        scene whose long side is at most ``overview_max`` px (GDAL uses the file's overviews
+        or JP2 resolution levels when it has them).
+        """
+        if isinstance(self._stretch, str):
+            if self.eight_bit:
+                return None
+            self._measure()
+        return self._stretch
+
+    @property
+    def overview_shape(self) -> tuple[int, int, int]:
+        """(bands, rows, cols) of the decimated read the stretch was measured on."""
+        if self._overview is None:
+            self._measure()
+        return self._overview[0]
+
+    @property
+    def overview_valid_fraction(self) -> float:
+        """Share of valid pixels in the decimated overview."""
+        if self._overview is None:
+            self._measure()
+        return self._overview[1]
+
+    def all_invalid(self, block: int = 1024) -> bool:
+        """True when no pixel of the scene is valid.
+
+        Cheap when the overview has valid pixels (the usual case); when it has none, the whole
+        scene is scanned window by window to be sure.
+        """
+        if self.overview_valid_fraction > 0:
+            return False
+        from shared.tiles import iter_windows
+
+        for w in iter_windows(self.height, self.width, block, edge="pad"):
+            _, valid = self.read(w.row, w.col, w.valid_height, w.valid_width)
+            if valid.any():
+                return False
+        return True
+
+    # -- windowed reads ------------------------------------------------------------------
+    def _indexes(self, bands: Sequence[int] | None) -> list[int]:
+        indexes = list(range(1, self.count + 1)) if bands is None else [int(b) for b in bands]
+        bad = [b for b in indexes if not 1 <= b <= self.count]
+        if bad or not indexes:
+            raise RasterError(self.path, f"band(s) {bad or indexes} out of range 1..{self.count}")
+        return indexes
+
+    def _read_raw(self, row: int, col: int, height: int, width: int,
+                  bands: Sequence[int] | None, boundless: bool,
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Native-dtype (bands, h, w) and a bool 'inside the raster' mask (None if all)."""
+        row, col, height, width = int(row), int(col), int(height), int(width)
+        if height <= 0 or width <= 0:
+            raise ValueError(f"window must have a positive size, got {height}x{width}")
+        indexes = self._indexes(bands)
+        r0, r1 = max(row, 0), min(row + height, self.height)
+        c0, c1 = max(col, 0), min(col + width, self.width)
+        inside_all = r0 == row and c0 == col and r1 == row + height and c1 == col + width
+        if not inside_all and not boundless:
+            raise RasterError(self.path, f"window rows {row}..{row + height}, cols "
+                                         f"{col}..{col + width} is outside the raster "
+                                         f"({self.height}x{self.width})")
+        where = f"window rows {row}..{row + height}, cols {col}..{col + width}"
+        dtype = np.result_type(*[self.dtypes[i - 1] for i in indexes])
+        try:
+            if inside_all:
+                return self._src.read(indexes, window=Window(col, row, width, height)), None
+            out = np.full((len(indexes), height, width), self.fill, dtype=dtype)
+            inside = np.zeros((height, width), dtype=bool)
+            if r1 > r0 and c1 > c0:
+                out[:, r0 - row:r1 - row, c0 - col:c1 - col] = self._src.read(
+                    indexes, window=Window(c0, r0, c1 - c0, r1 - r0))
+                inside[r0 - row:r1 - row, c0 - col:c1 - col] = True
+            return out, inside
+        except RasterioIOError as exc:
+            raise RasterError(self.path, f"truncated or corrupt data in {where} "
+                                         f"({_short(exc)})") from None
+
+    def _valid(self, raw: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+        valid = ~nodata_mask(raw, self.nodata)
+        if inside is not None:
+            valid &= inside
+        return valid
+
+    def read(self, row: int, col: int, height: int, width: int,
+             bands: Sequence[int] | None = None, boundless: bool = True,
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window: ``(data, valid)``.
+
+        ``data`` is float32 (bands, height, width) of raw values (``bands`` 1-based, all by
+        default); ``valid`` is bool (height, width), False where every band equals the nodata
+        value, any band is NaN/inf, or the pixel lies outside the raster (filled with nodata,
+        else 0). With ``boundless=False`` a window reaching outside is a RasterError.
+        """
+        raw, inside = self._read_raw(row, col, height, width, bands, boundless)
+        valid = self._valid(raw, inside)
+        return raw.astype(np.float32, copy=False), valid
+
+    def read_uint8(self, row: int, col: int, height: int, width: int,
+                   bands: Sequence[int] | None = None, gray: bool = False,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window as 8 bits: ``(uint8 (bands or 1, h, w), valid)``.
+
+        8-bit scenes keep their values; others get the scene's :attr:`stretch` (low -> 1,
+        high -> 255, clipped). Valid pixels are always 1..255 and invalid ones 0.
+        ``gray=True`` first reduces the bands to one with :func:`to_gray`.
+        """
+        raw, inside = self._read_raw(row, col, height, width, bands, True)
+        valid = self._valid(raw, inside)
+        invalid = ~valid
+        stretch = self.stretch
+        if stretch is None and raw.dtype == np.uint8 and (raw.shape[0] == 1 or not gray):
+            out = np.maximum(raw, 1)
+            out[:, invalid] = 0
+            return out, valid
+        if gray:
+            return to_uint8(to_gray(raw), invalid, stretch)[None], valid
+        out = np.empty(raw.shape, dtype=np.uint8)
+        for i in range(raw.shape[0]):
+            out[i] = to_uint8(raw[i].astype(np.float32, copy=False), invalid, stretch)
+        return out, valid
+
+
+def _short(exc: BaseException | None) -> str:
+    """One line of GDAL's message (the cause rasterio chains, when there is one)."""
+    if exc is None:
+        return "unknown error"
+    cause = exc.__cause__ or exc.__context__
+    text = str(cause) if cause is not None and str(cause) else str(exc)
+    return " ".join(text.split())[:300]
+
+
+def open_scene(path: str | os.PathLike,
+               percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+               overview_max: int = OVERVIEW_MAX,
+               stretch: Any = "auto",
+               default_nodata: float | None = None) -> Scene:
+    """Open any raster GDAL reads as a :class:`Scene` (use it as a context manager).
+
+    ``path`` may be a GeoTIFF/COG, JP2 (a HiRISE ``.JP2``; or its detached PDS ``.LBL``, which
+    is opened through GDAL's PDS driver or else resolved to the data file it names), PDS3
+    ``.IMG``, ISIS ``.cub``, PNG or JPEG. ``stretch``: ``"auto"`` (measured, see
+    :attr:`Scene.stretch`), None (keep raw values, 8-bit only makes sense) or a fixed
+    ``(low, high)``. ``default_nodata`` is the no-data value used when the file declares none
+    (None: only NaN/inf are no-data; the ice chunker passes 0, HiRISE's null value).
+
+    Missing, unreadable or truncated files raise :class:`RasterError` naming the file.
+    """
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    path = Path(path)
+    if not path.exists():
+        raise RasterError(path, "file not found")
+    if path.is_dir():
+        raise RasterError(path, "is a directory, not a raster file")
+    if path.stat().st_size == 0:
+        raise RasterError(path, "file is empty")
+    if stretch is not None and not isinstance(stretch, str):
+        lo, hi = (float(v) for v in stretch)
+        if not hi > lo:
+            raise ValueError(f"stretch must have high > low, got {stretch}")
+        stretch = (lo, hi)
+    elif isinstance(stretch, str) and stretch != "auto":
+        raise ValueError(f"stretch must be 'auto', None or (low, high), got {stretch!r}")
+    candidates = [path]
+    if path.suffix.lower() == ".lbl":
+        target = _label_target(path)
+        if target is not None:
+            candidates.append(target)
+    error = None
+    for cand in candidates:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                src = rasterio.open(cand)
+        except RasterioIOError as exc:
+            error = error or exc
+            continue
+        try:
+            scene = Scene(src, path, percentiles, overview_max, stretch, default_nodata)
+        except Exception:
+            src.close()
+            raise
+        if not scene.georeferenced:
+            _borrow_georeferencing(scene, path)
+        return scene
+    raise RasterError(path, f"not a readable raster ({_short(error)})")
