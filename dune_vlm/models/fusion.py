@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dune_vlm.models.segformer import (
-    LN_EPS,
+    TORCH_LN_EPS,
     MixVisionTransformer,
     SegFormerBaseline,
     check_input,
@@ -39,7 +39,7 @@ class TextVisualAlignment(nn.Module):
         self.v_proj = nn.Linear(text_dim, visual_dim)
         self.attn_drop = nn.Dropout(dropout)
         self.out_proj = nn.Linear(visual_dim, visual_dim)
-        self.norm = nn.LayerNorm(visual_dim, eps=LN_EPS)
+        self.norm = nn.LayerNorm(visual_dim, eps=TORCH_LN_EPS)  # the reference's default eps
 
     def forward(self, tokens: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """tokens (B, N, Cv); text (B, K, D) -> (B, N, Cv)."""
@@ -67,7 +67,7 @@ class SegFormerHead(nn.Module):
             nn.BatchNorm2d(dim),
             nn.ReLU(inplace=True),
         )
-        self.dropout = nn.Dropout2d(dropout)
+        self.dropout = nn.Dropout(dropout)  # element-wise, as the reference
         self.classifier = nn.Conv2d(dim, num_classes, 1)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:

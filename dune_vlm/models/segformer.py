@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LN_EPS = 1e-6
+LN_EPS = 1e-6  # the reference fusion encoder's norm_layer (block norms, stage norms)
+TORCH_LN_EPS = 1e-5  # PyTorch's default: the reference's patch-embed and attention-sr norms
 
 
 def init_weights(module: nn.Module) -> None:
@@ -41,7 +42,7 @@ class OverlapPatchEmbed(nn.Module):
     def __init__(self, in_chans: int, embed_dim: int, patch_size: int, stride: int):
         super().__init__()
         self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride, padding=patch_size // 2)
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = nn.LayerNorm(embed_dim, eps=TORCH_LN_EPS)  # the reference's default eps
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         x = self.proj(x)
@@ -64,7 +65,7 @@ class EfficientSelfAttention(nn.Module):
         self.sr_ratio = sr_ratio
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
-            self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+            self.norm = nn.LayerNorm(dim, eps=TORCH_LN_EPS)  # the reference's default eps
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         b, n, c = x.shape
@@ -101,11 +102,12 @@ class MixFFN(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)); x + MixFFN(LN(x))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int,
+                 ln_eps: float = LN_EPS):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.norm1 = nn.LayerNorm(dim, eps=ln_eps)
         self.attn = EfficientSelfAttention(dim, num_heads, sr_ratio)
-        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.norm2 = nn.LayerNorm(dim, eps=ln_eps)
         self.mlp = MixFFN(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -117,7 +119,10 @@ class MixVisionTransformer(nn.Module):
     """Four-stage hierarchical encoder; returns feature maps at strides 4, 8, 16 and 32.
 
     ``stage_norm=False`` drops the LayerNorm that closes each stage (the reference baseline has
-    none). ``stage_hook`` (optional callable ``(tokens, h, w) -> tokens``) is applied to the
+    none). ``ln_eps`` is the eps of the block and stage norms (1e-6 in the reference fusion
+    encoder, PyTorch's 1e-5 in the reference baseline); the patch-embedding and
+    spatial-reduction norms always use PyTorch's 1e-5, as in the reference. ``stage_hook``
+    (optional callable ``(tokens, h, w) -> tokens``) is applied to the
     tokens of the last stage after its closing LayerNorm; the fusion model uses it for text
     alignment.
     """
@@ -131,6 +136,7 @@ class MixVisionTransformer(nn.Module):
         depths: Sequence[int] = (3, 4, 6, 3),
         sr_ratios: Sequence[int] = (8, 4, 2, 1),
         stage_norm: bool = True,
+        ln_eps: float = LN_EPS,
     ):
         super().__init__()
         self.in_chans = in_chans
@@ -143,8 +149,9 @@ class MixVisionTransformer(nn.Module):
             k, s = (7, 4) if i == 0 else (3, 2)
             self.patch_embeds.append(OverlapPatchEmbed(prev, dim, k, s))
             self.stages.append(nn.ModuleList(
-                Block(dim, num_heads[i], mlp_ratio, sr_ratios[i]) for _ in range(depths[i])))
-            self.norms.append(nn.LayerNorm(dim, eps=LN_EPS) if stage_norm else nn.Identity())
+                Block(dim, num_heads[i], mlp_ratio, sr_ratios[i], ln_eps)
+                for _ in range(depths[i])))
+            self.norms.append(nn.LayerNorm(dim, eps=ln_eps) if stage_norm else nn.Identity())
             prev = dim
 
     def forward(self, x: torch.Tensor, stage_hook=None) -> list[torch.Tensor]:
@@ -176,7 +183,8 @@ def check_input(x: torch.Tensor, in_chans: int) -> None:
 class SegFormerBaseline(nn.Module):
     """Embed-only SegFormer (MiT-B0-like encoder, all-MLP decoder); text is not used.
 
-    As in the reference baseline, its stages are not closed by a LayerNorm.
+    As in the reference baseline, its stages are not closed by a LayerNorm and every LayerNorm
+    has PyTorch's default eps 1e-5.
 
     ``forward(x, text_embeds=None)`` accepts and ignores text so that training and evaluation code
     treats both models alike. Parameter count with 64 bands and 10 classes: 3,811,082.
@@ -199,7 +207,7 @@ class SegFormerBaseline(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.encoder = MixVisionTransformer(in_chans, embed_dims, num_heads, 4.0, depths,
-                                            sr_ratios, stage_norm=False)
+                                            sr_ratios, stage_norm=False, ln_eps=TORCH_LN_EPS)
         self.linear_c = nn.ModuleList(nn.Linear(d, decoder_dim) for d in embed_dims)
         self.linear_fuse = nn.Conv2d(decoder_dim * len(embed_dims), decoder_dim, 1, bias=True)
         self.dropout = nn.Dropout(dropout)

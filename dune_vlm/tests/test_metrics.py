@@ -48,3 +48,17 @@ def test_bad_values_raise():
         m.update(np.array([5]), np.array([0]))
     with pytest.raises(ValueError, match="pixels"):
         m.update(np.zeros(3), np.zeros(4))
+
+
+def test_reference_miou_counts_absent_classes_as_zero():
+    # classes 0 and 1 present, 2..3 absent from truth and prediction
+    t = np.array([0, 0, 1, 1])
+    p = np.array([0, 1, 1, 1])
+    m = SegMetric(4)
+    m.update(p, t)
+    r = m.compute()
+    iou0, iou1 = 1 / 2, 2 / 3
+    assert r["mIoU"] == pytest.approx((iou0 + iou1) / 2)  # ours: present classes only
+    assert r["mIoU_ref"] == pytest.approx((iou0 + iou1) / 4)  # reference: absent count 0
+    f0, f1 = 2 / 3, 4 / 5
+    assert r["mF1_ref"] == pytest.approx((f0 + f1) / 4)

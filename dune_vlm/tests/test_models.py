@@ -100,3 +100,22 @@ def test_model_from_spec_with_quick_arch():
         assert m.eval()(torch.randn(1, 64, 64, 64), torch.randn(10, 384)).shape == (1, 10, 64, 64)
     with pytest.raises(UserError, match="bad model architecture"):
         model_from_spec({"name": "fusion", "num_classes": 10, "arch": {"width": 3}})
+
+
+def test_layernorm_eps_and_dropout_as_reference():
+    import torch
+
+    from dune_vlm.models.fusion import build_model
+
+    fus = build_model("fusion", text_dim=16, embed_dims=(32, 64, 160, 256),
+                      num_heads=(1, 2, 5, 8), depths=(1, 1, 1, 1))
+    enc = fus.encoder
+    assert enc.patch_embeds[0].norm.eps == 1e-5
+    assert enc.stages[0][0].attn.norm.eps == 1e-5
+    assert enc.stages[0][0].norm1.eps == 1e-6 and enc.stages[0][0].norm2.eps == 1e-6
+    assert enc.norms[3].eps == 1e-6
+    assert fus.align.norm.eps == 1e-5
+    assert type(fus.head.dropout) is torch.nn.Dropout
+    base = build_model("baseline")
+    eps = {m.eps for m in base.modules() if isinstance(m, torch.nn.LayerNorm)}
+    assert eps == {1e-5}

@@ -11,7 +11,10 @@ class SegMetric:
     ``update(pred, target)`` takes integer arrays or tensors of the same shape (class indexes).
     ``compute()`` returns a dict with ``OA``, ``IoU`` (per class), ``mIoU``, ``F1`` (per class),
     ``mF1``, ``kappa`` and ``confusion`` (rows = truth, columns = prediction). Classes that never
-    occur in truth or prediction get NaN IoU/F1 and are left out of the means.
+    occur in truth or prediction get NaN IoU/F1 and are left out of the means (ours).
+    ``mIoU_ref``/``mF1_ref`` are the reference code's definitions: the mean over *all* classes,
+    an absent class counting 0 (its ``TP / (TP + FP + FN + 1e-10)``); the reference keeps the
+    epoch with the best ``mIoU_ref`` and reports it.
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255):
@@ -66,10 +69,14 @@ def metrics_from_confusion(cm: np.ndarray) -> dict:
     else:
         kappa = float("nan")
     present = ~np.isnan(iou)
+    iou_ref = np.nan_to_num(iou, nan=0.0)
+    f1_ref = np.nan_to_num(f1, nan=0.0)
     return {
         "OA": oa,
         "mIoU": float(iou[present].mean()) if present.any() else float("nan"),
         "mF1": float(f1[present].mean()) if present.any() else float("nan"),
+        "mIoU_ref": float(iou_ref.mean()) if total else float("nan"),
+        "mF1_ref": float(f1_ref.mean()) if total else float("nan"),
         "kappa": float(kappa),
         "IoU": iou.tolist(),
         "F1": f1.tolist(),
