@@ -188,15 +188,15 @@ OVERVIEW_MAX = 2048
 def to_gray(bands: np.ndarray) -> np.ndarray:
     """(C, H, W) -> (H, W) float32 grayscale.
 
-    One band is used as is; three or four bands (RGB/RGBA) become ITU-R 601 luma
-    ``0.299 b1 + 0.587 b2 + 0.114 b3`` (a fourth band, alpha, is ignored); any other band count
-    becomes the band mean.
+    One band, or two (grey + alpha), give band 1 as is; three or four bands (RGB/RGBA) become
+    ITU-R 601 luma ``0.299 b1 + 0.587 b2 + 0.114 b3`` (a fourth band, alpha, is ignored); any
+    other band count becomes the band mean.
     """
     bands = np.asarray(bands)
     if bands.ndim == 2:
         return bands.astype(np.float32, copy=False)
     c = bands.shape[0]
-    if c == 1:
+    if c in (1, 2):
         return bands[0].astype(np.float32, copy=False)
     if c in (3, 4):
         b = bands[:3].astype(np.float32, copy=False)
@@ -393,11 +393,22 @@ class Scene:
         self._stretch = stretch
         self._overview: tuple[tuple[int, int, int], float] | None = None
         self.eight_bit = all(dt == "uint8" for dt in self.dtypes)
+        try:
+            from rasterio.enums import ColorInterp
+
+            alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+        except Exception:  # noqa: BLE001 - drivers without colour interpretation
+            alpha = []
+        self.alpha_band: int | None = alpha[0] if alpha and self.count > 1 else None
 
     # -- metadata ------------------------------------------------------------------------
     def __repr__(self) -> str:
+        crs = None
+        if self.crs is not None:
+            auth = self.crs.to_authority()
+            crs = ":".join(auth) if auth else self.crs.to_string()[:60]
         return (f"Scene({str(self.path)!r}, {self.count}x{self.height}x{self.width} "
-                f"{self.dtype}, crs={self.crs.to_string() if self.crs else None})")
+                f"{self.dtype}, crs={crs})")
 
     def __enter__(self) -> Scene:
         return self
@@ -492,6 +503,8 @@ class Scene:
     def _measure(self) -> None:
         bands = self._read_overview()
         invalid = nodata_mask(bands, self.nodata)
+        if self.alpha_band is not None:
+            invalid |= bands[self.alpha_band - 1] == 0
         valid_fraction = float(1.0 - invalid.mean()) if invalid.size else 0.0
         self._overview = (tuple(bands.shape), valid_fraction)
         if isinstance(self._stretch, str):
@@ -591,11 +604,29 @@ class Scene:
             raise RasterError(self.path, f"truncated or corrupt data in {where} "
                                          f"({_short(exc)})") from None
 
-    def _valid(self, raw: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+    def _valid(self, raw: np.ndarray, inside: np.ndarray | None,
+               alpha: np.ndarray | None = None) -> np.ndarray:
         valid = ~nodata_mask(raw, self.nodata)
+        if alpha is not None:
+            valid &= alpha != 0
         if inside is not None:
             valid &= inside
         return valid
+
+    def _read_checked(self, row: int, col: int, height: int, width: int,
+                      bands: Sequence[int] | None, boundless: bool,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        raw, inside = self._read_raw(row, col, height, width, bands, boundless)
+        alpha = None
+        if self.alpha_band is not None:
+            if bands is None or self.alpha_band in bands:
+                pos = (list(range(1, self.count + 1)) if bands is None
+                       else [int(b) for b in bands]).index(self.alpha_band)
+                alpha = raw[pos]
+            else:
+                alpha = self._read_raw(row, col, height, width, [self.alpha_band],
+                                       boundless)[0][0]
+        return raw, self._valid(raw, inside, alpha)
 
     def read(self, row: int, col: int, height: int, width: int,
              bands: Sequence[int] | None = None, boundless: bool = True,
@@ -603,12 +634,12 @@ class Scene:
         """Read a window: ``(data, valid)``.
 
         ``data`` is float32 (bands, height, width) of raw values (``bands`` 1-based, all by
-        default); ``valid`` is bool (height, width), False where every band equals the nodata
-        value, any band is NaN/inf, or the pixel lies outside the raster (filled with nodata,
-        else 0). With ``boundless=False`` a window reaching outside is a RasterError.
+        default); ``valid`` is bool (height, width), False where every band read equals the
+        nodata value, any band is NaN/inf, the alpha band (if the file has one) is 0, or the
+        pixel lies outside the raster (filled with nodata, else 0). With ``boundless=False``
+        a window reaching outside is a RasterError.
         """
-        raw, inside = self._read_raw(row, col, height, width, bands, boundless)
-        valid = self._valid(raw, inside)
+        raw, valid = self._read_checked(row, col, height, width, bands, boundless)
         return raw.astype(np.float32, copy=False), valid
 
     def read_uint8(self, row: int, col: int, height: int, width: int,
@@ -620,8 +651,7 @@ class Scene:
         high -> 255, clipped). Valid pixels are always 1..255 and invalid ones 0.
         ``gray=True`` first reduces the bands to one with :func:`to_gray`.
         """
-        raw, inside = self._read_raw(row, col, height, width, bands, True)
-        valid = self._valid(raw, inside)
+        raw, valid = self._read_checked(row, col, height, width, bands, True)
         invalid = ~valid
         stretch = self.stretch
         if stretch is None and raw.dtype == np.uint8 and (raw.shape[0] == 1 or not gray):
@@ -684,6 +714,9 @@ def open_scene(path: str | os.PathLike,
         target = _label_target(path)
         if target is not None:
             candidates.append(target)
+    elif path.suffix.lower() == ".img":  # raw PDS3 data: its detached label describes it
+        candidates += [c for c in (path.with_suffix(".LBL"), path.with_suffix(".lbl"))
+                       if c.exists()][:1]
     error = None
     for cand in candidates:
         try:

@@ -238,3 +238,53 @@ def test_pixel_helpers_match_the_ice_chunker_rules():
                    np.array([[True, False], [False, False]]), (50.0, 100.0))
     np.testing.assert_array_equal(out, [[0, 1], [255, 255]])
     assert to_uint8(np.array([0.0, 3.4]), None, None).tolist() == [1, 3]
+
+
+PDS3_LABEL = """PDS_VERSION_ID = PDS3
+RECORD_TYPE = FIXED_LENGTH
+RECORD_BYTES = {rb}
+FILE_RECORDS = {h}
+^IMAGE = "{name}"
+OBJECT = IMAGE
+  LINES = {h}
+  LINE_SAMPLES = {w}
+  SAMPLE_TYPE = LSB_INTEGER
+  SAMPLE_BITS = 16
+  BANDS = 1
+END_OBJECT = IMAGE
+END
+"""
+
+
+def test_isis_cube_pds3_image_png_and_jpeg(tmp_path):
+    from PIL import Image
+
+    h, w = 20, 30
+    arr = (np.arange(h * w).reshape(1, h, w) % 500).astype(np.int16)
+    cub = tmp_path / "x.cub"
+    with rasterio.open(cub, "w", driver="ISIS3", width=w, height=h, count=1, dtype="int16",
+                       crs="IAU_2015:49910", transform=from_origin(0, 0, 25, 25)) as dst:
+        dst.write(arr)
+    with open_scene(cub) as s:
+        assert s.pixel_size_m == 25.0 and s.body_radius_m == 3396190.0  # Mars
+        np.testing.assert_array_equal(s.read(0, 0, h, w)[0], arr)
+    img = tmp_path / "y.img"
+    arr.astype("<i2").tofile(img)
+    (tmp_path / "y.lbl").write_text(PDS3_LABEL.format(rb=2 * w, h=h, w=w, name=img.name))
+    for path in (img, tmp_path / "y.lbl"):  # the data file or its detached label
+        with open_scene(path) as s:
+            np.testing.assert_array_equal(s.read(0, 0, h, w)[0], arr)
+    rgba = np.full((10, 12, 4), 100, np.uint8)
+    rgba[..., 3] = 255
+    rgba[:3, :, 3] = 0  # transparent rows are invalid
+    Image.fromarray(rgba).save(tmp_path / "z.png")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "z.jpg")
+    with open_scene(tmp_path / "z.png") as s:
+        assert s.alpha_band == 4 and not s.georeferenced
+        u8, valid = s.read_uint8(0, 0, 10, 12, gray=True)
+        assert valid.sum() == 7 * 12 and (u8[0, 3:] == 100).all() and (u8[0, :3] == 0).all()
+        _, valid1 = s.read(0, 0, 10, 12, bands=[1])  # alpha applies to any band read
+        np.testing.assert_array_equal(valid1, valid)
+    with open_scene(tmp_path / "z.jpg") as s:
+        u8, valid = s.read_uint8(0, 0, 10, 12)
+        assert u8.shape == (3, 10, 12) and valid.all() and s.stretch is None
