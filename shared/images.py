@@ -29,8 +29,9 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
     the file holds ((H, W) or (H, W, C), uint8 or uint16). Multi-band or floating-point TIFFs
     that Pillow cannot hold are read with rasterio and returned as (H, W, C).
 
-    Raises :class:`ImageReadError` naming the file when it is missing, empty, truncated or not
-    an image.
+    Raises :class:`ImageReadError` naming the file when it is missing, empty, truncated, not
+    an image, or larger than Pillow's decompression-bomb limit (``2 * Image.MAX_IMAGE_PIXELS``,
+    about 179 Mpx; such scenes are read window by window with ``shared.rasters.open_scene``).
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {sorted(m for m in _MODES if m)} or None")
@@ -42,7 +43,7 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
     if path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty")
     try:
-        with Image.open(path) as img:
+        with _open_whole(path) as img:
             img.load()  # forces a full decode: truncated files fail here
             if mode is not None and img.mode != mode:
                 img = img.convert(mode)
@@ -58,12 +59,40 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _too_large(path: Path, size: tuple[int, int] | None) -> ImageReadError:
+    limit = Image.MAX_IMAGE_PIXELS
+    what = f"{size[0]} x {size[1]} px" if size else "the image"
+    return ImageReadError(
+        path, f"{what} is too large to read whole (more than {2 * limit:,} px, Pillow's "
+              "decompression-bomb limit); read it window by window with "
+              "shared.rasters.open_scene")
+
+
+def _open_whole(path: Path):
+    """``Image.open`` whose decompression-bomb guard becomes an error naming the file."""
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError:
+        size = None
+        try:  # the header alone, without the guard, for the message
+            import rasterio
+
+            with rasterio.open(path) as src:
+                size = (src.width, src.height)
+        except Exception:  # noqa: BLE001 - the size is only for the message
+            pass
+        raise _too_large(path, size) from None
+
+
 def _read_tiff_with_rasterio(path: Path, mode: str | None) -> np.ndarray:
     import rasterio
     from rasterio.errors import RasterioIOError
 
     try:
         with rasterio.open(path) as src:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and src.width * src.height > 2 * limit:
+                raise _too_large(path, (src.width, src.height))
             arr = src.read()
     except RasterioIOError as exc:
         raise ImageReadError(path, f"truncated or corrupt TIFF ({exc})") from None

@@ -81,3 +81,15 @@ def test_read_mask_values_and_channels(tmp_path):
     c = _png(tmp_path / "colour.png", colour)
     with pytest.raises(ImageReadError, match="single-channel"):
         read_mask(c)
+
+
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_too_large_image_is_a_named_error(tmp_path, monkeypatch, ext):
+    p = tmp_path / f"big.{ext}"
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(p)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # the guard trips above 1000 px
+    with pytest.raises(ImageReadError, match=rf"big.{ext}: 50 x 40 px is too large to read "
+                                             r"whole .*open_scene"):
+        read_image(p)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    assert read_image(p).shape == (40, 50)
