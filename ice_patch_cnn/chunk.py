@@ -25,7 +25,10 @@ laid from the top-left corner; chunks reaching past the right/bottom edge are pa
   margin so the result does not depend on where the chunk borders fall.
 
 Output (``--out DIR``): ``DIR/<image>/<image>_r<row>_c<col>.png`` (row/col are the chunk's grid
-indices; its pixel offset is ``row*size``, ``col*size``), ``DIR/<image>/chunks.csv`` (written
+indices; its pixel offset is ``row*size``, ``col*size``), ``DIR/<image>/image.json`` (the
+image's size, bands, stretch, CRS as WKT and affine transform), ``DIR/<image>/chunks.csv``
+(every kept chunk's source file, pixel window ``x``, ``y``, ``size`` and, for a georeferenced
+image, its ``footprint``: the WKT polygon of the window's corners in the image's CRS; written
 last: an image whose CSV exists is skipped on a re-run unless ``--overwrite``), ``DIR/index.csv``
 (every chunk of every image) and ``DIR/chunk_report.json`` (counts, failed files). Unreadable or
 truncated files are reported by name, skipped, and counted. Memory: one strip of chunks
@@ -48,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_SUFFIXES = {".jp2", ".tif", ".tiff", ".png", ".img", ".lbl", ".cub", ".jpg", ".jpeg"}
-INDEX_FIELDS = ["image", "file", "grid_row", "grid_col", "y", "x", "size", "source"]
+INDEX_FIELDS = ["image", "file", "grid_row", "grid_col", "y", "x", "size", "source", "footprint"]
 GDAL_CACHE_MB = 64
 OVERVIEW_MAX = 2048
 MAX_BANDS = 4
@@ -107,7 +110,9 @@ class ChunkSpec:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One chunk of one image: grid indices, pixel offset, 8-bit pixels (None when dropped)."""
+    """One chunk of one image: grid indices, pixel window (``x``, ``y``, ``size``), 8-bit pixels
+    (None when dropped), its source file and, for a georeferenced image, its map footprint
+    (the closed ring of the window's four corners in the image's CRS)."""
 
     image: str
     grid_row: int
@@ -117,10 +122,35 @@ class Chunk:
     size: int
     pixels: np.ndarray | None
     nodata_share: float
+    source: str = ""
+    footprint: tuple[tuple[float, float], ...] | None = None
 
     @property
     def name(self) -> str:
         return f"{self.image}_r{self.grid_row}_c{self.grid_col}"
+
+    @property
+    def footprint_wkt(self) -> str:
+        """The footprint as a WKT polygon ("" when the image is not georeferenced)."""
+        return footprint_wkt(self.footprint)
+
+
+def window_footprint(transform, x: int, y: int, size: int) -> tuple[tuple[float, float], ...]:
+    """Map coordinates of the pixel window's corners (outer pixel edges), as a closed ring:
+    top-left, top-right, bottom-right, bottom-left, top-left."""
+    corners = ((x, y), (x + size, y), (x + size, y + size), (x, y + size), (x, y))
+    return tuple(tuple(float(v) for v in transform * c) for c in corners)
+
+
+def footprint_wkt(ring) -> str:
+    if not ring:
+        return ""
+    return "POLYGON ((" + ", ".join(f"{a!r} {b!r}" for a, b in ring) + "))"
+
+
+def is_georeferenced(src) -> bool:
+    """A CRS, or a transform that is not the identity (rasterio's value for plain images)."""
+    return src.crs is not None or not src.transform.is_identity
 
 
 @dataclass
@@ -136,6 +166,8 @@ class ImageStats:
     chunks_dropped_nodata: int = 0
     specks_removed: int = 0
     stretch: list[float] | None = None
+    crs: str | None = None
+    transform: list[float] | None = None
     status: str = "ok"
     error: str = ""
     files: list[str] = field(default_factory=list, repr=False)
@@ -293,6 +325,10 @@ def iter_chunks(path: str | Path, spec: ChunkSpec = ChunkSpec(),
                                   f"(1 to {MAX_BANDS} bands expected)")
             stats.width, stats.height, stats.bands = src.width, src.height, src.count
             stats.dtype = src.dtypes[0]
+            georef = is_georeferenced(src)
+            if georef:
+                stats.crs = src.crs.to_wkt() if src.crs is not None else None
+                stats.transform = list(src.transform)[:6]
             try:
                 stretch = _stretch_for(src, spec.stretch_percentiles)
             except RasterioIOError as exc:
@@ -327,9 +363,11 @@ def iter_chunks(path: str | Path, spec: ChunkSpec = ChunkSpec(),
                         inv = invalid[halo:halo + size, halo + ox:halo + ox + size]
                         share = float(inv[c0:c1, c0:c1].mean())
                         stats.chunks_total += 1
+                        where = {"source": str(path), "footprint": window_footprint(
+                            src.transform, gc * size, y, size) if georef else None}
                         if share > spec.nodata_tolerance:
                             stats.chunks_dropped_nodata += 1
-                            yield Chunk(name, gr, gc, y, gc * size, size, None, share)
+                            yield Chunk(name, gr, gc, y, gc * size, size, None, share, **where)
                             continue
                         if halo:
                             block = img8[:, ox:ox + size + 2 * halo]
@@ -341,7 +379,7 @@ def iter_chunks(path: str | Path, spec: ChunkSpec = ChunkSpec(),
                             pixels = img8[:, ox:ox + size]
                         stats.chunks_kept += 1
                         yield Chunk(name, gr, gc, y, gc * size, size,
-                                    np.ascontiguousarray(pixels), share)
+                                    np.ascontiguousarray(pixels), share, **where)
 
 
 def _count_core(before: np.ndarray, after: np.ndarray, halo: int) -> int:
@@ -361,8 +399,9 @@ def _png_bytes(pixels: np.ndarray) -> bytes:
 
 def chunk_image(path: str | Path, out_dir: str | Path, spec: ChunkSpec = ChunkSpec(),
                 overwrite: bool = False, progress: bool = False) -> ImageStats:
-    """Write the kept chunks of one image under ``out_dir/<image>/`` and its ``chunks.csv``."""
-    from shared.atomic import atomic_write_bytes, atomic_write_text
+    """Write the kept chunks of one image under ``out_dir/<image>/``, its ``image.json`` (size,
+    bands, stretch, CRS and transform) and last its ``chunks.csv``."""
+    from shared.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
     path = Path(path)
     name = image_name(path)
@@ -384,10 +423,13 @@ def chunk_image(path: str | Path, out_dir: str | Path, spec: ChunkSpec = ChunkSp
             atomic_write_bytes(folder / fname, _png_bytes(chunk.pixels))
             rows.append({"image": name, "file": f"{name}/{fname}", "grid_row": chunk.grid_row,
                          "grid_col": chunk.grid_col, "y": chunk.y, "x": chunk.x,
-                         "size": chunk.size, "source": str(path)})
+                         "size": chunk.size, "source": str(path),
+                         "footprint": chunk.footprint_wkt})
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    atomic_write_json(folder / "image.json",
+                      {k: v for k, v in asdict(stats).items() if k != "files"})
     atomic_write_text(done, _csv_text(rows))
     return stats
 

@@ -17,6 +17,7 @@ import argparse
 import csv
 import heapq
 import io
+import json
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHUNK_FIELDS = ["image", "source", "grid_row", "grid_col", "y", "x", "size", "p"]
+CHUNK_FIELDS = ["image", "source", "grid_row", "grid_col", "y", "x", "size", "footprint", "p"]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -117,6 +118,10 @@ def predict_image(name: str, path: Path, kind: str, predictor: Predictor, spec, 
         buf_meta.clear()
 
     if kind == "chunks":
+        meta = path / "image.json"
+        if meta.is_file():
+            saved = json.loads(meta.read_text(encoding="utf-8"))
+            stats.crs, stats.transform = saved.get("crs"), saved.get("transform")
         source = _chunk_folder_items(path)
         for row, pixels in source:
             if predictor.size and pixels.shape != (predictor.size, predictor.size):
@@ -135,7 +140,7 @@ def predict_image(name: str, path: Path, kind: str, predictor: Predictor, spec, 
             buf_px.append(chunk.pixels)
             buf_meta.append({"image": name, "source": str(path), "grid_row": chunk.grid_row,
                              "grid_col": chunk.grid_col, "y": chunk.y, "x": chunk.x,
-                             "size": chunk.size})
+                             "size": chunk.size, "footprint": chunk.footprint_wkt})
             if len(buf_px) >= predictor.batch_size:
                 flush()
     flush()

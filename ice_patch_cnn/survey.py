@@ -10,6 +10,10 @@ Reads ``<predictions>/chunks/*.csv`` written by ``predict.py`` (all shards), app
 * ``survey_report.json``: counts per decision, images without any icy chunk, and with
   ``--truth`` the scores (confusion table truth x decision, share of "good" calls that show ice
   and that are truly good, chunk accuracy when ``--chunk-truth`` is given);
+* ``icy_chunks.gpkg``: for georeferenced images, the footprint polygon of every icy chunk
+  (p >= ``rules.icy_p``) with its image, grid position, pixel window, p, chunk label and the
+  image's decision and rule branch, in the image's CRS (layer ``icy_chunks``; images in other
+  CRSs get their own layers ``icy_chunks_2``, ...); opens in QGIS;
 * ``contact_sheet.png``: the most likely chunks with their probabilities (like the paper's
   Figure 4), from the PNGs ``predict.py`` kept.
 """
@@ -248,6 +252,59 @@ def contact_sheet(folder: Path, predictions: dict[str, list[dict]], path: Path, 
     return len(items)
 
 
+def image_crs(folder: Path, image: str) -> str | None:
+    """The image's CRS (WKT) from predict.py's ``chunks/<image>.json`` (None if unknown)."""
+    path = folder / "chunks" / f"{image}.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("crs")
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: not valid JSON") from None
+
+
+GPKG_FIELDS = ["image", "source", "grid_row", "grid_col", "x", "y", "size", "p", "label",
+               "image_decision", "image_reason"]
+
+
+def write_icy_chunks(folder: Path, preds: dict[str, list[dict]], image_rows: Sequence[dict],
+                     path: Path, rules: Rules = Rules()) -> dict:
+    """``icy_chunks.gpkg`` (one layer per CRS); returns {"layers": .., "features": ..}."""
+    import pyogrio.raw
+    import shapely
+
+    from shared.atomic import atomic_path
+
+    calls = {r["image"]: r for r in image_rows}
+    groups: dict[str | None, list[dict]] = {}
+    for image, chunks in sorted(preds.items()):
+        icy = [c for c in chunks if c["p"] >= rules.icy_p and c.get("footprint")]
+        if icy:
+            groups.setdefault(image_crs(folder, image), []).extend(icy)
+    if not groups:
+        return {"layers": 0, "features": 0}
+    with atomic_path(path) as tmp:
+        tmp.unlink()                      # GDAL creates the GeoPackage itself
+        for i, (crs, chunks) in enumerate(groups.items(), start=1):
+            geoms = shapely.to_wkb(shapely.from_wkt([c["footprint"] for c in chunks]))
+            rows = [{**c, "label": chunk_label(c["p"], rules),
+                     "image_decision": calls[c["image"]]["decision"],
+                     "image_reason": calls[c["image"]]["reason"]} for c in chunks]
+            data = [np.asarray([_gpkg_value(r[f], f) for r in rows]) for f in GPKG_FIELDS]
+            pyogrio.raw.write(str(tmp), geoms, data, GPKG_FIELDS, driver="GPKG",
+                              layer="icy_chunks" if i == 1 else f"icy_chunks_{i}",
+                              geometry_type="Polygon", crs=crs, append=i > 1)
+    return {"layers": len(groups), "features": sum(len(c) for c in groups.values())}
+
+
+def _gpkg_value(value, field: str):
+    if field in ("grid_row", "grid_col", "x", "y", "size"):
+        return int(value)
+    if field == "p":
+        return float(value)
+    return str(value)
+
+
 def _csv(rows: Sequence[dict], fields: Sequence[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
@@ -286,6 +343,8 @@ def run_survey(predictions_dir: str | Path, out: str | Path | None = None,
         raise ValueError(f"{folder}: inconsistent survey report: " + "; ".join(problems))
     report["contact_sheet_chunks"] = contact_sheet(folder, preds, out / "contact_sheet.png",
                                                    sheet, rules)
+    report["icy_chunks_gpkg"] = write_icy_chunks(folder, preds, rows, out / "icy_chunks.gpkg",
+                                                 rules)
     atomic_write_json(out / "survey_report.json", report)
     return report
 

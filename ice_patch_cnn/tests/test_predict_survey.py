@@ -193,3 +193,87 @@ def test_predict_keeps_the_source_and_fails_when_every_input_is_skipped(tmp_path
     assert "64 bands" in err
     assert main([str(paths[0]), "--model", str(model), "--out", str(tmp_path / "q2"),
                  "--quiet"]) == 0
+
+
+def _georeferenced(folder, name="ESP_GEO"):
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    crs = CRS.from_string("IAU_2015:49900")          # Mars, the body's geographic CRS
+    # 0.25 m/px expressed in degrees would be tiny; use a slightly rotated affine to test it
+    transform = Affine(0.001, 0.0002, 150.0, 0.0001, -0.001, -55.0)
+    img = np.random.default_rng(3).integers(30, 200, (64, 96)).astype(np.uint8)
+    return write_geotiff(folder / f"{name}.tif", img, crs=crs, transform=transform), transform, crs
+
+
+def test_footprints_cover_exactly_the_chunk_windows(tmp_path):
+    from rasterio.transform import Affine
+
+    from ice_patch_cnn.chunk import iter_chunks
+
+    path, transform, _ = _georeferenced(tmp_path)
+    chunks = [c for c in iter_chunks(path, ChunkSpec(size=32)) if c.pixels is not None]
+    assert len(chunks) == 6
+    for c in chunks:
+        ring = np.array(c.footprint)
+        assert c.source == str(path) and ring.shape == (5, 2)
+        expected = np.array([transform * (c.x + dx, c.y + dy)
+                             for dx, dy in ((0, 0), (32, 0), (32, 32), (0, 32), (0, 0))])
+        np.testing.assert_allclose(ring, expected, rtol=0, atol=1e-12)
+        # back through the inverse transform: exactly the pixel window
+        inv = ~Affine(*transform[:6])
+        px = np.array([inv * tuple(p) for p in ring])
+        np.testing.assert_allclose(px[:4], [[c.x, c.y], [c.x + 32, c.y], [c.x + 32, c.y + 32],
+                                            [c.x, c.y + 32]], atol=1e-9)
+    # neighbouring chunks share edges and together tile the image's footprint
+    import shapely
+
+    union = shapely.union_all([shapely.Polygon(c.footprint) for c in chunks])
+    image = shapely.Polygon([transform * p for p in ((0, 0), (96, 0), (96, 64), (0, 64))])
+    assert abs(union.area - image.area) < 1e-12 and union.symmetric_difference(image).area < 1e-12
+    # a plain PNG has no footprint
+    plain = tmp_path / "plain.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((32, 32), 90, np.uint8)).save(plain)
+    (c,) = iter_chunks(plain, ChunkSpec(size=32))
+    assert c.footprint is None and c.footprint_wkt == ""
+
+
+def test_survey_writes_icy_chunks_geopackage_in_the_image_crs(tmp_path, tiny_model):
+    import pyogrio
+    import shapely
+
+    path, transform, crs = _georeferenced(tmp_path)
+    chunk_images([path], tmp_path / "chunks", ChunkSpec(size=32), progress=False)
+    with open(tmp_path / "chunks" / "index.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(r["footprint"].startswith("POLYGON") and r["source"] == str(path) for r in rows)
+    for kind, inputs in (("raster", [path]), ("chunks", [tmp_path / "chunks"])):
+        out = tmp_path / f"p_{kind}"
+        run_predict(tiny_model, inputs, out, ChunkSpec(size=32), progress=False)
+        with open(out / "chunks" / "ESP_GEO.csv", newline="") as fh:
+            preds = list(csv.DictReader(fh))
+        # make two chunks icy so that the layer has features
+        preds[0]["p"], preds[3]["p"] = "0.9", "0.75"
+        with open(out / "chunks" / "ESP_GEO.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(preds[0]))
+            w.writeheader()
+            w.writerows(preds)
+        report = run_survey(out, sheet=0)
+        assert report["icy_chunks_gpkg"] == {"layers": 1, "features": 2}
+        gpkg = out / "icy_chunks.gpkg"
+        info = pyogrio.read_info(gpkg, layer="icy_chunks")
+        assert info["features"] == 2 and info["geometry_type"] == "Polygon"
+        from rasterio.crs import CRS
+
+        assert CRS.from_user_input(info["crs"]) == crs
+        meta, _, geoms, fields = pyogrio.raw.read(gpkg, layer="icy_chunks")
+        got = dict(zip(meta["fields"], fields))
+        assert sorted(got["p"].tolist()) == [0.75, 0.9]
+        with open(out / "images.csv", newline="") as fh:
+            (call,) = list(csv.DictReader(fh))
+        assert set(got["image_decision"]) == {call["decision"]}
+        for g, x, y in zip(shapely.from_wkb(geoms), got["x"], got["y"]):
+            ring = np.array(g.exterior.coords)
+            np.testing.assert_allclose(ring[0], transform * (int(x), int(y)), atol=1e-12)
