@@ -2,6 +2,12 @@
 
 Nothing here loads a whole raster unless asked to: ``read_window`` reads one window, and
 ``geotiff_writer`` lets a caller write a large output window by window.
+
+``open_scene`` is the one way to read a real product (GeoTIFF/COG, HiRISE JP2 with its PDS
+label, PDS3 .IMG, ISIS .cub, PNG/JPEG; 8/16-bit or float): a :class:`Scene` gives windowed
+reads with a validity mask (nodata, NaN/inf, alpha, outside), one per-image percentile stretch
+to 8 bits measured on a decimated overview (``read_uint8``), the pixel size in metres, the
+body radius and pixel -> lon/lat from the CRS.
 """
 
 from __future__ import annotations
@@ -308,6 +314,9 @@ def geographic_crs(crs: Any):
     return None
 
 
+_NOT_RASTERS = {".lbl", ".txt", ".cat", ".fmt", ".htm", ".html", ".pdf", ".xml", ".tab"}
+
+
 def _label_target(path: Path) -> Path | None:
     """For a detached PDS label (.LBL), the data file it describes when GDAL cannot open it."""
     import re
@@ -320,7 +329,7 @@ def _label_target(path: Path) -> Path | None:
     for name in names:
         cand = path.parent / name
         for variant in (cand, cand.with_name(cand.name.upper()), cand.with_name(cand.name.lower())):
-            if variant.exists() and variant.suffix.lower() != ".lbl":
+            if variant.exists() and variant.suffix.lower() not in _NOT_RASTERS:
                 return variant
     for suffix in (".JP2", ".jp2", ".IMG", ".img"):
         cand = path.with_suffix(suffix)
@@ -329,9 +338,9 @@ def _label_target(path: Path) -> Path | None:
     return None
 
 
-def _borrow_georeferencing(scene: Scene, path: Path) -> None:
-    """A HiRISE JP2 and its detached label: when the file opened carries no georeferencing,
-    take it from the other one (same size only)."""
+def _borrow_from_pair(scene: Scene, path: Path) -> None:
+    """A HiRISE JP2 and its detached label: what the file opened lacks (georeferencing, a
+    declared no-data value) is taken from the other one (same size only)."""
     import warnings
 
     from rasterio.errors import NotGeoreferencedWarning
@@ -349,11 +358,16 @@ def _borrow_georeferencing(scene: Scene, path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(other) as src:
-                if (src.crs is not None and not src.transform.is_identity
-                        and (src.height, src.width) == (scene.height, scene.width)):
+                if (src.height, src.width) != (scene.height, scene.width):
+                    return
+                if (not scene.georeferenced and src.crs is not None
+                        and not src.transform.is_identity):
                     scene.crs, scene.transform = src.crs, src.transform
                     scene.res = (float(src.res[0]), float(src.res[1]))
                     scene.georeferenced = True
+                if scene._src.nodata is None and src.nodata is not None:
+                    scene.nodata = src.nodata
+                    scene.fill = src.nodata if np.isfinite(src.nodata) else 0
     except RasterioIOError:
         return
 
@@ -731,7 +745,7 @@ def open_scene(path: str | os.PathLike,
         except Exception:
             src.close()
             raise
-        if not scene.georeferenced:
-            _borrow_georeferencing(scene, path)
+        if not scene.georeferenced or src.nodata is None:
+            _borrow_from_pair(scene, path)
         return scene
     raise RasterError(path, f"not a readable raster ({_short(error)})")

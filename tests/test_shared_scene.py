@@ -205,6 +205,17 @@ def test_bad_files_name_the_file(tmp_path):
             s.read(384, 384, 128, 128)
     with open_scene(cut) as s, pytest.raises(RasterError, match="cut.tif: truncated"):
         _ = s.stretch
+    jp2 = tmp_path / "good.jp2"
+    with rasterio.open(jp2, "w", driver="JP2OpenJPEG", width=512, height=512, count=1,
+                       dtype="uint16", QUALITY=100, REVERSIBLE=True, BLOCKXSIZE=128,
+                       BLOCKYSIZE=128) as dst:
+        dst.write(arr)
+    cut_jp2 = tmp_path / "cut.jp2"
+    cut_jp2.write_bytes(jp2.read_bytes()[: jp2.stat().st_size * 2 // 3])
+    with open_scene(cut_jp2, stretch=(0, 60000)) as s:
+        np.testing.assert_array_equal(s.read(0, 0, 128, 128)[0], arr[:, :128, :128])
+        with pytest.raises(RasterError, match=r"cut.jp2: truncated or corrupt data in window"):
+            s.read(384, 384, 128, 128)
 
 
 def test_stretch_measured_once_on_a_decimated_read(tmp_path, monkeypatch):
