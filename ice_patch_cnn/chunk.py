@@ -4,6 +4,9 @@ Input: anything GDAL/rasterio reads (HiRISE JPEG2000 ``.JP2`` RDRs, GeoTIFF, PDS
 ``.LBL``, ISIS ``.cub``, PNG). For each image the chunk grid (``--size``, the paper's 1024 px) is
 laid from the top-left corner; chunks reaching past the right/bottom edge are padded with no-data.
 
+Reading, no-data and the stretch are ``shared.rasters.open_scene``'s (one implementation for the
+whole repository); this module adds the chunk grid, the centre test and the despeckle filter.
+
 * **Grayscale**: one band is used as is, two bands are grey + alpha (the first is used); three or
   four bands (RGB/RGBA, HiRISE colour products) become ITU-R 601 luma ``0.299 b1 + 0.587 b2 +
   0.114 b3`` (a fourth band, alpha, is ignored). More than four bands (e.g. a 64-band embedding
@@ -43,7 +46,6 @@ import csv
 import io
 import shutil
 import sys
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,61 +177,6 @@ class ImageStats:
 
 # --------------------------------------------------------------------------- pixel operations
 
-def to_gray(bands: np.ndarray) -> np.ndarray:
-    """(C, H, W) -> (H, W) float32 grayscale (band 1 of 1-2 bands, luma of 3-4 bands)."""
-    bands = np.asarray(bands)
-    if bands.ndim == 2:
-        return bands.astype(np.float32, copy=False)
-    c = bands.shape[0]
-    if c in (1, 2):
-        return bands[0].astype(np.float32, copy=False)
-    if c in (3, 4):
-        b = bands[:3].astype(np.float32, copy=False)
-        return 0.299 * b[0] + 0.587 * b[1] + 0.114 * b[2]
-    raise ValueError(f"{c} bands: expected 1 (grey), 2 (grey + alpha), 3 or 4 (colour)")
-
-
-def nodata_mask(bands: np.ndarray, nodata: float | None) -> np.ndarray:
-    """(C, H, W) -> (H, W) bool: every band equals ``nodata`` (0 if None) or is not finite."""
-    bands = np.asarray(bands)
-    if bands.ndim == 2:
-        bands = bands[None]
-    value = 0 if nodata is None else nodata
-    mask = bands == value
-    if bands.dtype.kind == "f":
-        mask |= ~np.isfinite(bands)
-        if nodata is not None and not np.isfinite(nodata):
-            mask = ~np.isfinite(bands)
-    return mask.all(axis=0)
-
-
-def to_uint8(gray: np.ndarray, invalid: np.ndarray, stretch: tuple[float, float] | None,
-             ) -> np.ndarray:
-    """Grayscale -> uint8 with valid pixels in 1..255 and no-data 0.
-
-    ``stretch=None`` keeps 8-bit values (a valid 0 becomes 1); else ``(low, high)`` map
-    linearly onto 1..255 with clipping.
-    """
-    if stretch is None:
-        out = np.clip(np.rint(gray), 1, 255).astype(np.uint8)
-    else:
-        lo, hi = stretch
-        scale = 254.0 / max(hi - lo, 1e-12)
-        out = np.clip(np.rint((gray - lo) * scale + 1.0), 1, 255).astype(np.uint8)
-    out[invalid] = 0
-    return out
-
-
-def bands_to_uint8(bands: np.ndarray, invalid: np.ndarray,
-                   stretch: tuple[float, float] | None) -> np.ndarray:
-    """(C, H, W) raw bands -> (H, W) uint8 chunk pixels (fast path for one 8-bit band)."""
-    if stretch is None and bands.shape[0] == 1 and bands.dtype == np.uint8:
-        out = np.maximum(bands[0], 1)
-        out[invalid] = 0
-        return out
-    return to_uint8(to_gray(bands), invalid, stretch)
-
-
 def despeckle(img: np.ndarray, level: int = 255, max_pixels: int = 4,
               ignore_border: bool = True) -> tuple[np.ndarray, int]:
     """Replace isolated saturated pixels (groups of <= ``max_pixels`` at >= ``level``).
@@ -266,25 +213,6 @@ def despeckle(img: np.ndarray, level: int = 255, max_pixels: int = 4,
 
 # --------------------------------------------------------------------------- reading an image
 
-def _stretch_for(src, percentiles: tuple[float, float]) -> tuple[float, float] | None:
-    """None for 8-bit data; else the percentiles of valid pixels on a decimated overview."""
-    if all(dt == "uint8" for dt in src.dtypes):
-        return None
-    from rasterio.enums import Resampling
-
-    factor = max(1, int(np.ceil(max(src.width, src.height) / OVERVIEW_MAX)))
-    shape = (src.count, max(1, src.height // factor), max(1, src.width // factor))
-    bands = src.read(out_shape=shape, resampling=Resampling.nearest)
-    invalid = nodata_mask(bands, src.nodata)
-    values = to_gray(bands)[~invalid]
-    if values.size == 0:
-        return (0.0, 1.0)
-    lo, hi = np.percentile(values, percentiles)
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi)
-
-
 def image_name(path: str | Path) -> str:
     """The image identifier used in chunk names: the file name without its suffix(es)."""
     name = Path(path).name
@@ -297,89 +225,85 @@ def iter_chunks(path: str | Path, spec: ChunkSpec = ChunkSpec(),
                 stats: ImageStats | None = None, progress: bool = False) -> Iterator[Chunk]:
     """Yield every chunk of the grid of ``path`` (dropped ones with ``pixels=None``).
 
-    Reads one strip of chunk rows at a time (split into column groups of at most
-    ``spec.max_strip_mb`` of raw data), so memory does not grow with the image.
-    Raises ``shared.RasterError`` naming the file when it is missing, unreadable or truncated.
+    The image is read through ``shared.rasters.open_scene`` (no-data 0 when the file declares
+    none, NaN/inf and a zero alpha are no-data too, one percentile stretch per image on a
+    decimated overview), one strip of chunk rows at a time (split into column groups of at
+    most ``spec.max_strip_mb`` of raw data), so memory does not grow with the image.
+    Raises ``shared.RasterError`` naming the file when it is missing, unreadable, truncated or
+    has more than four bands.
     """
     import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-    from shared.rasters import RasterError, read_window
+    from shared.rasters import open_scene
 
     path = Path(path)
-    if not path.exists():
-        raise RasterError(path, "file not found")
     name = image_name(path)
     stats = stats if stats is not None else ImageStats(name, str(path))
-    size, halo = int(spec.size), spec.halo
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                src = rasterio.open(path)
-        except RasterioIOError as exc:
-            raise RasterError(path, f"not a readable raster ({exc})") from None
-        with src:
-            if src.count > MAX_BANDS:
-                raise RasterError(path, f"{src.count} bands: not a grayscale or colour image "
-                                  f"(1 to {MAX_BANDS} bands expected)")
-            stats.width, stats.height, stats.bands = src.width, src.height, src.count
-            stats.dtype = src.dtypes[0]
-            georef = is_georeferenced(src)
-            if georef:
-                stats.crs = src.crs.to_wkt() if src.crs is not None else None
-                stats.transform = list(src.transform)[:6]
-            try:
-                stretch = _stretch_for(src, spec.stretch_percentiles)
-            except RasterioIOError as exc:
-                raise RasterError(path, f"truncated or corrupt data ({exc})") from None
-            stats.stretch = list(stretch) if stretch else None
-            n_rows = -(-src.height // size)
-            n_cols = -(-src.width // size)
-            # bytes per pixel: the raw bands plus the float32/bool/uint8 working copies
-            per_px = src.count * np.dtype(src.dtypes[0]).itemsize + 16
-            chunk_bytes = (size + 2 * halo) * (size + 2 * halo) * per_px
-            cols_per_read = max(1, int(spec.max_strip_mb * 2**20 // chunk_bytes))
-            fill = src.nodata if src.nodata is not None else 0
-            c0 = int(size * (1 - spec.center_fraction) / 2)
-            c1 = size - c0
-            rows = range(n_rows)
-            if progress:
-                from tqdm import tqdm
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_scene(
+            path, spec.stretch_percentiles, OVERVIEW_MAX, default_nodata=0) as scene:
+        _describe(scene, stats)
+        rows = range(-(-scene.height // int(spec.size)))
+        if progress:
+            from tqdm import tqdm
 
-                rows = tqdm(rows, desc=f"chunk {name}", unit="row", leave=False)
-            for gr in rows:
-                y = gr * size
-                for g0 in range(0, n_cols, cols_per_read):
-                    g1 = min(n_cols, g0 + cols_per_read)
-                    x = g0 * size
-                    window = (x - halo, y - halo, (g1 - g0) * size + 2 * halo, size + 2 * halo)
-                    raw = read_window(src, window, fill_value=fill)
-                    invalid = nodata_mask(raw, src.nodata)
-                    img8 = bands_to_uint8(raw, invalid, stretch)
-                    del raw
-                    for gc in range(g0, g1):
-                        ox = (gc - g0) * size
-                        inv = invalid[halo:halo + size, halo + ox:halo + ox + size]
-                        share = float(inv[c0:c1, c0:c1].mean())
-                        stats.chunks_total += 1
-                        where = {"source": str(path), "footprint": window_footprint(
-                            src.transform, gc * size, y, size) if georef else None}
-                        if share > spec.nodata_tolerance:
-                            stats.chunks_dropped_nodata += 1
-                            yield Chunk(name, gr, gc, y, gc * size, size, None, share, **where)
-                            continue
-                        if halo:
-                            block = img8[:, ox:ox + size + 2 * halo]
-                            clean, _ = despeckle(block, spec.despeckle_level,
-                                                 spec.despeckle_max_pixels)
-                            stats.specks_removed += _count_core(block, clean, halo)
-                            pixels = clean[halo:halo + size, halo:halo + size]
-                        else:
-                            pixels = img8[:, ox:ox + size]
-                        stats.chunks_kept += 1
-                        yield Chunk(name, gr, gc, y, gc * size, size,
-                                    np.ascontiguousarray(pixels), share, **where)
+            rows = tqdm(rows, desc=f"chunk {name}", unit="row", leave=False)
+        for gr in rows:
+            yield from _strip(scene, gr, spec, stats, name, path)
+
+
+def _describe(scene, stats: ImageStats) -> None:
+    """Check the band count and record size, type, stretch and georeferencing in ``stats``."""
+    from shared.rasters import RasterError
+
+    if scene.count > MAX_BANDS:
+        raise RasterError(scene.path, f"{scene.count} bands: not a grayscale or colour image "
+                                      f"(1 to {MAX_BANDS} bands expected)")
+    stats.width, stats.height, stats.bands = scene.width, scene.height, scene.count
+    stats.dtype = scene.dtype
+    stretch = scene.stretch
+    stats.stretch = list(stretch) if stretch else None
+    if is_georeferenced(scene):
+        stats.crs = scene.crs.to_wkt() if scene.crs is not None else None
+        stats.transform = list(scene.transform)[:6]
+
+
+def _strip(scene, gr: int, spec: ChunkSpec, stats: ImageStats, name: str,
+           path: Path) -> Iterator[Chunk]:
+    """The chunks of grid row ``gr``, read in column groups with the despeckle margin."""
+    size, halo = int(spec.size), spec.halo
+    n_cols = -(-scene.width // size)
+    # bytes per pixel: the raw bands plus the float32/bool/uint8 working copies
+    per_px = scene.count * np.dtype(scene.dtype).itemsize + 16
+    cols_per_read = max(1, int(spec.max_strip_mb * 2**20 // ((size + 2 * halo) ** 2 * per_px)))
+    c0 = int(size * (1 - spec.center_fraction) / 2)
+    georef = is_georeferenced(scene)
+    y = gr * size
+    for g0 in range(0, n_cols, cols_per_read):
+        g1 = min(n_cols, g0 + cols_per_read)
+        img8, valid = scene.read_uint8(y - halo, g0 * size - halo, size + 2 * halo,
+                                       (g1 - g0) * size + 2 * halo, gray=True)
+        img8, invalid = img8[0], ~valid
+        for gc in range(g0, g1):
+            ox = (gc - g0) * size
+            inv = invalid[halo:halo + size, halo + ox:halo + ox + size]
+            share = float(inv[c0:size - c0, c0:size - c0].mean())
+            stats.chunks_total += 1
+            where = {"source": str(path), "footprint": window_footprint(
+                scene.transform, gc * size, y, size) if georef else None}
+            if share > spec.nodata_tolerance:
+                stats.chunks_dropped_nodata += 1
+                yield Chunk(name, gr, gc, y, gc * size, size, None, share, **where)
+                continue
+            if halo:
+                block = img8[:, ox:ox + size + 2 * halo]
+                clean, _ = despeckle(block, spec.despeckle_level, spec.despeckle_max_pixels)
+                stats.specks_removed += _count_core(block, clean, halo)
+                pixels = clean[halo:halo + size, halo:halo + size]
+            else:
+                pixels = img8[:, ox:ox + size]
+            stats.chunks_kept += 1
+            yield Chunk(name, gr, gc, y, gc * size, size, np.ascontiguousarray(pixels), share,
+                        **where)
 
 
 def _count_core(before: np.ndarray, after: np.ndarray, halo: int) -> int:
