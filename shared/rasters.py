@@ -644,6 +644,7 @@ class Scene:
 
     def read(self, row: int, col: int, height: int, width: int,
              bands: Sequence[int] | None = None, boundless: bool = True,
+             out_shape: tuple[int, int] | None = None, resampling: str = "bilinear",
              ) -> tuple[np.ndarray, np.ndarray]:
         """Read a window: ``(data, valid)``.
 
@@ -652,20 +653,30 @@ class Scene:
         nodata value, any band is NaN/inf, the alpha band (if the file has one) is 0, or the
         pixel lies outside the raster (filled with nodata, else 0). With ``boundless=False``
         a window reaching outside is a RasterError.
+
+        ``out_shape=(rows, cols)`` resamples the window to that size with :func:`resample`
+        (e.g. to the model's training scale); invalid pixels are NaN in ``data`` then. The
+        window itself is read at full resolution, so its size bounds the memory.
         """
         raw, valid = self._read_checked(row, col, height, width, bands, boundless)
+        if out_shape is not None:
+            return resample(raw, valid, out_shape, resampling)
         return raw.astype(np.float32, copy=False), valid
 
     def read_uint8(self, row: int, col: int, height: int, width: int,
                    bands: Sequence[int] | None = None, gray: bool = False,
+                   out_shape: tuple[int, int] | None = None, resampling: str = "bilinear",
                    ) -> tuple[np.ndarray, np.ndarray]:
         """Read a window as 8 bits: ``(uint8 (bands or 1, h, w), valid)``.
 
         8-bit scenes keep their values; others get the scene's :attr:`stretch` (low -> 1,
         high -> 255, clipped). Valid pixels are always 1..255 and invalid ones 0.
-        ``gray=True`` first reduces the bands to one with :func:`to_gray`.
+        ``gray=True`` first reduces the bands to one with :func:`to_gray`. ``out_shape``
+        resamples the raw values first (see :meth:`read`).
         """
         raw, valid = self._read_checked(row, col, height, width, bands, True)
+        if out_shape is not None:
+            raw, valid = resample(raw, valid, out_shape, resampling)
         invalid = ~valid
         stretch = self.stretch
         if stretch is None and raw.dtype == np.uint8 and (raw.shape[0] == 1 or not gray):
@@ -678,6 +689,44 @@ class Scene:
         for i in range(raw.shape[0]):
             out[i] = to_uint8(raw[i].astype(np.float32, copy=False), invalid, stretch)
         return out, valid
+
+
+RESAMPLING = ("nearest", "bilinear", "cubic", "average", "lanczos", "mode")
+
+
+def resample(data: np.ndarray, valid: np.ndarray, out_shape: tuple[int, int],
+             resampling: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
+    """Resample a (bands, h, w) window and its validity to ``out_shape`` (rows, cols).
+
+    Invalid pixels take no part (GDAL's warper with NaN as no-data; its kernels widen when
+    downsampling, so ``bilinear`` and ``average`` do not alias); an output pixel is valid when
+    some valid input pixel contributes to it. Returns float32 data and a bool mask.
+    """
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    if resampling not in RESAMPLING:
+        raise ValueError(f"resampling must be one of {', '.join(RESAMPLING)}, got {resampling!r}")
+    oh, ow = (int(v) for v in out_shape)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"out_shape must be positive, got {out_shape}")
+    data = np.asarray(data)
+    squeeze = data.ndim == 2
+    if squeeze:
+        data = data[None]
+    c, h, w = data.shape
+    src = data.astype(np.float32, copy=True)
+    src[:, ~np.asarray(valid, dtype=bool)] = np.nan
+    dst = np.full((c, oh, ow), np.nan, dtype=np.float32)
+    crs = CRS.from_epsg(3857)  # any one CRS: source and target grids differ only in scale
+    reproject(src, dst, src_transform=Affine.identity(), src_crs=crs, src_nodata=np.nan,
+              dst_transform=Affine.scale(w / ow, h / oh), dst_crs=crs, dst_nodata=np.nan,
+              resampling=getattr(Resampling, resampling))
+    out_valid = np.isfinite(dst).all(axis=0)
+    dst[:, ~out_valid] = np.nan
+    return (dst[0] if squeeze else dst), out_valid
 
 
 def _short(exc: BaseException | None) -> str:

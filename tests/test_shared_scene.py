@@ -299,3 +299,22 @@ def test_isis_cube_pds3_image_png_and_jpeg(tmp_path):
     with open_scene(tmp_path / "z.jpg") as s:
         u8, valid = s.read_uint8(0, 0, 10, 12)
         assert u8.shape == (3, 10, 12) and valid.all() and s.stretch is None
+
+
+def test_resampled_reads_keep_validity(tmp_path):
+    arr = np.arange(40 * 60, dtype=np.float32).reshape(1, 40, 60)
+    arr[0, :4, :4] = np.nan
+    p = write_geotiff(tmp_path / "r.tif", arr)
+    with open_scene(p, stretch=(0.0, 2400.0)) as s:
+        half, valid = s.read(0, 0, 40, 60, out_shape=(20, 30), resampling="average")
+        assert half.shape == (1, 20, 30) and valid.shape == (20, 30)
+        assert not valid[:2, :2].any() and valid[2:].all() and valid[:, 2:].all()
+        assert np.isnan(half[0, :2, :2]).all()
+        np.testing.assert_allclose(half[0, 5, 7], arr[0, 10:12, 14:16].mean())
+        np.testing.assert_array_equal(s.read(0, 0, 40, 60, out_shape=(40, 60),
+                                             resampling="nearest")[0][:, 4:], arr[:, 4:])
+        u8, v8 = s.read_uint8(-10, 0, 40, 60, out_shape=(80, 120))  # upsampled, half outside
+        assert u8.shape == (1, 80, 120) and not v8[:20].any() and v8[30:].all()
+        assert (u8[0][~v8] == 0).all() and (u8[0][v8] >= 1).all()
+        with pytest.raises(ValueError, match="resampling"):
+            s.read(0, 0, 4, 4, out_shape=(2, 2), resampling="sideways")
