@@ -483,6 +483,38 @@ class Scene:
         y = t.f + (cols + 0.5) * t.d + (rows + 0.5) * t.e
         return x, y
 
+    def window_bounds(self, row: int, col: int, height: int, width: int,
+                      ) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of a pixel window in the scene's CRS (its map
+        footprint for an unrotated transform; pixel units for plain images)."""
+        from rasterio.windows import bounds
+
+        return tuple(float(v) for v in bounds(Window(col, row, width, height),
+                                              self.transform))
+
+    def lonlat_to_pixel(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(lon, lat) degrees in the body's geographic CRS -> fractional pixel (row, col),
+        the inverse of :meth:`pixel_to_lonlat` (row 0.0 is the centre of the first row)."""
+        if not self.georeferenced:
+            raise RasterError(self.path, "not georeferenced: no CRS/transform for lon/lat")
+        lon = np.asarray(lon, dtype=np.float64)
+        lat = np.asarray(lat, dtype=np.float64)
+        shape = lon.shape
+        if self.crs.is_geographic:
+            x, y = lon, lat
+        else:
+            from rasterio.warp import transform as warp_transform
+
+            geo = geographic_crs(self.crs)
+            if geo is None:
+                raise RasterError(self.path, f"no geographic CRS found for {self.crs}")
+            xs, ys = warp_transform(geo, self.crs, lon.ravel().tolist(), lat.ravel().tolist())
+            x, y = np.asarray(xs).reshape(shape), np.asarray(ys).reshape(shape)
+        inv = ~self.transform
+        cols = inv.c + x * inv.a + y * inv.b - 0.5
+        rows = inv.f + x * inv.d + y * inv.e - 0.5
+        return rows, cols
+
     def pixel_to_lonlat(self, rows: Any, cols: Any) -> tuple[np.ndarray, np.ndarray]:
         """Pixel centre (row, col) -> (lon, lat) degrees in the body's geographic CRS.
 

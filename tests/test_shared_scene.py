@@ -120,6 +120,9 @@ def test_geographic_moon_lonlat_and_radius(tmp_path):
         for r, c, lo, la in zip(rows, cols, lon, lat):
             x, y = t @ (c + 0.5, r + 0.5)
             assert abs(lo - x) < 1e-6 and abs(la - y) < 1e-6
+        r, c = s.lonlat_to_pixel(lon, lat)
+        np.testing.assert_allclose(r, rows, atol=1e-9)
+        np.testing.assert_allclose(c, cols, atol=1e-9)
         wt = s.window_transform(10, 20)
         assert wt @ (0, 0) == pytest.approx(t @ (20, 10))
 
@@ -137,6 +140,10 @@ def test_projected_moon_lonlat_through_body_crs(tmp_path):
         x, y = s.xy(rows, cols)
         np.testing.assert_allclose(lon, np.rad2deg(x / R_MOON), atol=1e-6)
         np.testing.assert_allclose(lat, np.rad2deg(y / R_MOON), atol=1e-6)
+        back_r, back_c = s.lonlat_to_pixel(lon, lat)
+        np.testing.assert_allclose(back_r, rows, atol=1e-6)
+        np.testing.assert_allclose(back_c, cols, atol=1e-6)
+        assert s.window_bounds(10, 5, 20, 4) == (100_250.0, 298_500.0, 100_450.0, 299_500.0)
     plain = write_geotiff(tmp_path / "plain.tif", np.ones((1, 4, 4), np.uint8))
     with open_scene(plain) as s:
         assert not s.georeferenced and s.pixel_size_m is None
