@@ -365,8 +365,8 @@ def _borrow_from_pair(scene: Scene, path: Path) -> None:
                     scene.crs, scene.transform = src.crs, src.transform
                     scene.res = (float(src.res[0]), float(src.res[1]))
                     scene.georeferenced = True
-                if scene._src.nodata is None and src.nodata is not None:
-                    scene.nodata = src.nodata
+                if scene.file_nodata is None and src.nodata is not None:
+                    scene.nodata = scene.file_nodata = src.nodata
                     scene.fill = src.nodata if np.isfinite(src.nodata) else 0
     except RasterioIOError:
         return
@@ -377,10 +377,11 @@ class Scene:
 
     Attributes: ``path``, ``height``, ``width``, ``count``, ``dtype`` (of band 1), ``dtypes``,
     ``crs``, ``transform``, ``nodata`` (the value used as no-data: the file's, else
-    ``default_nodata``), ``res`` ((x, y) pixel size in CRS units), ``pixel_size_m``,
-    ``georeferenced``, ``driver``, ``source`` (the file GDAL opened, e.g. the JP2 behind a
-    label), ``percentiles``, ``overview_max``; lazily measured: ``stretch``,
-    ``overview_shape``, ``overview_valid_fraction``.
+    ``default_nodata``), ``file_nodata`` (the file's own, or None), ``alpha_band``, ``res``
+    ((x, y) pixel size in CRS units), ``pixel_size_m``, ``body_radius_m``, ``georeferenced``,
+    ``driver``, ``source`` (the file GDAL opened, e.g. the JP2 behind a label),
+    ``percentiles``, ``overview_max``; lazily measured: ``stretch``, ``overview_shape``,
+    ``overview_valid_fraction``. ``dataset`` is the rasterio dataset underneath.
     """
 
     def __init__(self, src: Any, path: Path, percentiles: tuple[float, float],
@@ -394,6 +395,7 @@ class Scene:
         self.driver = src.driver
         self.crs = src.crs
         self.transform = src.transform
+        self.file_nodata = src.nodata  # what the file declares (for outputs that copy it)
         self.nodata = src.nodata if src.nodata is not None else default_nodata
         self.res = (float(src.res[0]), float(src.res[1]))
         self.georeferenced = self.crs is not None and not self.transform.is_identity

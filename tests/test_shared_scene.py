@@ -95,6 +95,7 @@ def test_default_nodata_and_all_invalid(tmp_path):
         assert s.nodata is None and s.read(0, 0, 16, 16)[1].all()
         assert (s.read_uint8(0, 0, 16, 16)[0][0, :8, :8] == 1).all()
     with open_scene(p, default_nodata=0) as s:  # the ice chunker's HiRISE rule
+        assert s.nodata == 0 and s.file_nodata is None
         _, valid = s.read(0, 0, 16, 16)
         assert valid.sum() == 64 and not s.all_invalid()
     nan = write_geotiff(tmp_path / "nan.tif", np.full((1, 40, 40), np.nan, np.float32))
