@@ -11,7 +11,15 @@ Importing this package never imports torch or tensorflow (one framework per proc
 
 from shared.atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 from shared.images import ImageReadError, read_image, read_mask
-from shared.rasters import RasterError, RasterInfo, raster_info, read_window, write_geotiff
+from shared.rasters import (
+    RasterError,
+    RasterInfo,
+    Scene,
+    open_scene,
+    raster_info,
+    read_window,
+    write_geotiff,
+)
 from shared.seed import seed_everything
 from shared.tiles import TileWindow, iter_windows
 
@@ -19,12 +27,14 @@ __all__ = [
     "ImageReadError",
     "RasterError",
     "RasterInfo",
+    "Scene",
     "TileWindow",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "iter_windows",
+    "open_scene",
     "raster_info",
     "read_image",
     "read_mask",
