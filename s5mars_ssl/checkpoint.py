@@ -1,41 +1,253 @@
-"""Load a trained model (teacher or student weights) from a run's checkpoint, safely."""
+"""Load a model from our checkpoint or from the original (AugSeg/S5Mars) code's files, safely.
+
+Recognised from the keys, no flag needed:
+
+* ours (``last.pt``/``best.pt`` of a run, or a converted file): ``{"student", "teacher",
+  "config", "normalization", ...}``;
+* the original's ``ckpt_best.pth`` / ``ckpt.pth``: ``{"epoch", "model_state",
+  "optimizer_state", "teacher_state", "best_miou"}`` with the DistributedDataParallel
+  ``module.`` prefix (``teacher_state`` is the evaluated model);
+* a bare original model state dict (with or without ``module.``).
+
+The original layout differs from ours in names only, except one order: the deep stem is
+``encoder.conv1.{0,1,3,4,6}`` + ``encoder.bn1`` (ours ``conv1/bn1, conv2/bn2, conv3/bn3``), the
+ASPP branches are ``conv1`` (pooling) .. ``conv5`` (ours ``pool``, ``conv1``, ``atrous.0-2``), the
+classifier is one ``Sequential`` (ours three blocks) and its first 3x3 conv takes (low-level 48,
+ASPP 256) channels in that order, ours (ASPP 256, low-level 48): the converter permutes that
+tensor's input channels. The mapping is strict: every tensor placed, every shape checked.
+
+The normalisation travels with the weights: ours from the checkpoint; for an original file the
+original's ``mean [0.625, 0.519, 0.363]``, ``std [0.01803789, 0.01469946, 0.00991374]``.
+Everything is read with ``torch.load(weights_only=True)``: a pickle that runs code is refused.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
+
+ORIGINAL_NORMALIZATION = {"mean": [0.625, 0.519, 0.363],
+                          "std": [0.01803789, 0.01469946, 0.00991374],
+                          "note": "the original's values (pku2mars.py trf_normalize)"}
+ORIGINAL_KEYS = ("model_state", "teacher_state")
+_STEM = {"conv1.0.": "conv1.", "conv1.1.": "bn1.", "conv1.3.": "conv2.", "conv1.4.": "bn2.",
+         "conv1.6.": "conv3.", "bn1.": "bn3."}
+_ASPP = {"conv1.1.": "pool.1.0.", "conv1.2.": "pool.1.1.", "conv2.": "conv1.",
+         "conv3.": "atrous.0.", "conv4.": "atrous.1.", "conv5.": "atrous.2."}
+_CLS = {"0.": "0.0.", "1.": "0.1.", "3.": "1.0.", "4.": "1.1.", "6.": "2."}
+LOW_LEVEL = 48
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing or does not hold what was asked for."""
+    """A checkpoint is missing, unreadable, foreign or maps only partly; names the file."""
 
 
-def load_model(path: str | os.PathLike, weights: str = "teacher", device: str = "cpu"):
-    """Return ``(model in eval mode, config, which weights were used)``.
+def _sub(rest: str, table: dict[str, str]) -> str | None:
+    for old, new in table.items():
+        if rest.startswith(old):
+            return new + rest[len(old):]
+    return None
 
-    ``weights``: ``teacher`` (falls back to the student for supervised runs, with a note) or
-    ``student``. Loaded with ``torch.load(weights_only=True)``.
-    """
+
+def original_encoder_key(key: str) -> str:
+    """An AugSeg ResNet-50c key (no ``encoder.``) -> ours; layers keep their names."""
+    if key.startswith("layer"):
+        return key
+    new = _sub(key, _STEM)
+    return new if new is not None else key
+
+
+def original_key(key: str) -> str:
+    """An original model key (``module.`` stripped) -> ours (unknown keys come back as is)."""
+    if key.startswith("encoder."):
+        return "encoder." + original_encoder_key(key[len("encoder."):])
+    for prefix, table in (("decoder.aspp.", _ASPP), ("decoder.classifier.", _CLS)):
+        if key.startswith(prefix):
+            new = _sub(key[len(prefix):], table)
+            return prefix + new if new is not None else key
+    return key
+
+
+def convert_original_state(state: dict, path, num_classes: int | None = None) -> dict:
+    """The original's model state dict -> ours, strictly (error naming missing/unexpected)."""
     import torch
 
     from s5mars_ssl.augseg.models import DeepLabV3Plus
 
+    out = {}
+    for k, v in state.items():
+        new = original_key(k.removeprefix("module."))
+        if new in out:
+            raise CheckpointError(f"{path}: two tensors map to {new!r}")
+        out[new] = v
+    w = out.get("decoder.classifier.0.0.weight")
+    if torch.is_tensor(w) and w.dim() == 4 and w.shape[1] > LOW_LEVEL:
+        out["decoder.classifier.0.0.weight"] = torch.cat([w[:, LOW_LEVEL:], w[:, :LOW_LEVEL]], 1)
+    cls = out.get("decoder.classifier.2.bias")
+    n = num_classes or (int(cls.shape[0]) if torch.is_tensor(cls) else 9)
+    check_state(out, DeepLabV3Plus(n).state_dict(), path)
+    return out
+
+
+def check_state(state: dict, own: dict, path, what: str = "model") -> None:
+    """Every key of ``own`` present with its shape and no other key; else a named error."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    bad = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in own
+           if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or bad:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {', '.join(missing[:5])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:5])})")
+        if bad:
+            parts.append(f"{len(bad)} with another shape (first: {'; '.join(bad[:3])})")
+        raise CheckpointError(f"{path}: does not map onto the {what}: " + ", ".join(parts))
+
+
+def safe_load(path: str | os.PathLike, device: str = "cpu"):
+    """``torch.load(weights_only=True)`` with one-line errors naming the file."""
+    import pickle
+    import zipfile
+
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
+        raise CheckpointError(f"{path}: refused, not a plain weights file ({first[:160]})"
+                              ) from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({msg[:160]})") from None
+
+
+def _is_state_dict(obj) -> bool:
+    import torch
+
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
+
+
+def detect_format(obj) -> str:
+    """``ours``, ``original_checkpoint``, ``original_state_dict`` or ``unknown``."""
+    if isinstance(obj, dict) and "student" in obj and "config" in obj:
+        return "ours"
+    if isinstance(obj, dict) and any(k in obj for k in ORIGINAL_KEYS):
+        return "original_checkpoint"
+    if _is_state_dict(obj) and any(re.match(r"(module\.)?encoder\.conv1\.0\.weight$", k)
+                                   for k in obj):
+        return "original_state_dict"
+    return "unknown"
+
+
+def read_weights(path: str | os.PathLike, weights: str = "teacher", device: str = "cpu"
+                 ) -> tuple[dict, dict]:
+    """``(state dict in our layout, info)`` from any supported file.
+
+    ``info``: ``format``, ``weights`` (which were used), ``config`` (ours only, else None),
+    ``normalization`` and ``num_classes``. ``weights="teacher"`` falls back to the student for
+    a supervised run (no teacher), with ``info["weights"] == "student"``.
+    """
     if weights not in ("teacher", "student"):
         raise CheckpointError(f"weights must be teacher or student, got {weights!r}")
-    try:
-        ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is a user error
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
-    if not isinstance(ck, dict) or "student" not in ck or "config" not in ck:
-        raise CheckpointError(f"{path}: not an s5mars_ssl checkpoint (no student/config)")
-    used = weights
-    state = ck.get(weights)
-    if state is None:
-        used, state = "student", ck["student"]
-    model = DeepLabV3Plus(int(ck.get("num_classes", 9)))
-    model.load_state_dict(state)
+    obj = safe_load(path, device)
+    fmt = detect_format(obj)
+    if fmt == "ours":
+        used = weights if obj.get(weights) is not None else "student"
+        state = obj[used]
+        if not _is_state_dict(state):
+            raise CheckpointError(f"{path}: the {used} entry is not a state dict")
+        cfg = obj["config"]
+        norm = obj.get("normalization") or {"mean": cfg["dataset"]["mean"],
+                                            "std": cfg["dataset"]["std"]}
+        from s5mars_ssl.augseg.models import DeepLabV3Plus
+
+        n = int(obj.get("num_classes", 9))
+        check_state(state, DeepLabV3Plus(n).state_dict(), path)
+        return state, {"format": fmt, "weights": used, "config": cfg, "normalization": norm,
+                       "num_classes": n, "provenance": obj.get("provenance")}
+    if fmt == "original_checkpoint":
+        key = "teacher_state" if weights == "teacher" else "model_state"
+        used = weights
+        if not _is_state_dict(obj.get(key)):
+            if weights == "teacher" and _is_state_dict(obj.get("model_state")):
+                key, used = "model_state", "student"
+            else:
+                raise CheckpointError(f"{path}: original checkpoint without a {key} state dict")
+        state = obj[key]
+    elif fmt == "original_state_dict":
+        state, used = obj, "model"
+    else:
+        keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{path}: neither an s5mars_ssl checkpoint nor the original's "
+                              f"ckpt*.pth / model state dict (top-level keys: {keys})")
+    ours = convert_original_state(state, path)
+    return ours, {"format": fmt, "weights": used, "config": None,
+                  "normalization": dict(ORIGINAL_NORMALIZATION),
+                  "num_classes": int(ours["decoder.classifier.2.bias"].shape[0]),
+                  "provenance": None}
+
+
+def load_model(path: str | os.PathLike, weights: str = "teacher", device: str = "cpu"):
+    """``(model in eval mode, info)`` from our checkpoint or an original file (see module doc).
+
+    ``info["normalization"]`` holds the mean/std the weights were trained with; ``info["config"]``
+    the run's config for our checkpoints (None for an original file).
+    """
+    from s5mars_ssl.augseg.models import DeepLabV3Plus
+
+    state, info = read_weights(path, weights, device)
+    model = DeepLabV3Plus(info["num_classes"])
+    model.load_state_dict(state, strict=True)
     model.to(device).eval()
-    return model, ck["config"], used
+    return model, info
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
+    """Write an original file as our checkpoint (student and teacher when both are there),
+    with its provenance; returns the provenance record."""
+    import torch
+
+    from shared import atomic_path
+
+    src, dst = Path(src), Path(dst)
+    obj = safe_load(src)
+    fmt = detect_format(obj)
+    if fmt not in ("original_checkpoint", "original_state_dict"):
+        raise CheckpointError(f"{src}: not an original S5Mars/AugSeg checkpoint (format {fmt})")
+    teacher, tinfo = read_weights(src, "teacher")
+    student = teacher
+    if fmt == "original_checkpoint" and "model_state" in obj:
+        student, _ = read_weights(src, "student")
+    prov = {"source": src.name, "sha256": sha256(src), "format": fmt,
+            "teacher_from": tinfo["weights"],
+            "epoch": obj.get("epoch") if isinstance(obj, dict) else None,
+            "best_miou": obj.get("best_miou") if isinstance(obj, dict) else None}
+    prov = {k: (v.item() if hasattr(v, "item") else v) for k, v in prov.items()}
+    from s5mars_ssl.augseg.utils.config import load_config
+
+    cfg = load_config("paper")
+    state = {"format": "s5mars_ssl/1", "student": student, "teacher": teacher,
+             "optimizer": None, "iteration": 0, "history": [], "best_miou": -1.0,
+             "config": cfg, "mode": "semi", "num_classes": tinfo["num_classes"],
+             "normalization": tinfo["normalization"], "provenance": prov}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:
+        torch.save(state, tmp)
+    return prov

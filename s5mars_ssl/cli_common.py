@@ -1,35 +1,38 @@
-"""Argument parsing shared by train_supervised.py and train_semi.py (no heavy imports here)."""
+"""The training CLI shared by train_supervised.py and train_semi.py (run contract of
+``shared.runs``: ``--config``, ``--run-dir``, ``--resume``, ``--overwrite``, ``--set``)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
+    from shared.runs import add_run_arguments
+
     what = ("supervised baseline (labelled crops only, OHEM cross-entropy)" if mode == "supervised"
             else "semi-supervised S5Mars method: mean teacher + AugIN + SAM-Mix + soft-to-hard "
                  "consistency (each switchable)")
     p = argparse.ArgumentParser(
         prog=f"python -m s5mars_ssl.train_{mode}",
-        description=f"Train the DeepLabv3+ ResNet-50c {what}. Configs: "
-                    "s5mars_ssl/exps/s5mars/ (paper profile) and s5mars_ssl/exps/quick/ (CPU).",
+        description=f"Train the DeepLabv3+ ResNet-50c {what}. Profiles: paper, paper_semi, "
+                    "paper_supervised, quick, quick_<row> (s5mars_ssl/exps/), or a YAML file.",
         epilog="Multi-process: torchrun --nproc_per_node=N -m s5mars_ssl.train_semi --config ... "
-               "(gloo on CPU, NCCL + SyncBatchNorm on CUDA).")
-    p.add_argument("--config", required=True, help="YAML config (see exps/)")
-    p.add_argument("--run-dir", default=None,
-                   help="run folder (default: runs/s5mars_ssl/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+               "(gloo on CPU, NCCL + SyncBatchNorm on CUDA). SIGINT/SIGTERM save a resumable "
+               "checkpoint (exit 130/143); continue with --resume.")
+    default = "quick_supervised" if mode == "supervised" else "quick"
+    add_run_arguments(p, default_config=default)
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
     p.add_argument("--amp", action="store_true",
-                   help="mixed precision (fp16 + GradScaler on CUDA, bf16 autocast on CPU)")
+                   help="mixed precision (fp16 on CUDA, bf16 autocast on CPU)")
     p.add_argument("--pretrained", default=None,
-                   help="ImageNet ResNet-50 state dict for the encoder (default: from the config; "
-                        "train from scratch if none)")
+                   help="ImageNet ResNet-50(c) state dict for the encoder (the AugSeg "
+                        "pretrain/resnet50.pth layout or ours; default: from the config)")
+    p.add_argument("--init", default=None,
+                   help="initialise the whole model from our checkpoint or the original's "
+                        "ckpt_best.pth / ckpt.pth (teacher weights; net.init_weights=student "
+                        "for the student)")
     p.add_argument("--data-root", default=None, help="override dataset.root")
     p.add_argument("--iterations", type=int, default=None, help="override trainer.iterations")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config value, e.g. --set semi.augin.mode=mean (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if mode == "semi":
         p.add_argument("--no-augin", action="store_true", help="switch AugIN off")
@@ -41,59 +44,65 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     return p
 
 
-def main(mode: str, argv=None) -> int:
+def _overrides(args, mode: str) -> list[str]:
+    ov = [f"mode={mode}"]
+    if args.data_root:
+        ov.append(f"dataset.root={args.data_root}")
+    if args.iterations:
+        ov.append(f"trainer.iterations={args.iterations}")
+    if args.pretrained:
+        ov.append(f"net.pretrained={args.pretrained}")
+    if args.init:
+        ov.append(f"net.init={args.init}")
+    if mode == "semi":
+        for flag, key in (("no_augin", "augin"), ("no_sammix", "sammix"),
+                          ("no_soft_to_hard", "soft_to_hard")):
+            if getattr(args, flag):
+                ov.append(f"semi.{key}.enabled=false")
+        if args.augin_mode:
+            ov.append(f"semi.augin.mode={args.augin_mode}")
+    return ov
+
+
+def _main(mode: str, argv=None) -> int:
     args = build_parser(mode).parse_args(argv)
     from pathlib import Path
 
     from s5mars_ssl.runtime import passive_openmp
 
     passive_openmp()
+    from s5mars_ssl.augseg.utils.config import PROFILES, REPO_ROOT, validate
+    from shared.runs import run_config
 
-    from s5mars_ssl.augseg.utils.config import (
-        REPO_ROOT,
-        ConfigError,
-        apply_overrides,
-        load_config,
-        validate,
-    )
+    args.overrides = list(args.overrides) + (_overrides(args, mode) if not args.resume or
+                                             args.config else [])
+    cfg = run_config(args, PROFILES)
+    validate(cfg)
+    run_dir = args.run_dir or (REPO_ROOT / "runs" / "s5mars_ssl" /
+                               cfg.get("name", Path(str(args.config or "quick")).stem))
+    from s5mars_ssl.augseg.trainer import run
 
-    try:
-        cfg = load_config(args.config)
-        ov = list(args.overrides)
-        if args.data_root:
-            ov.append(f"dataset.root={args.data_root}")
-        if args.iterations:
-            ov.append(f"trainer.iterations={args.iterations}")
-        if args.pretrained:
-            ov.append(f"net.pretrained={args.pretrained}")
-        if mode == "semi":
-            if args.no_augin:
-                ov.append("semi.augin.enabled=false")
-            if args.no_sammix:
-                ov.append("semi.sammix.enabled=false")
-            if args.no_soft_to_hard:
-                ov.append("semi.soft_to_hard.enabled=false")
-            if args.augin_mode:
-                ov.append(f"semi.augin.mode={args.augin_mode}")
-        cfg = apply_overrides(cfg, ov)
-        validate(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    run_dir = Path(args.run_dir) if args.run_dir else (
-        REPO_ROOT / "runs" / "s5mars_ssl" / cfg.get("name", Path(args.config).stem))
+    result = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, device=args.device,
+                 amp=args.amp, progress=not args.no_progress)
+    if result:
+        print(f"final mIoU ({result['evaluated']}, {result['eval_mode']}): "
+              f"{result['miou'] * 100:.2f} -> {Path(run_dir) / 'summary.json'}")
+    return 0
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
     from s5mars_ssl.augseg.dataset.mars import DataError
     from s5mars_ssl.augseg.dataset.sam_mix import SamMaskError
     from s5mars_ssl.augseg.models.model_helper import PretrainedLoadError
-    from s5mars_ssl.augseg.trainer import train
+    from s5mars_ssl.checkpoint import CheckpointError
 
-    try:
-        result = train(cfg, run_dir, mode=mode, resume=args.resume, device=args.device,
-                       amp=args.amp, progress=not args.no_progress)
-    except (DataError, SamMaskError, PretrainedLoadError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if result:
-        print(f"final mIoU ({result['evaluated']}): {result['miou'] * 100:.2f} -> "
-              f"{run_dir / 'eval.json'}")
-    return 0
+    return DataError, SamMaskError, PretrainedLoadError, CheckpointError
+
+
+def main(mode: str, argv=None) -> int:
+    from s5mars_ssl.runtime import passive_openmp
+    from shared.runs import cli_main
+
+    passive_openmp()  # before torch is imported
+
+    return cli_main(lambda a: _main(mode, a), argv, user_errors())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -23,53 +22,69 @@ def evaluate_checkpoint(checkpoint, weights: str = "teacher", data_root=None, te
     from s5mars_ssl.augseg.utils.metrics import evaluate
     from s5mars_ssl.checkpoint import load_model
     from s5mars_ssl.constants import CLASSES
+    from shared.runs import UserError
 
-    model, cfg, used = load_model(checkpoint, weights, device)
+    model, info = load_model(checkpoint, weights, device)
+    used, cfg = info["weights"], info["config"]
+    if cfg is None:  # an original file: the paper profile's evaluation, its normalisation
+        from s5mars_ssl.augseg.utils.config import load_config
+
+        cfg = load_config("paper")
+        if data_root is None:
+            raise UserError(f"{checkpoint}: an original checkpoint holds no data path; pass "
+                            "--data-root")
     d = dict(cfg["dataset"])
+    d["mean"], d["std"] = info["normalization"]["mean"], info["normalization"]["std"]
     root = resolve_path(data_root or d["root"])
     stems = read_sample_list(root / (test_list or d["test_list"]))
-    ds = MarsDataset(root, stems, "val", d)
     mode = mode or d.get("eval_mode", "whole")
+    center = d.get("eval_crop", 1024) if mode == "center_crop" else None
+    ds = MarsDataset(root, stems, "val", d, center_crop=center)
     res = evaluate(model, DataLoader(ds, batch_size=1), model.num_classes, device, mode=mode,
-                   crop=crop or d.get("eval_crop", d["crop_size"]),
-                   stride=stride or d.get("eval_stride", d["crop_size"]), progress=True)
-    return {"checkpoint": str(checkpoint), "weights": used, "mode": mode, "images": len(stems),
-            "miou": res["miou"], "per_class_iou": dict(zip(CLASSES, res["iou"])),
+                   crop=crop or d.get("sliding_crop", d["crop_size"]),
+                   stride=stride or d.get("sliding_stride", d["crop_size"]), progress=True)
+    return {"checkpoint": str(checkpoint), "format": info["format"], "weights": used,
+            "mode": mode, "images": len(stems), "miou": res["miou"],
+            "miou_all": res["miou_all"], "per_class_iou": dict(zip(CLASSES, res["iou"])),
             "pixel_acc": res["pixel_acc"]}
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m s5mars_ssl.evaluate",
         description="mIoU and per-class IoU of a checkpoint on a labelled test list.")
-    p.add_argument("--checkpoint", required=True, help="last.pt of a training run")
+    p.add_argument("--checkpoint", required=True,
+                   help="last.pt/best.pt of a run, or the original's ckpt_best.pth / ckpt.pth")
     p.add_argument("--weights", default="teacher", choices=["teacher", "student"])
     p.add_argument("--data-root", default=None, help="dataset folder (default: from the config)")
     p.add_argument("--list", default=None, help="JSON list of test stems, relative to the root")
-    p.add_argument("--mode", default=None, choices=["whole", "sliding"])
+    p.add_argument("--mode", default=None, choices=["whole", "center_crop", "sliding"],
+                   help="default: the run's (the paper profile: the original's 1024 centre "
+                        "crop)")
     p.add_argument("--crop", type=int, default=None, help="sliding window size")
     p.add_argument("--stride", type=int, default=None, help="sliding window stride")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
-    from s5mars_ssl.runtime import passive_openmp
-
-    passive_openmp()
-    from s5mars_ssl.augseg.dataset.mars import DataError
-    from s5mars_ssl.checkpoint import CheckpointError
-
-    try:
-        res = evaluate_checkpoint(args.checkpoint, args.weights, args.data_root, args.list,
-                                  args.mode, args.crop, args.stride, args.device)
-    except (CheckpointError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    res = evaluate_checkpoint(args.checkpoint, args.weights, args.data_root, args.list,
+                              args.mode, args.crop, args.stride, args.device)
     print(json.dumps(res, indent=2))
     if args.out:
         from shared import atomic_write_json
 
         atomic_write_json(Path(args.out), res)
     return 0
+
+
+def main(argv=None) -> int:
+    from s5mars_ssl.runtime import passive_openmp
+    from shared.runs import cli_main
+
+    passive_openmp()
+    from s5mars_ssl.augseg.dataset.mars import DataError
+    from s5mars_ssl.checkpoint import CheckpointError
+
+    return cli_main(_main, argv, (CheckpointError, DataError))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,33 @@ Large images can be predicted with a sliding window (``--sliding``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+
+def read_rgb(path: Path):
+    """An RGB image (grey is expanded); anything with another band count is a named error."""
+    from shared import ImageReadError, read_image
+    from shared.runs import UserError
+
+    bands = None
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            import rasterio
+
+            with rasterio.open(path) as src:
+                bands = src.count
+        except Exception:  # noqa: BLE001 - left to the image reader's error below
+            bands = None
+    if bands is not None and bands not in (1, 3, 4):
+        raise UserError(f"{path}: {bands}-band image; S5Mars models take RGB (3-band) images")
+    try:
+        return read_image(path, mode="RGB")
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unreadable image is a user error
+        raise UserError(f"{path}: not a readable RGB image ({exc})") from None
 
 
 def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "teacher",
@@ -27,15 +50,16 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
     from s5mars_ssl.augseg.utils.metrics import predict_sliding, predict_whole
     from s5mars_ssl.checkpoint import load_model
     from s5mars_ssl.constants import colorize, train_to_raw
-    from shared import atomic_path, read_image
+    from shared import atomic_path
 
-    model, cfg, used = load_model(checkpoint, weights, device)
-    mean = np.asarray(cfg["dataset"]["mean"], np.float32)
-    std = np.asarray(cfg["dataset"]["std"], np.float32)
+    model, info = load_model(checkpoint, weights, device)
+    used = info["weights"]
+    mean = np.asarray(info["normalization"]["mean"], np.float32)
+    std = np.asarray(info["normalization"]["std"], np.float32)
     n_cls = model.num_classes
     written = []
     for path in tqdm(inputs, desc=f"predict ({used})", disable=not progress):
-        img = read_image(path, mode="RGB")
+        img = read_rgb(path)
         x = torch.from_numpy(normalize(img, mean, std))[None].to(device)
         with torch.no_grad():
             prob = (predict_sliding(model, x, crop, stride, n_cls) if sliding
@@ -52,12 +76,13 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
     return written
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m s5mars_ssl.predict",
         description="Colour-coded S5Mars class masks and overlays for images, with the teacher "
                     "or student weights of a checkpoint.")
-    p.add_argument("--checkpoint", required=True, help="last.pt of a training run")
+    p.add_argument("--checkpoint", required=True,
+                   help="last.pt/best.pt of a run, or the original's ckpt_best.pth / ckpt.pth")
     p.add_argument("--input", required=True, nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--weights", default="teacher", choices=["teacher", "student"],
@@ -71,12 +96,13 @@ def main(argv=None) -> int:
     from s5mars_ssl.runtime import passive_openmp
 
     passive_openmp()
+    from shared.runs import UserError, check_output_dir
+
     if not 0.0 <= args.alpha <= 1.0:
-        print("error: --alpha must be within 0..1", file=sys.stderr)
-        return 2
+        raise UserError("--alpha must be within 0..1")
     if args.crop < 32 or args.stride < 1:
-        print("error: --crop must be >= 32 and --stride >= 1", file=sys.stderr)
-        return 2
+        raise UserError("--crop must be >= 32 and --stride >= 1")
+    check_output_dir(args.out)
     inputs: list[Path] = []
     for item in args.input:
         path = Path(item)
@@ -85,22 +111,23 @@ def main(argv=None) -> int:
         elif path.is_file():
             inputs.append(path)
         else:
-            print(f"error: {path}: no such file or folder", file=sys.stderr)
-            return 1
+            raise UserError(f"{path}: no such file or folder")
     if not inputs:
-        print("error: no image found in the inputs", file=sys.stderr)
-        return 1
-    from s5mars_ssl.checkpoint import CheckpointError
-    from shared import ImageReadError
-
-    try:
-        files = predict_images(args.checkpoint, inputs, Path(args.out), args.weights, args.device,
-                               args.sliding, args.crop, args.stride, args.alpha)
-    except (CheckpointError, ImageReadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError("no image found in the inputs")
+    files = predict_images(args.checkpoint, inputs, Path(args.out), args.weights, args.device,
+                           args.sliding, args.crop, args.stride, args.alpha)
     print(f"wrote {len(files)} files to {args.out}")
     return 0
+
+
+def main(argv=None) -> int:
+    from s5mars_ssl.runtime import passive_openmp
+    from shared.runs import cli_main
+
+    passive_openmp()
+    from s5mars_ssl.checkpoint import CheckpointError
+
+    return cli_main(_main, argv, (CheckpointError,))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,13 +117,35 @@ def propose(img: np.ndarray, method: str = "felzenszwalb", min_area: int = 50,
 def build_sam_generator(model_type: str = "vit_b", checkpoint: str | None = None,
                         points_per_side: int = 32, pred_iou_thresh: float = 0.88,
                         stability_score_thresh: float = 0.95, device: str = "cpu"):
-    """segment-anything's automatic mask generator (``checkpoint=None``: random weights)."""
+    """segment-anything's automatic mask generator (``checkpoint=None``: random weights).
+
+    The checkpoint is read here with ``torch.load(weights_only=True)`` and handed to the model
+    as a state dict (strict); segment-anything never unpickles the file itself.
+    """
+    import torch
     from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
 
+    from shared.runs import UserError
+
     if model_type not in sam_model_registry:
-        raise ValueError(f"unknown SAM model type {model_type!r} "
-                         f"(one of {sorted(sam_model_registry)})")
-    sam = sam_model_registry[model_type](checkpoint=checkpoint)
+        raise UserError(f"unknown SAM model type {model_type!r} "
+                        f"(one of {sorted(sam_model_registry)})")
+    sam = sam_model_registry[model_type](checkpoint=None)
+    if checkpoint is not None:
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - unsafe, corrupt or foreign: a user error
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{checkpoint}: not a loadable SAM checkpoint (weights only: "
+                            f"{first[:160]})") from None
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            raise UserError(f"{checkpoint}: not a SAM state dict")
+        try:
+            sam.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise UserError(f"{checkpoint}: does not match SAM {model_type} ({first[:200]})"
+                            ) from None
     sam.to(device).eval()
     return SamAutomaticMaskGenerator(sam, points_per_side=points_per_side,
                                      pred_iou_thresh=pred_iou_thresh,
@@ -186,7 +207,9 @@ def run(images: Path, out: Path, checkpoint: str | None = None, random_weights: 
     gen = None
     if checkpoint is not None or random_weights:
         if checkpoint is not None and not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"{checkpoint}: SAM checkpoint not found")
+            from shared.runs import UserError
+
+            raise UserError(f"{checkpoint}: SAM checkpoint not found")
         gen = build_sam_generator(model_type, checkpoint, points_per_side, pred_iou_thresh,
                                   stability_score_thresh, device)
     written = []
@@ -203,7 +226,7 @@ def run(images: Path, out: Path, checkpoint: str | None = None, random_weights: 
     return written
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m s5mars_ssl.sam_masks",
         description="Write SAM automatic-mask records (COCO RLE, predicted_iou, stability_score, "
@@ -225,19 +248,29 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="recompute existing JSON files")
     args = p.parse_args(argv)
+    from shared.runs import UserError, check_output_dir
+
     if args.points_per_side < 1:
-        print("error: --points-per-side must be positive", file=sys.stderr)
-        return 2
-    try:
-        files = run(Path(args.images), Path(args.out), args.checkpoint, args.random_weights,
-                    args.model_type, args.proposer, args.points_per_side, args.pred_iou_thresh,
-                    args.stability_score_thresh, Path(args.list) if args.list else None,
-                    args.overwrite, args.device)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError("--points-per-side must be positive")
+    check_output_dir(args.out)
+    files = run(Path(args.images), Path(args.out), args.checkpoint, args.random_weights,
+                args.model_type, args.proposer, args.points_per_side, args.pred_iou_thresh,
+                args.stability_score_thresh, Path(args.list) if args.list else None,
+                args.overwrite, args.device)
     print(f"wrote {len(files)} mask files to {args.out}")
     return 0
+
+
+def main(argv=None) -> int:
+    from shared.runs import UserError, cli_main
+
+    def guarded(a):
+        try:
+            return _main(a)
+        except FileNotFoundError as exc:  # list_images: a folder without images
+            raise UserError(str(exc)) from None
+
+    return cli_main(guarded, argv)
 
 
 if __name__ == "__main__":

@@ -42,11 +42,13 @@ def test_std_keeps_mean(batch):
     assert torch.allclose(sd_o, sd[perm], atol=1e-4)
 
 
-def test_partner_is_never_self_and_prob_zero_is_identity(batch):
-    for seed in range(10):
+def test_partners_are_a_random_permutation_and_prob_zero_is_identity(batch):
+    fixed = 0
+    for seed in range(30):
         perm = partner_permutation(4, torch.Generator().manual_seed(seed))
-        assert (perm != torch.arange(4)).all()
         assert sorted(perm.tolist()) == [0, 1, 2, 3]
+        fixed += int((perm == torch.arange(4)).any())
+    assert fixed > 0  # as the original's randperm: an image may meet itself
     assert torch.equal(augin(batch, "both", prob=0.0), batch)
     with pytest.raises(ValueError, match="mode"):
         augin(batch, "median")

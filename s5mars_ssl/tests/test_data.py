@@ -50,13 +50,15 @@ def test_build_datasets_and_items(tiny_dataset):
            "semi": {"sammix": {"min_iou": 0.0, "min_area": 20, "max_area": 10**6,
                                "max_records": 4, "blur_radius": 1}}}
     lab, unl, val = build_datasets(cfg, with_sam=True)
-    assert len(lab) == 2 and len(unl) == 4 and len(val) == 2
+    # labelled split repeated to the training-set length; unlabelled = all training images
+    assert len(lab) == 6 and len(unl) == 6 and len(val) == 2
     assert len(cfg["dataset"]["mean"]) == 3  # "auto" resolved from the images
     item = lab[0]
     assert item["image"].shape == (3, 48, 48) and item["label"].shape == (48, 48)
     assert item["objects"].shape == (4, 48, 48) and item["valid"].dtype.is_floating_point is False
-    u = unl[0]
-    assert (u["label"] == 255).all()  # unlabelled: no labels used
+    split = set(read_split(tiny_dataset / "splits" / "labeled_1_3.txt", 6))
+    for i in range(6):  # only images of the labelled split keep labels in the unlabelled stream
+        assert (unl[i]["label"] == 255).all() != (i in split)
     v = val[0]
     assert v["image"].shape == (3, 64, 80)
 

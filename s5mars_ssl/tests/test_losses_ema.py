@@ -31,9 +31,10 @@ def test_soft_and_hard_ce_normalisation():
     mask = torch.zeros(1, 3, 3, dtype=torch.bool)
     mask[0, 0, :2] = True
     ce = F.cross_entropy(logits, target, reduction="none")
-    assert torch.allclose(hard_ce(logits, target, mask), ce[mask].mean())
+    # the original: hard term averaged over all pixels, soft over (count + 1)
+    assert torch.allclose(hard_ce(logits, target, mask), ce[mask].sum() / 9)
     prob = torch.softmax(torch.randn(1, 4, 3, 3), 1)
-    ref = -(prob * F.log_softmax(logits, 1)).sum(1)[mask].mean()
+    ref = -(prob * F.log_softmax(logits, 1)).sum(1)[mask].sum() / (2 + 1)
     assert torch.allclose(soft_ce(logits, prob, mask), ref)
     assert hard_ce(logits, target, torch.zeros_like(mask)) == 0
 

@@ -40,8 +40,9 @@ def test_evaluate_over_a_loader_in_both_modes():
     img = torch.tensor([[[[1.0, -1.0], [1.0, -1.0]]]]).repeat(1, 3, 1, 1)
     lbl = torch.tensor([[[1, 0], [0, 255]]])
     loader = [{"image": img, "label": lbl}]
-    for mode in ("whole", "sliding"):
+    for mode in ("whole", "center_crop", "sliding"):
         res = evaluate(model, loader, 2, "cpu", mode=mode, crop=2, stride=1)
         assert res["iou"] == [pytest.approx(0.5), pytest.approx(0.5)]
-    with pytest.raises(ValueError, match="must be .whole. or .sliding."):
+        assert res["miou_all"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="evaluation mode must be one of"):
         evaluate(model, loader, 2, "cpu", mode="tiles")

@@ -40,19 +40,21 @@ def test_forward_shapes(model):
     assert y.shape == (1, 9, 64, 96)
 
 
-def test_pretrained_loading_reports_keys(model, tmp_path, capsys):
+def test_pretrained_loading_is_strict_and_names_keys(model, tmp_path, capsys):
     state = {f"module.{k}": v.clone() + 1 for k, v in model.encoder.state_dict().items()}
-    state["module.fc.weight"] = torch.zeros(1000, 2048)
-    state["extra.thing"] = torch.zeros(3)
-    del state["module.layer4.2.conv3.weight"]
+    state["module.fc.weight"] = torch.zeros(1000, 2048)  # ignored
     path = tmp_path / "resnet50.pth"
     torch.save({"state_dict": state}, path)
     fresh = DeepLabV3Plus(9)
-    missing, unexpected = load_pretrained_encoder(fresh, path)
-    assert missing == ["layer4.2.conv3.weight"]
-    assert unexpected == ["extra.thing"]
+    assert load_pretrained_encoder(fresh, path) == 330
     assert torch.equal(fresh.encoder.conv1.weight, model.encoder.conv1.weight + 1)
-    assert "missing 1" in capsys.readouterr().out
+    assert "loaded 330/330" in capsys.readouterr().out
+    state["extra.thing"] = torch.zeros(3)
+    del state["module.layer4.2.conv3.weight"]
+    torch.save(state, path)
+    with pytest.raises(PretrainedLoadError, match="1 missing .first: layer4.2.conv3.weight.*"
+                                                  "1 unexpected .first: extra.thing"):
+        load_pretrained_encoder(DeepLabV3Plus(9), path)
 
 
 @pytest.mark.parametrize("content", ["list", "text", "empty"])

@@ -75,7 +75,7 @@ def test_cli_errors(tmp_path):
     out = subprocess.run([sys.executable, "-m", "s5mars_ssl.sam_masks", "--images",
                           str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True)
-    assert out.returncode == 1 and "nope: image folder not found" in out.stderr
+    assert out.returncode == 2 and "nope: image folder not found" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -69,26 +69,44 @@ def test_flip_moves_the_object_with_its_targets():
     assert (tgt[0][mask[0] & ~labelled_flipped] == 1).all()
 
 
-def test_choose_masks_uses_objects_or_cutmix_fallback():
+def test_choose_masks_object_then_always_a_box():
     objects = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
     objects[0, 0, 4:20, 4:20] = 1  # 256 px: usable
-    objects[1, 0, 0:5, 0:5] = 1  # 25 px: below min_mask_px -> CutMix box
+    objects[1, 0, 0:5, 0:5] = 1  # 25 px: below min_mask_px -> no object, the box only
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(20):
-        src, masks, flips, fallback = choose_paste_masks(objects, [1, 1], 1, min_mask_px=100,
-                                                         flip_prob=0.5, rng=rng)
-        m = masks[0]
-        obj = objects[src[0], 0].bool()
-        obj = obj.flip(-1) if flips[0] else obj
-        if src[0] == 0:
-            assert not fallback[0] and torch.equal(m, obj)
-        else:
-            assert fallback[0] and not torch.equal(m, obj)
-            ys, xs = torch.nonzero(m, as_tuple=True)  # a filled rectangle
-            assert m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
-        seen.add((src[0], flips[0]))
+        ch = choose_paste_masks(objects, [1, 1], 2, min_mask_px=100, flip_prob=0.5, rng=rng)
+        assert sorted(ch["box_src"]) == [0, 1]  # a permutation of the unlabelled batch
+        for i in range(2):
+            m, src, flip = ch["masks"][i], ch["src"][i], ch["flips"][i]
+            assert src == ch["box_src"][i] % 2
+            obj = objects[src, 0].bool()
+            obj = obj.flip(-1) if flip else obj
+            if src == 0:
+                assert not ch["no_object"][i] and torch.equal(m, obj)
+            else:
+                assert ch["no_object"][i] and not m.any()
+            b = ch["boxes"][i]
+            ys, xs = torch.nonzero(b, as_tuple=True)  # a filled rectangle, always there
+            assert b.any() and b[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+            seen.add((src, flip))
     assert len(seen) >= 3
+
+
+def test_box_from_another_unlabelled_image_writes_the_hard_label_too():
+    strong, tgt_u, conf_u, prob_u, img_l, label_l, pred_l, conf_l, prob_l, mask = _setup()
+    tgt_u[1] = 5
+    conf_u[1] = 0.8
+    boxes = torch.zeros(2, H, W, dtype=torch.bool)
+    boxes[0, 0:4, 0:4] = True
+    img, tgt, conf, prob = sam_mix(strong, tgt_u, conf_u, prob_u, img_l, label_l, pred_l, conf_l,
+                                   prob_l, src=[0, 0], masks=mask, flips=[False, False],
+                                   boxes=boxes, box_src=[1, 0])
+    b3 = boxes[0].unsqueeze(0).expand(3, -1, -1)
+    assert torch.equal(img[0][b3], strong[1][b3])
+    assert (tgt[0][boxes[0]] == 5).all()  # the original leaves this out (a defect)
+    assert torch.allclose(conf[0][boxes[0]], torch.tensor(0.8))
 
 
 def _rec(mask, iou, area=None):
@@ -102,15 +120,26 @@ def test_object_mask_filters(tmp_path):
     big[5:35, 5:35] = 1
     small = np.zeros((h, w), np.uint8)
     small[0:3, 0:3] = 1
-    recs = [_rec(big, 0.99), _rec(big, 0.90), _rec(small, 0.99), _rec(big, 0.98, area=10**6)]
-    recs += [_rec(big, 0.99)] * 12
+    huge = np.ones((h, w), np.uint8)
     path = tmp_path / "a.json"
+    # the original's scan: a too large mask is skipped, the first failing record stops it
+    recs = [_rec(big, 0.99), _rec(huge, 0.99), _rec(big, 0.98), _rec(big, 0.90),
+            _rec(big, 0.99)]
     path.write_text(json.dumps(recs))
-    out = load_object_masks(path, (h, w), min_iou=0.97, min_area=100, max_area=5000,
-                            max_records=10, blur_radius=2)
-    # first 10 records only; drops low iou, too small, too large -> 1 + 6 repeats
-    assert out.shape == (7, h, w)
+    out = load_object_masks(path, (h, w), min_iou=0.97, min_area=100, max_area=1000,
+                            max_records=11, blur_radius=2)
+    assert out.shape == (2, h, w)
     assert np.array_equal(out[0], blur_threshold(big, 2))
+    # the area is measured on the blurred mask (the record's "area" field is not used)
+    path.write_text(json.dumps([_rec(big, 0.99, area=10**6), _rec(small, 0.99),
+                                _rec(big, 0.99)]))
+    out = load_object_masks(path, (h, w), min_iou=0.97, min_area=20, max_area=1000,
+                            max_records=11, blur_radius=2)
+    assert out.shape == (1, h, w)  # small blurs away below min_area: the scan stops there
+    path.write_text(json.dumps([_rec(big, 0.99)] * 16))
+    out = load_object_masks(path, (h, w), min_iou=0.97, min_area=100, max_area=1000,
+                            max_records=11, blur_radius=2)
+    assert out.shape == (11, h, w)  # at most 11 records (the original's i > 10)
     with pytest.raises(SamMaskError, match="b.json"):
         load_object_masks(tmp_path / "b.json", (h, w))
     with pytest.raises(SamMaskError, match="size"):

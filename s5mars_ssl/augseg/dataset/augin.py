@@ -3,8 +3,12 @@
 Each image is normalised by its own channel mean and standard deviation (over H, W) and
 re-coloured with those of a partner image: ``mode="both"`` uses the partner's mean and std (the
 paper's choice), ``"mean"`` only shifts to the partner's mean (std unchanged), ``"std"`` only
-rescales to the partner's std (mean unchanged). Partners are a random cyclic shift of the batch
-so that no image is paired with itself (B > 1).
+rescales to the partner's std (mean unchanged). Partners are a random permutation of the batch
+(``torch.randperm``, as the original: an image may meet itself).
+
+The paper uses AugIN; the public full-method script of the original imports it but never calls
+it (``train_semi_mars_mix_distill.py`` line 19), so the published numbers may have been
+produced without it. The paper profile keeps it on (the paper's text).
 """
 
 from __future__ import annotations
@@ -15,11 +19,8 @@ MODES = ("mean", "std", "both")
 
 
 def partner_permutation(batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A cyclic shift by a random offset in 1..B-1 (identity when B == 1)."""
-    if batch < 2:
-        return torch.zeros(batch, dtype=torch.long)
-    shift = int(torch.randint(1, batch, (1,), generator=generator))
-    return (torch.arange(batch) + shift) % batch
+    """A random permutation of the batch (fixed points allowed, as the original)."""
+    return torch.randperm(batch, generator=generator)
 
 
 def augin(x: torch.Tensor, mode: str = "both", perm: torch.Tensor | None = None,

@@ -1,17 +1,24 @@
-"""SAM-Mix: paste a SAM object from a labelled image onto an unlabelled strong view.
+"""SAM-Mix: paste a SAM object from a labelled image onto an unlabelled strong view, then a
+CutMix box from another unlabelled strong image, as the original runs it.
 
 Object masks come from one JSON file per image in SAM's automatic-mask-generator record
 format (COCO RLE ``segmentation``, ``predicted_iou``, ``stability_score``, ``area``, ``bbox``),
-sorted best first. Filtering (:func:`load_object_masks`): at most the first ``max_records``
-records; keep those with ``predicted_iou >= min_iou`` and ``min_area <= area <= max_area``;
-each mask is Gaussian-blurred (radius ``blur_radius``) and re-thresholded at 128/255.
+sorted best first. Filtering (:func:`load_object_masks`, the original's record scan): each mask
+is Gaussian-blurred (radius ``blur_radius``) and re-thresholded (``> 128`` of 255); its area is
+measured on that blurred mask; a mask larger than ``max_area`` is skipped; the scan *stops* at
+the first record whose blurred area is below ``min_area`` or whose ``predicted_iou`` is below
+``min_iou``, or after ``max_records`` records (the original's ``i > 10``: 11).
 
-Mixing (:func:`sam_mix`): per unlabelled image, one object of a random labelled image of the
-batch is flipped horizontally with probability ``flip_prob`` (together with its image and
-targets) and pasted. When the chosen object covers fewer than ``min_mask_px`` pixels of the crop
-(or the labelled image has none) a CutMix box with area ratio ~ Beta(beta, beta) is used
-instead. Inside the pasted region the target becomes the object image's ground truth where it
-is labelled (confidence 1) and the teacher's prediction on the object image elsewhere.
+Mixing (:func:`choose_paste_masks` + :func:`sam_mix`), per unlabelled image ``i`` with a random
+permutation ``perm`` of the unlabelled batch: one object of labelled image ``perm[i] % B_l``
+(flipped with probability ``flip_prob`` together with its image and targets) is pasted when it
+covers at least ``min_mask_px`` pixels; then, always, a box (area ratio ``1 - lam``, ``lam ~
+Beta(beta, beta)``, one ``lam`` per batch, centre at least H/8 and W/8 from the top/left border)
+is copied from unlabelled strong image ``perm[i]`` (image, hard target, confidence and
+teacher distribution; the original leaves the hard target of the box unchanged, a defect: its
+``mix_label`` is 4-D and indexed with three indices; we write it). Inside the pasted object the
+target is the object image's ground truth where it is labelled (confidence 1) and the teacher's
+prediction on the object image elsewhere.
 """
 
 from __future__ import annotations
@@ -44,18 +51,23 @@ def decode_record(rec: dict) -> np.ndarray:
 
 
 def blur_threshold(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Gaussian blur of a 0/1 mask (kernel 2*radius+1) re-thresholded at 128/255."""
+    """Gaussian blur of a 0/1 mask (kernel 2*radius+1) re-thresholded at ``> 128`` of 255."""
     if radius <= 0:
         return mask.astype(np.uint8)
     k = 2 * int(radius) + 1
     blurred = cv2.GaussianBlur(mask.astype(np.uint8) * 255, (k, k), 0)
-    return (blurred >= 128).astype(np.uint8)
+    return (blurred > 128).astype(np.uint8)
 
 
 def load_object_masks(path: str | os.PathLike, shape: tuple[int, int], min_iou: float = 0.97,
-                      min_area: int = 1700, max_area: int = 512 * 512, max_records: int = 10,
+                      min_area: int = 1700, max_area: int = 512 * 512, max_records: int = 11,
                       blur_radius: int = 5) -> np.ndarray:
-    """Filtered, blurred object masks of one image as (K, H, W) uint8 (K may be 0)."""
+    """Filtered, blurred object masks of one image as (K, H, W) uint8 (K may be 0).
+
+    The original's scan: in record order, blur and re-threshold the mask, skip it when its
+    area exceeds ``max_area``, stop at the first record that fails ``area >= min_area`` or
+    ``predicted_iou >= min_iou`` or lies beyond the first ``max_records``.
+    """
     path = Path(path)
     if not path.is_file():
         raise SamMaskError(f"{path}: SAM mask file not found (run `python -m "
@@ -67,79 +79,92 @@ def load_object_masks(path: str | os.PathLike, shape: tuple[int, int], min_iou: 
     if not isinstance(records, list):
         raise SamMaskError(f"{path}: expected a JSON list of SAM mask records")
     out = []
-    for rec in records[:max_records]:
+    for i, rec in enumerate(records):
         try:
-            iou, area = float(rec["predicted_iou"]), float(rec["area"])
+            iou = float(rec["predicted_iou"])
         except (KeyError, TypeError, ValueError):
-            raise SamMaskError(f"{path}: record without predicted_iou/area") from None
-        if iou < min_iou or area < min_area or area > max_area:
-            continue
+            raise SamMaskError(f"{path}: record {i} without predicted_iou") from None
         m = decode_record(rec)
         if m.shape != tuple(shape):
             raise SamMaskError(f"{path}: mask size {m.shape[1]}x{m.shape[0]} differs from the "
                                f"image size {shape[1]}x{shape[0]}")
-        out.append(blur_threshold(m, blur_radius))
+        m = blur_threshold(m, blur_radius)
+        area = int(m.sum())
+        if area > max_area:
+            continue
+        if area < min_area or iou < min_iou or i >= max_records:
+            break
+        out.append(m)
     if not out:
         return np.zeros((0, *shape), np.uint8)
     return np.stack(out)
 
 
-def cutmix_box(h: int, w: int, beta: float = 4.0, generator: np.random.Generator | None = None
-               ) -> np.ndarray:
-    """A random box mask whose area ratio is 1 - lam, lam ~ Beta(beta, beta)."""
+def cutmix_boxes(n: int, h: int, w: int, beta: float = 4.0,
+                 generator: np.random.Generator | None = None) -> np.ndarray:
+    """``n`` box masks (n, H, W) as the original's ``rand_bbox``: one ``lam ~ Beta(beta,
+    beta)`` for the batch, side ratio ``sqrt(1 - lam)``, centres uniform in ``[H/8, H) x
+    [W/8, W)``, clipped to the image."""
     rng = generator or np.random.default_rng()
     lam = rng.beta(beta, beta)
     cut = math.sqrt(1.0 - lam)
-    bh, bw = max(1, int(h * cut)), max(1, int(w * cut))
-    cy, cx = rng.integers(0, h), rng.integers(0, w)
-    y0, y1 = max(cy - bh // 2, 0), min(cy + bh // 2 + 1, h)
-    x0, x1 = max(cx - bw // 2, 0), min(cx + bw // 2 + 1, w)
-    box = np.zeros((h, w), np.uint8)
-    box[y0:y1, x0:x1] = 1
-    return box
+    bh, bw = int(h * cut), int(w * cut)
+    cy = rng.integers(int(h / 8), h, size=n)
+    cx = rng.integers(int(w / 8), w, size=n)
+    boxes = np.zeros((n, h, w), np.uint8)
+    for k in range(n):
+        y0, y1 = np.clip(cy[k] - bh // 2, 0, h), np.clip(cy[k] + bh // 2, 0, h)
+        x0, x1 = np.clip(cx[k] - bw // 2, 0, w), np.clip(cx[k] + bw // 2, 0, w)
+        boxes[k, y0:y1, x0:x1] = 1
+    return boxes
 
 
 @torch.no_grad()
 def choose_paste_masks(objects: torch.Tensor, n_objects, n_target: int, min_mask_px: int = 100,
                        flip_prob: float = 0.5, beta: float = 4.0,
                        rng: np.random.Generator | None = None):
-    """Pick, for each of ``n_target`` images, a source index, a (flipped) mask and a flip flag.
+    """Pick, for each of ``n_target`` unlabelled images, the object and the box to paste.
 
     ``objects``: (B_l, K, H, W) uint8 object masks of the labelled batch; ``n_objects``: number
-    of valid masks per labelled image. Returns ``(src, masks (n_target, H, W) bool, flips,
-    used_cutmix)``; the returned mask is already in the flipped frame when flipped.
+    of valid masks per labelled image. Returns a dict: ``src`` (labelled image per target),
+    ``masks`` (n_target, H, W) bool, already in the flipped frame when flipped, all False when
+    no object of ``min_mask_px`` pixels was available), ``flips``, ``no_object`` (bool per
+    target), ``box_src`` (unlabelled image the box comes from) and ``boxes`` (n_target, H, W)
+    bool.
     """
     rng = rng or np.random.default_rng()
     b_l, _, h, w = objects.shape
     n_objects = [int(n) for n in n_objects]
-    src, masks, flips, fallback = [], [], [], []
-    for _ in range(n_target):
-        j = int(rng.integers(0, b_l))
-        m = None
+    perm = rng.permutation(n_target)
+    boxes = torch.from_numpy(cutmix_boxes(n_target, h, w, beta, rng)).bool().to(objects.device)
+    src, masks, flips, none = [], [], [], []
+    for i in range(n_target):
+        j = int(perm[i]) % b_l
+        m = torch.zeros((h, w), dtype=torch.bool, device=objects.device)
         if n_objects[j] > 0:
             k = int(rng.integers(0, n_objects[j]))
             cand = objects[j, k].bool()
             if int(cand.sum()) >= min_mask_px:
                 m = cand
-        used_box = m is None
-        if used_box:
-            m = torch.from_numpy(cutmix_box(h, w, beta, rng)).bool().to(objects.device)
         flip = bool(rng.random() < flip_prob)
         if flip:
             m = m.flip(-1)
         src.append(j)
         masks.append(m)
         flips.append(flip)
-        fallback.append(used_box)
-    return src, torch.stack(masks), flips, fallback
+        none.append(not bool(m.any()))
+    return {"src": src, "masks": torch.stack(masks), "flips": flips, "no_object": none,
+            "box_src": [int(v) for v in perm], "boxes": boxes}
 
 
 @torch.no_grad()
 def sam_mix(strong_u: torch.Tensor, target_u: torch.Tensor, conf_u: torch.Tensor,
             prob_u: torch.Tensor, image_l: torch.Tensor, label_l: torch.Tensor,
             pred_l: torch.Tensor, conf_l: torch.Tensor, prob_l: torch.Tensor,
-            src: list[int], masks: torch.Tensor, flips: list[bool], ignore_index: int = 255):
-    """Paste the chosen objects; returns new (image, target, confidence, probabilities).
+            src: list[int], masks: torch.Tensor, flips: list[bool], ignore_index: int = 255,
+            boxes: torch.Tensor | None = None, box_src: list[int] | None = None):
+    """Paste the chosen objects, then the boxes; returns new (image, target, confidence,
+    probabilities).
 
     ``target_u``/``conf_u``/``prob_u``: the unlabelled images' pseudo-labels, confidences and
     teacher distributions (B, C, H, W). ``label_l``: ground truth of the labelled images (255 =
@@ -167,4 +192,11 @@ def sam_mix(strong_u: torch.Tensor, target_u: torch.Tensor, conf_u: torch.Tensor
         tgt[i] = torch.where(m, o_tgt, tgt[i])
         conf[i] = torch.where(m, o_c, conf[i])
         prob[i] = torch.where(m.unsqueeze(0), o_p, prob[i])
+    if boxes is not None:
+        for i, b in enumerate(box_src):
+            m = boxes[i]
+            img[i] = torch.where(m.unsqueeze(0), strong_u[b], img[i])
+            tgt[i] = torch.where(m, target_u[b], tgt[i])
+            conf[i] = torch.where(m, conf_u[b], conf[i])
+            prob[i] = torch.where(m.unsqueeze(0), prob_u[b], prob[i])
     return img, tgt, conf, prob

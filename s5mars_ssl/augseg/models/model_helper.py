@@ -44,14 +44,18 @@ class PretrainedLoadError(ValueError):
 
 
 def load_pretrained_encoder(model: DeepLabV3Plus, path: str | os.PathLike,
-                            verbose: bool = True) -> tuple[list[str], list[str]]:
-    """Load an ImageNet ResNet-50(c) state dict into ``model.encoder`` (non-strict).
+                            verbose: bool = True) -> int:
+    """Load an ImageNet ResNet-50c state dict into ``model.encoder``, strictly.
 
-    Accepts a plain state dict or one wrapped under ``state_dict``/``model``; a ``module.``
-    prefix is stripped; the classifier (``fc.*``) is dropped. Tensors whose shape differs from
-    the encoder's are reported as missing. Returns ``(missing, unexpected)`` key lists; raises
-    :class:`PretrainedLoadError` naming the file when it holds no tensor dictionary.
+    Accepts the AugSeg ``pretrain/resnet50.pth`` layout (deep stem ``conv1.{0,1,3,4,6}`` +
+    ``bn1``, mapped onto ours), our own encoder names, a plain state dict or one wrapped under
+    ``state_dict``/``model``; a ``module.``/``encoder.``/``backbone.`` prefix is stripped and the
+    classifier (``fc.*``) ignored. Every one of the encoder's tensors must be placed with its
+    shape, else :class:`PretrainedLoadError` names the missing / unexpected / mis-shaped keys.
+    Returns the number of tensors loaded.
     """
+    from s5mars_ssl.checkpoint import CheckpointError, check_state, original_encoder_key
+
     path = Path(path)
     if not path.is_file():
         raise PretrainedLoadError(f"{path}: pretrained encoder file not found")
@@ -71,28 +75,19 @@ def load_pretrained_encoder(model: DeepLabV3Plus, path: str | os.PathLike,
             isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
         raise PretrainedLoadError(f"{path}: not a state dict (expected a mapping of parameter "
                                   "names to tensors)")
+    deep_stem = any(k.endswith("conv1.0.weight") and "layer" not in k for k in obj)
     state = {}
     for k, v in obj.items():
         k = k.removeprefix("module.").removeprefix("encoder.").removeprefix("backbone.")
         if k.startswith("fc."):
             continue
-        state[k] = v
+        state[original_encoder_key(k) if deep_stem else k] = v
     own = model.encoder.state_dict()
-    shape_bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    for k in shape_bad:
-        state.pop(k)
-    result = model.encoder.load_state_dict(state, strict=False)
-    missing = sorted(set(result.missing_keys) | set(shape_bad))
-    unexpected = sorted(result.unexpected_keys)
-    if len(missing) == len(own):
-        raise PretrainedLoadError(f"{path}: no key matches the ResNet-50c encoder "
-                                  f"(e.g. {next(iter(state), '?')!r})")
+    try:
+        check_state(state, own, path, what="ResNet-50c encoder")
+    except CheckpointError as exc:
+        raise PretrainedLoadError(str(exc)) from None
+    model.encoder.load_state_dict(state, strict=True)
     if verbose:
-        print(f"pretrained encoder {path}: loaded {len(own) - len(missing)}/{len(own)} tensors, "
-              f"missing {len(missing)}, unexpected {len(unexpected)}")
-        if missing:
-            print("  missing:", ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
-        if unexpected:
-            print("  unexpected:", ", ".join(unexpected[:20])
-                  + (" ..." if len(unexpected) > 20 else ""))
-    return missing, unexpected
+        print(f"pretrained encoder {path}: loaded {len(own)}/{len(own)} tensors")
+    return len(own)

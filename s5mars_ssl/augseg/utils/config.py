@@ -1,4 +1,4 @@
-"""YAML configs with ``_base_`` inheritance and ``key.sub=value`` overrides."""
+"""Profiles, the config reader (``shared.configs``), path resolution and value checks."""
 
 from __future__ import annotations
 
@@ -7,46 +7,37 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from shared.configs import deep_merge, read_yaml_mapping
+from shared.configs import ConfigError, parse_set, set_dotted
+from shared.configs import load_config as _load
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
 REPO_ROOT = PACKAGE_DIR.parent
 
 
-class ConfigError(ValueError):
-    """A config file is missing, malformed or holds a bad value."""
+PROFILES = {
+    "paper": PACKAGE_DIR / "exps" / "s5mars" / "config_semi_mix.yaml",
+    "paper_semi": PACKAGE_DIR / "exps" / "s5mars" / "config_semi.yaml",
+    "paper_supervised": PACKAGE_DIR / "exps" / "s5mars" / "config_supervised.yaml",
+    "quick": PACKAGE_DIR / "exps" / "quick" / "full.yaml",
+    **{f"quick_{n}": PACKAGE_DIR / "exps" / "quick" / f"{n}.yaml"
+       for n in ("supervised", "mean_teacher", "augin", "sammix", "full")},
+}
 
 
-def load_config(path: str | os.PathLike) -> dict:
-    """Read a YAML config; a ``_base_`` key (path relative to the file) is merged underneath."""
-    path = Path(path)
-    cfg = read_yaml_mapping(path, ConfigError)
-    base = cfg.pop("_base_", None)
-    if base:
-        cfg = deep_merge(load_config(path.parent / base), cfg)
-    return cfg
+def load_config(spec: str | os.PathLike, sets=None) -> dict:
+    """A profile name (``PROFILES``) or YAML path through the one config reader
+    (``shared.configs.load_config``: ``_base_``/``inherit`` chains, dotted ``--set``, unknown
+    keys are an error in YAML files and overrides alike; the schema is the paper config)."""
+    return _load(spec, PROFILES, sets)
 
 
 def apply_overrides(cfg: dict, overrides: list[str] | None) -> dict:
-    """``["semi.augin.enabled=false", "trainer.iterations=10"]`` -> updated copy of ``cfg``."""
+    """``["semi.augin.enabled=false", "trainer.iterations=10"]`` -> updated copy of ``cfg``;
+    a key that ``cfg`` does not have is a ``ConfigError``."""
     cfg = copy.deepcopy(cfg)
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key.sub=value")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        node = cfg
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                node[p] = {}
-            node = node[p]
-        node[parts[-1]] = value
+    schema = copy.deepcopy(cfg)
+    for key, value in parse_set(overrides).items():
+        set_dotted(cfg, key, value, schema)
     return cfg
 
 
@@ -71,6 +62,8 @@ def get(cfg: dict, dotted: str, default: Any = None) -> Any:
 
 def validate(cfg: dict) -> None:
     """Catch the common mistakes with a message naming the key."""
+    if cfg.get("mode") not in ("supervised", "semi"):
+        raise ConfigError(f"config: mode must be supervised or semi, got {cfg.get('mode')!r}")
     for key in ("dataset", "net", "trainer"):
         if not isinstance(cfg.get(key), dict):
             raise ConfigError(f"config: missing section {key!r}")
@@ -87,3 +80,11 @@ def validate(cfg: dict) -> None:
     mode = get(cfg, "semi.augin.mode", "both")
     if mode not in ("mean", "std", "both"):
         raise ConfigError(f"config: semi.augin.mode must be mean, std or both, got {mode!r}")
+    d = cfg["dataset"]
+    if d.get("resize", "long_side") not in ("long_side", "square"):
+        raise ConfigError(f"config: dataset.resize must be long_side or square, got "
+                          f"{d.get('resize')!r}")
+    for m in [d.get("eval_mode", "whole"), *d.get("eval_extra_modes", [])]:
+        if m not in ("whole", "center_crop", "sliding"):
+            raise ConfigError(f"config: evaluation mode must be whole, center_crop or sliding, "
+                              f"got {m!r}")

@@ -43,17 +43,19 @@ def soft_to_hard_masks(conf: torch.Tensor, valid: torch.Tensor, tau_hard: float,
 
 
 def hard_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """CE against hard pseudo-labels averaged over ``mask`` pixels (0 when the mask is empty)."""
+    """CE against hard pseudo-labels on ``mask`` pixels, averaged over *all* pixels of the batch
+    (the original sets the other targets to ignore and takes the mean over every pixel)."""
     loss = F.cross_entropy(logits.float(), target.clamp(max=logits.shape[1] - 1),
                            reduction="none")
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    return (loss * mask).sum() / mask.numel()
 
 
 def soft_ce(logits: torch.Tensor, teacher_prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """CE against the teacher's distribution, sum over ``mask`` pixels / their count."""
+    """CE against the teacher's distribution, summed over ``mask`` pixels / (their count + 1),
+    the original's normalisation."""
     logp = F.log_softmax(logits.float(), dim=1)
     loss = -(teacher_prob.float() * logp).sum(dim=1)
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    return (loss * mask).sum() / (mask.sum() + 1.0)
 
 
 def unsupervised_loss(logits: torch.Tensor, target: torch.Tensor, conf: torch.Tensor,

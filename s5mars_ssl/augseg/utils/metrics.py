@@ -1,4 +1,10 @@
-"""Confusion-matrix IoU (ignore 255) and whole-image / sliding-window evaluation."""
+"""Confusion-matrix IoU (ignore 255) and whole-image / centre-crop / sliding-window evaluation.
+
+Two means are reported: ``miou`` over the classes present in the prediction or the ground truth
+(ours), and ``miou_all`` over all classes with absent ones counted as IoU 0 (the original's
+``intersection / (union + 1e-10)``). ``center_crop`` is the original's evaluation: one forward
+pass on the 1024 x 1024 centre of each test image (the crop is made by the dataset).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from shared import iter_windows
+
+EVAL_MODES = ("whole", "center_crop", "sliding")
 
 
 class IoUMeter:
@@ -34,6 +42,8 @@ class IoUMeter:
         gt_pixels = self.cm.sum(1)
         acc = tp.sum() / max(self.cm.sum(), 1)
         return {"miou": float(np.nanmean(iou)) if present.any() else float("nan"),
+                # the original's mean: I / (U + 1e-10) over every class, absent classes 0
+                "miou_all": float(np.mean(tp / (union + 1e-10))),
                 "iou": [None if np.isnan(v) else float(v) for v in iou],
                 "pixel_acc": float(acc), "gt_pixels": gt_pixels.tolist()}
 
@@ -78,10 +88,10 @@ def evaluate(model, loader, num_classes: int, device, mode: str = "whole", crop:
         img = batch["image"].to(device)
         if mode == "sliding":
             prob = predict_sliding(model, img, crop, stride, num_classes)
-        elif mode == "whole":
+        elif mode in ("whole", "center_crop"):
             prob = predict_whole(model, img)
         else:
-            raise ValueError(f"evaluation mode must be 'whole' or 'sliding', got {mode!r}")
+            raise ValueError(f"evaluation mode must be one of {EVAL_MODES}, got {mode!r}")
         meter.update(prob.argmax(1), batch["label"])
     model.train(was_training)
     return meter.result()
