@@ -131,6 +131,9 @@ def train_seed(cfg: dict, data: dict, run_dir: Path) -> dict:
     state_path = run_dir / "state.json"
     done = json.loads(state_path.read_text())["epochs_done"] if state_path.is_file() else None
     kw = {"data": data["data_csv"], "progress": False}
+    if done is not None and (done >= total or not _same_config(run_dir, cfg)):
+        done = None                       # another config or code: train again from scratch
+    summary = None
     if done is None:
         summary = run(cfg, run_dir, overwrite=True, **kw)
         done = first
@@ -141,6 +144,14 @@ def train_seed(cfg: dict, data: dict, run_dir: Path) -> dict:
         print(f"   resuming for {total - done} more epoch(s) (the paper's retraining)")
         summary = run(cfg, run_dir, resume=True, epochs=total - done, **kw)
     return summary
+
+
+def _same_config(run_dir: Path, cfg: dict) -> bool:
+    from shared.configs import diff_keys, read_yaml_mapping
+    from shared.runs import _plain
+
+    path = run_dir / "config.yaml"
+    return path.is_file() and not diff_keys(read_yaml_mapping(path), _plain(cfg))
 
 
 def survey_seed(cfg: dict, data: dict, run_dir: Path) -> dict:
@@ -252,7 +263,7 @@ def run_all(cfg: dict, seeds: Sequence[int], *, data_seeds: bool = False,
 def write_results(cfg: dict, per_seed: list[dict], timings: list[float], wall: float,
                   data_seeds: bool, results: Path, runs_root: Path) -> dict:
     """summary.json (rows + claim), metrics.json, the last seed's curves and contact sheet."""
-    from shared.atomic import atomic_write_bytes, atomic_write_json
+    from shared.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
     from shared.results import write_summary
     from shared.stats import claim
 
@@ -269,6 +280,9 @@ def write_results(cfg: dict, per_seed: list[dict], timings: list[float], wall: f
                       ("survey_images.csv", last / "survey" / "images.csv")):
         if src.is_file():
             atomic_write_bytes(results / name, src.read_bytes())
+    import yaml
+
+    atomic_write_text(results / "config.yml", yaml.safe_dump(cfg, sort_keys=False))
     atomic_write_json(results / "metrics.json", {"profile": cfg["profile"],
                                                  "per_seed": per_seed, "seconds": timings})
     m0 = per_seed[0]

@@ -130,6 +130,12 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(tmp_path, monkeypatc
     cfg = _tiny_config(tmp_path)
     base = ["--data", str(data), "--config", str(cfg), "--epochs", "2", "--quiet"]
     assert main([*base, "--run-dir", str(tmp_path / "a")]) == 0
+    # determinism: the same seed twice gives identical metrics and weights
+    assert main([*base, "--run-dir", str(tmp_path / "c")]) == 0
+    assert _history(tmp_path / "a") == _history(tmp_path / "c")
+    for wa, wc in zip(_weights(tmp_path / "a" / "last.keras"),
+                      _weights(tmp_path / "c" / "last.keras")):
+        np.testing.assert_array_equal(wa, wc)
     seed_batch = train_mod._set_batch_seed
 
     def kill_at_epoch2_batch1(model, seed, epoch, batch):
