@@ -1,16 +1,23 @@
-"""Helpers shared by the benchmark children: timing, status records, child command lines.
+"""What the benchmark children share: timing, the honest peak, the child command line.
 
-Importing this module imports neither torch nor tensorflow (each child imports one framework).
-A child is ``python -m bench.<module> <task> --json OUT [options]``; it writes one JSON record
-(``status`` plus numbers) and exits 0 even when the measured subproject is missing, so that the
-orchestrator (``bench/run.py``) can report "not built yet" instead of crashing.
+Importing this module imports no framework: each child (``bench.torch_bench``,
+``bench.keras_bench``) imports exactly one. A child runs one or more entries of one framework
+and writes one JSON record per entry; a failing entry is recorded with its reason, never
+crashes the others.
+
+The peak. A fraction of "peak" is only meaningful if nothing beats the peak. Every child
+measures, in its own process just before its models, several large kernels (a matrix multiply
+and a 3x3 convolution in PyTorch, a matrix multiply in TensorFlow), and adds the CPU's
+theoretical FMA peak computed from its detected features (:func:`theoretical_peak`). The
+denominator of every utilisation fraction is the largest of these, and :func:`utilisation`
+refuses a fraction above 1: a model faster than the denominator means the denominator is not
+the machine's peak, which is a bug of the bench, not a result.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import time
@@ -23,34 +30,112 @@ from shared.atomic import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_ROOT / "datasets" / "bench"  # generated inputs (gitignored)
-RUN_DIR = REPO_ROOT / "runs" / "bench"  # child logs and outputs (gitignored)
+RUN_DIR = REPO_ROOT / "runs" / "bench"  # child logs and records (gitignored)
+OK, ERROR = "ok", "error"
 
-OK = "ok"
-NOT_BUILT = "not built yet"
-ERROR = "error"
-
-# data-loader configurations timed for the PyTorch subprojects: name -> what it changes from the
-# subproject's own setting ("default", timed for every model; the others where asked for)
-LOADER_CONFIGS = {"default": "", "workers2": "DataLoader workers 0 -> 2"}
-
-
-class NotBuilt(Exception):  # noqa: N818  (a status, not an error of ours)
-    """The subproject (module or function) the measurement needs does not exist yet."""
+# The theoretical peak assumes two FMA units per core, each one vector wide (Intel Xeon
+# Skylake-SP and later with two AVX-512 FMA ports, AMD Zen 2-4); a core with one port reaches
+# half. AMX (amx_bf16): 1,024 bf16 multiply-adds per cycle per core (Intel's figure for
+# Sapphire Rapids). The clock is the one /proc/cpuinfo reports (no turbo, which a VM hides).
+FMA_UNITS = 2
+AMX_BF16_MACS_PER_CYCLE = 1024
 
 
-def need(module: str, attr: str | None = None) -> Any:
-    """Import ``module`` (and return ``module.attr``); raise :class:`NotBuilt` if missing."""
-    import importlib
-
+def cpu_flags() -> set[str]:
     try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:  # ModuleNotFoundError included
-        raise NotBuilt(f"{module} is not importable ({exc.__class__.__name__}: {exc})") from None
-    if attr is None:
-        return mod
-    if not hasattr(mod, attr):
-        raise NotBuilt(f"{module}.{attr} does not exist yet")
-    return getattr(mod, attr)
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            line = next((ln for ln in fh if ln.startswith("flags")), "")
+    except OSError:
+        return set()
+    return set(line.split(":", 1)[1].split()) if ":" in line else set()
+
+
+def cpu_mhz() -> float | None:
+    """The highest clock any core reports (MHz), or ``None``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            mhz = [float(ln.split(":", 1)[1]) for ln in fh if ln.startswith("cpu MHz")]
+    except (OSError, ValueError):
+        return None
+    return max(mhz) if mhz else None
+
+
+def native_bf16(flags: set[str] | None = None) -> tuple[bool, str]:
+    """Whether the CPU computes bf16 natively (avx512_bf16 or amx_bf16), and why."""
+    flags = cpu_flags() if flags is None else flags
+    have = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    if have:
+        return True, f"native bf16: {', '.join(have)}"
+    return False, ("skipped: the CPU reports neither avx512_bf16 nor amx_bf16, so bf16 runs "
+                   "in emulation and says nothing about bf16 hardware")
+
+
+def theoretical_peak(threads: int, flags: set[str] | None = None,
+                     mhz: float | None = None) -> dict[str, Any]:
+    """GFLOP/s from the vector width, FMA units and clock, for ``threads`` cores."""
+    flags = cpu_flags() if flags is None else flags
+    mhz = cpu_mhz() if mhz is None else mhz
+    if "avx512f" in flags:
+        lanes, isa = 16, "avx512f"
+    elif {"avx2", "fma"} <= flags:
+        lanes, isa = 8, "avx2+fma"
+    else:
+        return {"fp32_gflops": None, "bf16_gflops": None,
+                "basis": "not computable: no avx2+fma or avx512f flag"}
+    if not mhz:
+        return {"fp32_gflops": None, "bf16_gflops": None,
+                "basis": "not computable: no clock in /proc/cpuinfo"}
+    ghz_cores = mhz / 1000.0 * threads
+    fp32 = lanes * 2 * FMA_UNITS * ghz_cores
+    if "amx_bf16" in flags:
+        bf16, bf_basis = 2 * AMX_BF16_MACS_PER_CYCLE * ghz_cores, "amx_bf16 1024 MAC/cycle"
+    elif "avx512_bf16" in flags:  # vdpbf16ps: 32 bf16 pairs per 512-bit instruction
+        bf16, bf_basis = 2 * 32 * FMA_UNITS * ghz_cores, "avx512_bf16 dot products"
+    else:
+        bf16, bf_basis = None, "no native bf16"
+    return {"fp32_gflops": fp32, "bf16_gflops": bf16,
+            "basis": f"{isa}: {lanes} fp32 lanes x 2 (FMA) x {FMA_UNITS} FMA units x "
+                     f"{mhz:.0f} MHz x {threads} core(s); bf16: {bf_basis}"}
+
+
+def best_peak(measured: dict[str, float | None], theory: float | None) -> tuple[float, str]:
+    """The largest of the measured kernels and the theoretical peak, and its name."""
+    cands = {k: v for k, v in measured.items() if v}
+    if theory:
+        cands["theoretical FMA peak"] = theory
+    if not cands:
+        raise ValueError("no peak could be measured or computed")
+    name = max(cands, key=cands.get)
+    return cands[name], name
+
+
+def utilisation(achieved_gflops: float, peak_gflops: float, what: str = "") -> float:
+    """``achieved / peak``; a value above 1 is refused (the peak would not be a peak)."""
+    frac = achieved_gflops / peak_gflops
+    if frac > 1.0:
+        raise AssertionError(f"{what}: {achieved_gflops:.1f} GFLOP/s achieved exceeds the peak "
+                             f"{peak_gflops:.1f} GFLOP/s: the peak estimate is wrong")
+    return frac
+
+
+def time_reps(fn: Callable[[], Any], warmup: int, reps: int) -> dict[str, Any]:
+    """``fn`` ``warmup`` times untimed, then ``reps`` times: median and every time (s)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, reps)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "times_s": [round(t, 5) for t in times]}
+
+
+def alternate(memory: Callable[[], float], disk: Callable[[], float]) -> dict[str, float]:
+    """Blocks timed memory, disk, disk, memory (a drift of the machine weighs on both)."""
+    m = memory()
+    d = disk() + disk()
+    m += memory()
+    return {"memory_s": m, "disk_s": d}
 
 
 def set_threads(n: int) -> None:
@@ -59,93 +144,38 @@ def set_threads(n: int) -> None:
         os.environ[var] = str(n)
 
 
-def time_reps(fn: Callable[[], Any], warmup: int, reps: int) -> dict[str, Any]:
-    """Run ``fn`` ``warmup`` times untimed, then ``reps`` times; median and all times (s)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(max(1, reps)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "times_s": [round(t, 5) for t in times],
-            "warmup": warmup, "reps": len(times)}
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (MB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
-
-
-def ratio(num: float | None, den: float | None) -> float | None:
-    """``num / den`` or ``None`` when either is missing or the denominator is zero."""
-    if num is None or den is None or den == 0:
-        return None
-    return num / den
-
-
-def child_parser(description: str, tasks: list[str]) -> argparse.ArgumentParser:
+def child_main(entries: dict[str, dict[str, Callable[[argparse.Namespace], dict[str, Any]]]],
+               description: str, argv: list[str] | None = None) -> int:
+    """``python -m bench.<child> SECTION --entries a,b --out DIR``: one JSON per entry."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("task", choices=tasks, help="what to measure")
-    p.add_argument("--json", type=Path, required=True, help="where to write the JSON record")
-    p.add_argument("--quick", action="store_true", help="tiny sizes (the test of the bench)")
-    p.add_argument("--model", default=None, help="which subproject's model (task train/loader)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
+    p.add_argument("section", choices=sorted(entries), help="what to measure")
+    p.add_argument("--entries", required=True, help="comma-separated entry names")
+    p.add_argument("--out", type=Path, required=True, help="folder for <section>.<entry>.json")
+    p.add_argument("--quick", action="store_true",
+                   help="the quick profile at tiny sizes (tests the bench, says nothing about "
+                        "speed)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions (median reported)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads of the framework")
-    p.add_argument("--variants", default=None,
-                   help="comma-separated variants to time (default: all for the task)")
-    p.add_argument("--size", default=None, help="task-specific size override, e.g. 1024x2048")
-    p.add_argument("--loader-steps", type=int, default=0,
-                   help="task train: then compare the data pipeline from disk with the same "
-                        "batches in memory over this many timed steps (same process, model "
-                        "already warm)")
-    p.add_argument("--loader-alternative", action="store_true",
-                   help="with --loader-steps: also time the loader's alternative setting "
-                        "(dune_vlm: 2 workers instead of 0)")
-    return p
-
-
-def run_child(tasks: dict[str, Callable[[argparse.Namespace], dict[str, Any]]],
-              description: str, argv: list[str] | None = None) -> int:
-    """Parse the child command line, run one task, write its record; exit 0 unless misused."""
-    args = child_parser(description, sorted(tasks)).parse_args(argv)
-    if args.reps < 1 or args.warmup < 0 or args.threads < 1:
-        print("error: --reps and --threads must be >= 1 and --warmup >= 0", file=sys.stderr)
-        return 2
+    p.add_argument("--batch-cap", type=int, default=2,
+                   help="training batch: the profile's, capped at this (CPU memory and time)")
+    args = p.parse_args(argv)
+    if args.reps < 1 or args.threads < 1 or args.batch_cap < 1:
+        p.error("--reps, --threads and --batch-cap must be >= 1")
     set_threads(args.threads)
-    t0 = time.perf_counter()
-    try:
-        record = tasks[args.task](args)
-        record.setdefault("status", OK)
-    except NotBuilt as exc:
-        record = {"status": NOT_BUILT, "reason": str(exc)}
-    except Exception as exc:  # a subproject mid-change must not crash the whole benchmark
-        traceback.print_exc()
-        record = {"status": ERROR, "reason": f"{exc.__class__.__name__}: {exc}"[:500]}
-    record["child_wall_s"] = round(time.perf_counter() - t0, 2)
-    record["child_peak_rss_mb"] = peak_rss_mb()
-    record["versions"] = versions()
-    atomic_write_json(args.json, record)
+    table = entries[args.section]
+    for name in [e for e in args.entries.split(",") if e]:
+        t0 = time.perf_counter()
+        if name not in table:
+            rec = {"status": ERROR, "reason": f"unknown entry {name!r}; known: {sorted(table)}"}
+        else:
+            try:
+                rec = {"status": OK, **table[name](args)}
+            except Exception as exc:  # one entry's failure must not hide the others
+                traceback.print_exc()
+                rec = {"status": ERROR, "reason": f"{exc.__class__.__name__}: {exc}"[:600]}
+        rec["wall_s"] = round(time.perf_counter() - t0, 2)
+        rec["versions"] = {m: str(sys.modules[m].__version__) for m in
+                           ("torch", "tensorflow", "keras", "numpy") if m in sys.modules}
+        atomic_write_json(args.out / f"{args.section}.{name}.json", rec)
+        print(f"{args.section}/{name}: {rec['status']} {rec['wall_s']} s", flush=True)
     return 0
-
-
-def versions() -> dict[str, str]:
-    """Versions of the frameworks this process has imported."""
-    out = {"python": sys.version.split()[0]}
-    for name in ("torch", "tensorflow", "keras", "numpy", "rasterio", "skimage"):
-        mod = sys.modules.get(name)
-        if mod is not None and hasattr(mod, "__version__"):
-            out[name] = str(mod.__version__)
-    return out
-
-
-def parse_size(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
-    """``"1024x2048"`` -> (1024, 2048) (height, width); ``None`` -> ``default``."""
-    if not text:
-        return default
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like HxW, got {text!r}") from None
-    return h, w
