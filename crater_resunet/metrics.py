@@ -1,9 +1,9 @@
-"""Loss and metrics: the paper's soft (probability) versions, thresholded versions, and
-crater-level scores from boxes.
+"""Metrics: the paper's soft (probability) versions, thresholded versions, and
+crater-level scores from boxes (the loss is in ``losses.py``).
 
 * Keras side (any backend, registered so saved models load in safe mode without
-  ``custom_objects``): ``bce_dice_loss`` = 0.5 BCE + 0.5 (1 - Dice, smooth 1); the notebook's
-  soft ``dice_coefficient``, ``f1_score``, ``precision``, ``recall`` computed on probabilities;
+  ``custom_objects``): the notebook's soft ``dice_coefficient``, ``f1_score``,
+  ``precision``, ``recall`` computed on probabilities;
   and :class:`ThresholdedScore` (dice/precision/recall/f1 from a mask thresholded at 0.5,
   accumulated over the whole epoch), which are the numbers we quote first.
 * NumPy side, for evaluation: :func:`pixel_scores` and crater-level precision/recall/F1 by
@@ -58,14 +58,6 @@ def f1_score(y_true, y_pred):
     p = precision(y_true, y_pred)
     r = recall(y_true, y_pred)
     return 2.0 * p * r / (p + r + EPS)
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-def bce_dice_loss(y_true, y_pred):
-    """0.5 * binary cross-entropy + 0.5 * (1 - soft Dice)."""
-    y_true = ops.cast(y_true, y_pred.dtype)
-    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
-    return 0.5 * bce + 0.5 * (1.0 - dice_coefficient(y_true, y_pred))
 
 
 # ------------------------------------------------------------------------ Keras: thresholded

@@ -79,7 +79,8 @@ def compile_model(model, learning_rate: float = 1e-3, weight_decay: float = 0.00
     ``run_eagerly`` skips graph tracing: much slower per step on real data, but on a few tiny
     tiles (tests, debugging) tracing the deep graph costs far more than the steps themselves.
     """
-    from crater_resunet.metrics import bce_dice_loss, keras_metrics
+    from crater_resunet.losses import bce_dice_loss
+    from crater_resunet.metrics import keras_metrics
 
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
@@ -114,7 +115,7 @@ def check_keras_file(path: str | os.PathLike) -> Path:
 
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
+        raise FileNotFoundError(f"{path}: model file not found")
     with path.open("rb") as fh:
         head = fh.read(8)
     if head.startswith(b"\x89HDF"):
@@ -147,7 +148,7 @@ def load_model(path: str | os.PathLike, compile: bool = True):
     with ``compile=False`` (what ``predict`` does) without those functions. Anything that is
     not a loadable model raises :class:`ModelFileError` naming the file.
     """
-    import crater_resunet.metrics  # noqa: F401  (registers the custom objects)
+    import crater_resunet.losses  # noqa: F401  (registers the loss and the metrics)
 
     path = check_keras_file(path)
     try:

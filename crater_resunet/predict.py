@@ -1,6 +1,6 @@
 """Predict crater masks and boxes with a trained model; score them when labels exist.
 
-    python -m crater_resunet.predict --model runs/crater_resunet/quick/model.keras \
+    python -m crater_resunet.predict --model runs/crater_resunet/quick/best.keras \
         --out runs/crater_resunet/predict  datasets/crater_resunet/pycda/valid_strip/images
 
 For every image (any size; a small one is resized to the model input as in the paper, a large

@@ -10,7 +10,11 @@
    ``configs/paper.yml`` beside ours), ``metrics.json``, ``history.csv``, the resolved config,
    ``reproduce.log``, ``examples.png`` (the paper's figure) and ``training_curves.png``.
 
-Reuses prepared data and, unless ``--retrain``, a finished training run with the same config.
+``--seeds N`` (default 3) trains one run folder per seed (``runs/crater_resunet/quick_seed<s>``)
+through ``train.run(cfg, run_dir)``; every figure in ``summary.json`` is ``shared.stats.describe``
+over the seeds (per-seed values kept). The data are real and fixed (no data seed). Reuses
+prepared data and, unless ``--retrain``, a finished run of the same config and code version
+(``shared.runs.finished_run``).
 """
 
 from __future__ import annotations
@@ -83,57 +87,41 @@ def _shrink_png(path: Path, scale: float = 0.7, colors: int = 32) -> None:
         small.save(tmp, format="PNG", optimize=True)
 
 
-def _same_run(run_dir: Path, cfg: dict) -> bool:
-    import yaml
-
-    cfg_path, summary = run_dir / "config.yml", run_dir / "train_summary.json"
-    if not (cfg_path.is_file() and summary.is_file() and (run_dir / "model.keras").is_file()):
-        return False
-    return yaml.safe_load(cfg_path.read_text()) == cfg
-
-
-def reproduce(args) -> int:
+def train_seeds(cfg: dict, seeds: list[int], runs: Path, retrain: bool = False,
+                threads: int = 2) -> list[tuple[int, Path, dict]]:
+    """One run folder per seed (``<runs>/<profile>_seed<seed>``), trained with
+    ``train.run(cfg, run_dir)``; a finished run of the same config and code is reused."""
+    import copy
     import json
 
-    import yaml
+    from crater_resunet.train import run, set_threads
+    from shared.runs import code_version, finished_run
 
-    from crater_resunet.config import data_root, load_config
-    from crater_resunet.prepare_pycda import convert, fetch_pycda
+    version = code_version(Path(__file__).parent)
+    out = []
+    set_threads(threads)
+    for seed in seeds:
+        scfg = copy.deepcopy(cfg)
+        scfg["seed"] = int(seed)
+        run_dir = runs / f"{cfg['profile']}_seed{seed}"
+        if not retrain and finished_run(run_dir, scfg, version):
+            summary = json.loads((run_dir / "summary.json").read_text())
+            print(f"train seed {seed}: reusing the finished run in {run_dir}")
+        else:
+            print(f"train seed {seed}: {run_dir}", flush=True)
+            summary = run(scfg, run_dir, overwrite=True, verbose=0, threads=threads)
+        out.append((int(seed), run_dir, summary))
+    return out
 
-    t0 = time.time()
-    cfg = load_config(args.config)
-    paper = load_config("paper")
-    if args.epochs is not None:
-        cfg["train"]["epochs"] = args.epochs
-    root = data_root(cfg)
-    # 1. data
-    if (root / "prepare.json").is_file() and not args.reprepare:
-        prep = json.loads((root / "prepare.json").read_text())
-        print(f"data: reusing {root}")
-    else:
-        image, labels = fetch_pycda(REPO_ROOT / "datasets" / "crater_resunet" / "cache")
-        prep = convert(image, labels, root, tile=int(cfg["data"]["image_size"][0]))
-    for split in ("train", "valid"):
-        c = prep[split]
-        print(f"data: {split}: {c['tiles']} tiles, {c['csv_craters']} craters "
-              f"({c['boxes']} boxes over the tiles)")
-    # 2. training
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run_dir = RUNS / str(cfg["profile"])
-    from crater_resunet.train import run_training, set_threads
 
-    if _same_run(run_dir, cfg) and not args.retrain:
-        summary = json.loads((run_dir / "train_summary.json").read_text())
-        print(f"train: reusing the finished run in {run_dir} ({summary['train_seconds']} s)")
-        set_threads(args.threads)
-    else:
-        summary = run_training(cfg, run_dir, root, verbose=2, threads=args.threads)
-    # 3. evaluation
-    from crater_resunet.data import read_yolo_labels
+def evaluate_seed(run_dir: Path, cfg: dict, root: Path) -> dict:
+    """Held-out scores of one seed's best model: Keras evaluation of the held-out tiles (from
+    the training summary) and crater-level scores of tiled prediction on the held-out strip
+    (when the data has one)."""
     from crater_resunet.model import load_model
-    from crater_resunet.predict import figure_rows, run_prediction, to_display
+    from crater_resunet.predict import run_prediction
 
-    model = load_model(run_dir / "model.keras", compile=False)
+    model = load_model(run_dir / "best.keras", compile=False)
     pcfg = cfg["predict"]
     common = dict(threshold=float(pcfg["threshold"]), iou_threshold=float(pcfg["iou_threshold"]),
                   min_area=float(pcfg["min_area"]), mask_shape=cfg["data"]["mask_shape"],
@@ -141,135 +129,212 @@ def reproduce(args) -> int:
     valid_images = sorted((root / "valid" / "images").glob("*.png"))
     tiles = run_prediction(model, valid_images, run_dir / "predict_valid_tiles", figures=False,
                            mode="resize", **common)
-    strip_images = sorted((root / "valid_strip" / "images").glob("*.png"))
-    strip = run_prediction(model, strip_images, run_dir / "predict_valid_strip", figures=True,
-                           mode="tile", overlap=int(pcfg["overlap"]), **common)
-    ev = summary["evaluate_best_model"]
-    print(f"valid tiles (Keras evaluate): loss {ev['valid']['loss']:.4f} dice_t "
-          f"{ev['valid']['dice_t']:.4f} precision_t {ev['valid']['precision_t']:.4f} recall_t "
-          f"{ev['valid']['recall_t']:.4f} | soft dice {ev['valid']['dice_coefficient']:.4f}")
-    sc = strip["crater"]
-    print(f"valid strip, craters (IoU >= {common['iou_threshold']}): P "
-          f"{sc['crater_precision']:.4f} R {sc['crater_recall']:.4f} F1 {sc['crater_f1']:.4f} "
-          f"(TP {sc['crater_tp']}, FP {sc['crater_fp']}, FN {sc['crater_fn']})")
-    # 4. results
-    from shared.atomic import atomic_write_json, atomic_write_text
-    from shared.images import read_image
+    strip_dir = root / "valid_strip" / "images"
+    strip = None
+    if strip_dir.is_dir():
+        strip = run_prediction(model, sorted(strip_dir.glob("*.png")),
+                               run_dir / "predict_valid_strip", figures=True, mode="tile",
+                               overlap=int(pcfg["overlap"]), **common)
+    return {"tiles": tiles, "strip": strip, "common": common}
+
+
+# (setting, metric, source, key, reported-path); source: valid/train = Keras evaluation of the
+# best model, strip = crater-level scores on the held-out strip
+ROWS = [
+    ("valid (held-out tiles)", "Dice, thresholded 0.5", "valid", "dice_t", None),
+    ("valid (held-out tiles)", "precision, thresholded 0.5", "valid", "precision_t", None),
+    ("valid (held-out tiles)", "recall, thresholded 0.5", "valid", "recall_t", None),
+    ("valid (held-out tiles)", "accuracy", "valid", "accuracy", ("valid", "accuracy")),
+    ("valid (held-out tiles)", "loss", "valid", "loss", ("valid", "loss")),
+    ("valid (held-out tiles)", "Dice (soft, paper's)", "valid", "dice_coefficient",
+     ("valid", "dice")),
+    ("valid (held-out tiles)", "F1 (soft, paper's)", "valid", "f1_score", ("valid", "f1")),
+    ("valid (held-out tiles)", "precision (soft, paper's)", "valid", "precision",
+     ("valid", "precision")),
+    ("valid (held-out tiles)", "recall (soft, paper's)", "valid", "recall", ("valid", "recall")),
+    ("valid strip (whole, tiled)", "crater precision (IoU 0.5)", "strip", "crater_precision",
+     None),
+    ("valid strip (whole, tiled)", "crater recall (IoU 0.5)", "strip", "crater_recall", None),
+    ("valid strip (whole, tiled)", "crater F1 (IoU 0.5)", "strip", "crater_f1", None),
+    ("train tiles", "Dice, thresholded 0.5", "train", "dice_t", None),
+    ("train tiles", "accuracy", "train", "accuracy", ("train", "accuracy")),
+    ("train tiles", "loss", "train", "loss", ("train", "loss")),
+    ("train tiles", "Dice (soft, paper's)", "train", "dice_coefficient", ("train", "dice")),
+]
+
+
+def summary_rows(per_seed: list[dict], reported: dict) -> list[dict]:
+    """One row per metric with ``shared.stats.describe`` over the seeds' values."""
+    from shared.stats import describe
+
+    rows = []
+    for setting, metric, source, key, rep in ROWS:
+        values = []
+        for s in per_seed:
+            src = s["strip"]["crater"] if source == "strip" and s["strip"] else \
+                s["train"]["evaluate_best_model"].get(source) if source != "strip" else None
+            if src is not None:
+                values.append(float(src[key]))
+        if values:
+            rows.append({"setting": setting, "metric": metric,
+                         "reported": reported[rep[0]][rep[1]] if rep else None,
+                         "ours": describe(values)})
+    return rows
+
+
+def reproduce(args) -> int:
+    import json
+
+    import yaml
+
+    from crater_resunet.prepare_pycda import convert, fetch_pycda
+    from crater_resunet.train import PROFILES, data_root_of
+    from shared.configs import load_config
     from shared.results import write_summary
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    cfg = load_config(args.config, PROFILES, args.overrides)
+    paper = load_config("paper", PROFILES)
+    root = data_root_of(cfg)
+    results = Path(args.results) if args.results else RESULTS
+    # 1. data (real: one split of the pycda tile; no data seed to vary)
+    if (root / "prepare.json").is_file() and not args.reprepare:
+        prep = json.loads((root / "prepare.json").read_text())
+        print(f"data: reusing {root}")
+    elif args.results is None:
+        image, labels = fetch_pycda(REPO_ROOT / "datasets" / "crater_resunet" / "cache")
+        prep = convert(image, labels, root, tile=int(cfg["data"]["image_size"][0]))
+    else:
+        prep = {}
+    for split in ("train", "valid"):
+        if split in prep:
+            c = prep[split]
+            print(f"data: {split}: {c['tiles']} tiles, {c['csv_craters']} craters "
+                  f"({c['boxes']} boxes over the tiles)")
+    # 2. one training run per seed, 3. held-out evaluation per seed
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    seeds = [int(cfg["seed"]) + i for i in range(args.seeds)]
+    runs = Path(args.runs) if args.runs else RUNS
+    per_seed = []
+    for seed, run_dir, summary in train_seeds(cfg, seeds, runs, args.retrain, args.threads):
+        ev = evaluate_seed(run_dir, cfg, root)
+        per_seed.append({"seed": seed, "run_dir": run_dir, "train": summary, **ev})
+        v = summary["evaluate_best_model"]["valid"]
+        line = (f"seed {seed}: valid loss {v['loss']:.4f} dice_t {v['dice_t']:.4f} accuracy "
+                f"{v['accuracy']:.4f} soft dice {v['dice_coefficient']:.4f}")
+        if ev["strip"]:
+            sc = ev["strip"]["crater"]
+            line += (f" | strip craters P {sc['crater_precision']:.4f} R "
+                     f"{sc['crater_recall']:.4f} F1 {sc['crater_f1']:.4f}")
+        print(line, flush=True)
+    # 4. results
+    from shared.atomic import atomic_write_json, atomic_write_text
+
+    results.mkdir(parents=True, exist_ok=True)
+    first = per_seed[0]
+    if prep:
+        _examples(first, root, results)
+    _curves(first["train"]["history"], results / "training_curves.png")
+    atomic_write_text(results / "history.csv", (first["run_dir"] / "history.csv").read_text())
+    atomic_write_text(results / "config.yml", yaml.safe_dump(cfg, sort_keys=False))
+    metrics = {"data": prep, "seeds": seeds, "per_seed": [
+        {"seed": s["seed"], "train": {k: v for k, v in s["train"].items() if k != "history"},
+         "valid_tiles_predict": {k: v for k, v in s["tiles"].items() if k != "per_image"},
+         "valid_strip_predict": ({k: v for k, v in s["strip"].items() if k != "per_image"}
+                                 if s["strip"] else None)} for s in per_seed]}
+    atomic_write_json(results / "metrics.json", metrics)
+    wall = time.time() - t0
+    tr = first["train"]
+    data = (f"real Mars image: pycda 0.1.16 holdout_tile ({prep['width']}x{prep['height']} px, "
+            f"{prep['csv_craters']} hand-labelled craters), {prep['train']['tiles']} train / "
+            f"{prep['valid']['tiles']} held-out 256-px tiles, spatial split (bottom quarter)"
+            if prep else f"YOLO data in {root}")
+    notes = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}; each changes initialisation, "
+             "shuffling and augmentation; the real data and its split stay fixed). Quick "
+             f"profile: base_filters {tr['base_filters']} ({tr['params_total']:,} parameters; "
+             f"the paper's width 64 has 142,609,217), {cfg['train']['epochs']} epochs of batch "
+             f"{cfg['train']['batch_size']}, seeded flips/rotations. The paper's numbers are "
+             "one run on the lunar LU3M6TGT set (Kaggle) with the full-width model; ours are "
+             "on a different, much smaller real Mars set, so the columns are not a like-for-"
+             "like comparison. Soft metrics are the paper's definitions on probabilities; "
+             "thresholded ones are ours. Crater-level scores: boxes from contours of the "
+             "thresholded mask, matched to true boxes at IoU >= 0.5 over the whole held-out "
+             "strip.")
+    write_summary(paper="crater_resunet", rows=summary_rows(per_seed, paper["reported"]),
+                  data=data, profile=str(cfg["profile"]), wall_time_s=wall, notes=notes,
+                  results_dir=results, claims=[],
+                  extra={"seeds": seeds, "params_total": tr["params_total"],
+                         "train_seconds": [s["train"]["train_seconds"] for s in per_seed]})
+    print(f"results: {results} (wall time {wall:.0f} s)")
+    return 0
+
+
+def _examples(first: dict, root: Path, results: Path) -> None:
+    """The paper's figure for four held-out tiles (most craters) of the first seed."""
+    from crater_resunet.data import labels_to_mask, read_image_bgr, read_yolo_labels
+    from crater_resunet.predict import figure_rows, to_display, truth_boxes
+    from shared.images import read_image
+
+    common, run_dir = first["common"], first["run_dir"]
+    valid_images = sorted((root / "valid" / "images").glob("*.png"))
     by_count = sorted(valid_images, key=lambda p: -len(read_yolo_labels(
         root / "valid" / "labels" / f"{p.stem}.txt")))[:4]
     rows = []
     for p in sorted(by_count):
-        from crater_resunet.data import labels_to_mask, read_image_bgr
-
         img = read_image_bgr(p, channel_order=common["channel_order"])
         h, w = img.shape[:2]
         pred = read_image(run_dir / "predict_valid_tiles" / "masks" / f"{p.stem}_mask.png") > 0
         det = read_yolo_labels(run_dir / "predict_valid_tiles" / "labels" / f"{p.stem}.txt",
                                with_confidence=True)
-        from crater_resunet.predict import truth_boxes
-
-        rows.append({"image": to_display(img, common["channel_order"]),
-                     "truth": labels_to_mask(read_yolo_labels(
-                         root / "valid" / "labels" / f"{p.stem}.txt"), h, w,
-                         common["mask_shape"]),
+        truth = labels_to_mask(read_yolo_labels(root / "valid" / "labels" / f"{p.stem}.txt"),
+                               h, w, common["mask_shape"])
+        rows.append({"image": to_display(img, common["channel_order"]), "truth": truth,
                      "pred": pred.astype(float), "boxes": truth_boxes(det, w, h),
                      "name": p.stem})
-    figure_rows(rows, RESULTS / "examples.png",
-                title="held-out Mars tiles (pycda holdout_tile): image, ground truth, predicted "
-                      "mask, boxes")
-    _shrink_png(RESULTS / "examples.png")
-    _curves(summary["history"], RESULTS / "training_curves.png")
-    hist_csv = run_dir / "history.csv"
-    if hist_csv.is_file():
-        atomic_write_text(RESULTS / "history.csv", hist_csv.read_text())
-    atomic_write_text(RESULTS / "config.yml", yaml.safe_dump(cfg, sort_keys=False))
-    metrics = {
-        "data": prep, "train": {k: v for k, v in summary.items() if k != "history"},
-        "valid_tiles_predict": {k: v for k, v in tiles.items() if k != "per_image"},
-        "valid_strip_predict": {k: v for k, v in strip.items() if k != "per_image"},
-    }
-    atomic_write_json(RESULTS / "metrics.json", metrics)
-    rep = paper["reported"]
-    v, t = ev["valid"], ev["train"]
-    table = [
-        ("valid (held-out tiles)", "Dice, thresholded 0.5", None, v["dice_t"]),
-        ("valid (held-out tiles)", "precision, thresholded 0.5", None, v["precision_t"]),
-        ("valid (held-out tiles)", "recall, thresholded 0.5", None, v["recall_t"]),
-        ("valid (held-out tiles)", "accuracy", rep["valid"]["accuracy"], v["accuracy"]),
-        ("valid (held-out tiles)", "loss", rep["valid"]["loss"], v["loss"]),
-        ("valid (held-out tiles)", "Dice (soft, paper's)", rep["valid"]["dice"],
-         v["dice_coefficient"]),
-        ("valid (held-out tiles)", "F1 (soft, paper's)", rep["valid"]["f1"], v["f1_score"]),
-        ("valid (held-out tiles)", "precision (soft, paper's)", rep["valid"]["precision"],
-         v["precision"]),
-        ("valid (held-out tiles)", "recall (soft, paper's)", rep["valid"]["recall"],
-         v["recall"]),
-        ("valid strip (whole, tiled)", "crater precision (IoU 0.5)", None,
-         sc["crater_precision"]),
-        ("valid strip (whole, tiled)", "crater recall (IoU 0.5)", None, sc["crater_recall"]),
-        ("valid strip (whole, tiled)", "crater F1 (IoU 0.5)", None, sc["crater_f1"]),
-        ("train tiles", "Dice, thresholded 0.5", None, t["dice_t"]),
-        ("train tiles", "accuracy", rep["train"]["accuracy"], t["accuracy"]),
-        ("train tiles", "loss", rep["train"]["loss"], t["loss"]),
-        ("train tiles", "Dice (soft, paper's)", rep["train"]["dice"], t["dice_coefficient"]),
-        ("train tiles", "precision (soft, paper's)", rep["train"]["precision"], t["precision"]),
-        ("train tiles", "recall (soft, paper's)", rep["train"]["recall"], t["recall"]),
-    ]
-    wall = time.time() - t0
-    data = (f"real Mars image: pycda 0.1.16 holdout_tile ({prep['width']}x{prep['height']} px, "
-            f"{prep['csv_craters']} hand-labelled craters), {prep['train']['tiles']} train / "
-            f"{prep['valid']['tiles']} held-out 256-px tiles, spatial split (bottom quarter)")
-    notes = (f"Quick profile: base_filters {summary['base_filters']} "
-             f"({summary['params_total']:,} parameters; the paper's width 64 has 142,609,217), "
-             f"{summary['epochs_run']} epochs (best {summary['best_epoch']}), batch "
-             f"{cfg['train']['batch_size']}, seeded flips/rotations. The paper's numbers are for "
-             "the lunar LU3M6TGT set (Kaggle) with the full-width model; ours are on a different, "
-             "much smaller real Mars set, so the columns are not a like-for-like comparison. "
-             "Soft metrics are the paper's definitions on probabilities; thresholded ones are "
-             "ours. Crater-level scores: boxes from contours of the thresholded mask, matched "
-             "to true boxes at IoU >= 0.5 over the whole held-out strip.")
-    write_summary(paper="crater_resunet",
-                  rows=[{"setting": s, "metric": m, "reported": r, "ours": round(float(o), 4)}
-                        for s, m, r, o in table],
-                  data=data, profile=str(cfg["profile"]), wall_time_s=wall, notes=notes,
-                  extra={"params_total": summary["params_total"],
-                         "train_seconds": summary["train_seconds"]})
-    print(f"results: {RESULTS} (wall time {wall:.0f} s)")
-    return 0
+    figure_rows(rows, results / "examples.png",
+                title=f"held-out Mars tiles (pycda holdout_tile), seed {first['seed']}: image, "
+                      "ground truth, predicted mask, boxes")
+    _shrink_png(results / "examples.png")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m crater_resunet.reproduce",
-        description="Prepare the real pycda Mars crater tile, train the quick profile, "
-                    "evaluate, and write results/crater_resunet/.")
+        description="Prepare the real pycda Mars crater tile, train the quick profile over "
+                    "several seeds, evaluate, and write results/crater_resunet/.")
     parser.add_argument("--config", default="quick", help="profile (default: quick)")
-    parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value (repeatable)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="training seeds: the profile's seed and the next N-1 (default 3)")
     parser.add_argument("--retrain", action="store_true", help="train even if a finished run "
                                                                "with the same config exists")
     parser.add_argument("--reprepare", action="store_true", help="rebuild the tiles")
+    parser.add_argument("--runs", type=Path, help="folder of the per-seed run folders "
+                        "(default: runs/crater_resunet)")
+    parser.add_argument("--results", type=Path, help="results folder (default: "
+                        "results/crater_resunet); with it, data is never downloaded")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)),
                         help="CPU threads (default: $OMP_NUM_THREADS or 2)")
     args = parser.parse_args(argv)
-    from crater_resunet.config import ConfigError
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    from crater_resunet.data import LabelError
     from crater_resunet.prepare_pycda import PrepareError
+    from shared.runs import cli_main
 
     tee = _Tee(sys.stdout)
     sys.stdout = tee
     try:
-        rc = reproduce(args)
-    except (ConfigError, PrepareError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        rc = 2
+        rc = cli_main(lambda _argv: reproduce(args), None,
+                      user_errors=(PrepareError, LabelError, FileNotFoundError))
     finally:
         sys.stdout = tee.stream
     if rc == 0:
         from shared.atomic import atomic_write_text
 
-        atomic_write_text(RESULTS / "reproduce.log", "".join(tee.lines))
+        results = Path(args.results) if args.results else RESULTS
+        atomic_write_text(results / "reproduce.log", "".join(tee.lines))
     return rc
 
 

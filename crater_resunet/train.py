@@ -1,12 +1,18 @@
 """Train the crater ResNet-UNet on a YOLO-layout data set (Keras 3; TensorFlow by default).
 
-    python -m crater_resunet.train --config quick
-    python -m crater_resunet.train --config paper --data /data/LU3M6TGT_yolo_format
+    python -m crater_resunet.train --config quick --run-dir runs/crater_resunet/quick
+    python -m crater_resunet.train --config paper --set data.root=/data/LU3M6TGT_yolo_format
+    python -m crater_resunet.train --run-dir runs/crater_resunet/quick --resume
 
-Loss 0.5 BCE + 0.5 (1 - Dice), AdamW, early stopping on the validation loss (best weights
-restored), reduce-on-plateau, the best model as ``best.keras`` (written atomically), a CSV log
-of every epoch, and ``model.keras`` + ``train_summary.json`` at the end. The model is built
-and compiled inside a ``tf.distribute`` strategy scope (MirroredStrategy with several GPUs).
+The recipe (the notebook's): loss 0.5 BCE + 0.5 (1 - Dice), AdamW, early stopping on the
+validation loss (best weights restored at the end), reduce-on-plateau. It follows the shared
+run contract (``shared/runs.py``): the run folder holds ``config.yaml``, ``history.csv`` (one
+row per epoch), ``train.log``, ``last.keras`` + ``state.json`` (weights, optimiser state and the
+callbacks' counters after the last finished epoch), ``best.keras`` (lowest validation loss) and
+``summary.json``. Epoch ``k`` shuffles and augments from seeds derived from (seed, k), so a run
+resumed after SIGINT/SIGTERM (which abandons the unfinished epoch and exits 130/143) ends with
+the weights and history of an uninterrupted one. The model is built and compiled inside a
+``tf.distribute`` strategy scope (MirroredStrategy with several GPUs).
 """
 
 from __future__ import annotations
@@ -15,18 +21,26 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from crater_resunet.config import CONFIG_DIR, REPO_ROOT
+from shared.runs import UserError
+
+PROFILES = {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yml"))}
+LAST, BEST, STATE = "last.keras", "best.keras", "state.json"
+CALLBACK_FIELDS = {"early_stopping": ("wait", "best", "best_epoch", "stopped_epoch"),
+                   "reduce_lr": ("wait", "best", "cooldown_counter")}
 
 
 def _strategy():
     """MirroredStrategy on several GPUs, else the default strategy (TF backend only)."""
+    import contextlib
+
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        import contextlib
-
         return None, contextlib.nullcontext()
     import tensorflow as tf
 
@@ -54,70 +68,76 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def make_callbacks(run_dir: Path, tcfg: dict):
-    """Early stopping, reduce-on-plateau, atomic best checkpoint, CSV logger."""
+def data_root_of(cfg: dict) -> Path:
+    root = Path(cfg["data"]["root"])
+    return root if root.is_absolute() else REPO_ROOT / root
+
+
+def validate(cfg: dict) -> Path:
+    """The subproject's own checks of a resolved config; returns the data root."""
+    for name, v in (("train.epochs", cfg["train"]["epochs"]),
+                    ("train.batch_size", cfg["train"]["batch_size"]),
+                    ("model.base_filters", cfg["model"]["base_filters"])):
+        if not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be an integer >= 1, got {v!r}")
+    size = cfg["data"]["image_size"]
+    if not isinstance(size, list) or len(size) != 2 or any(int(s) % 32 for s in size):
+        raise UserError(f"data.image_size must be [h, w], multiples of 32, got {size!r}")
+    if cfg["data"]["mask_shape"] not in ("box", "ellipse"):
+        raise UserError("data.mask_shape must be box or ellipse, got "
+                        f"{cfg['data']['mask_shape']!r}")
+    root = data_root_of(cfg)
+    if not (root / "train" / "images").is_dir() or not (root / "valid" / "images").is_dir():
+        raise UserError(f"{root}: expected a YOLO layout with train/images and valid/images "
+                        "(for the quick profile run `python -m crater_resunet.prepare_pycda` "
+                        "first)")
+    return root
+
+
+# ------------------------------------------------------------------------------ the recipe
+@dataclass
+class Recipe:
+    """Everything a training run needs, built from the config."""
+
+    cfg: dict
+    root: Path
+    train_idx: Any
+    valid_idx: Any
+    train_labels: list
+    valid_labels: list
+    train_base: Any
+    valid_ds: Any
+    model: Any
+    strategy: Any
+    callbacks: dict
+
+
+def build(cfg: dict, root: Path) -> Recipe:
+    """Data (checked image by image), model, optimiser, early stopping and reduce-on-plateau."""
     import keras
 
-    from crater_resunet.model import save_model
-
-    class AtomicBestCheckpoint(keras.callbacks.Callback):
-        """Save the model whenever ``val_loss`` improves, atomically, as ``.keras``."""
-
-        def __init__(self, path: Path, monitor: str = "val_loss"):
-            super().__init__()
-            self.path, self.monitor, self.best, self.best_epoch = Path(path), monitor, None, None
-
-        def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get(self.monitor)
-            if value is None:
-                return
-            if self.best is None or value < self.best:
-                self.best, self.best_epoch = float(value), epoch + 1
-                save_model(self.model, self.path)
-
-    ckpt = AtomicBestCheckpoint(run_dir / "best.keras")
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=tcfg["early_stopping_patience"],
-                                      restore_best_weights=True, verbose=1),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=tcfg["reduce_lr_factor"],
-                                          patience=tcfg["reduce_lr_patience"],
-                                          min_lr=tcfg["min_lr"], verbose=1),
-        ckpt,
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-    ]
-    return callbacks, ckpt
-
-
-def run_training(cfg: dict, run_dir: str | os.PathLike, data_root: str | os.PathLike,
-                 verbose: int = 2, threads: int = 2) -> dict:
-    """Train with a resolved config; write the run folder; return the summary dict."""
-    import keras
-    import yaml
-
-    from crater_resunet.data import index_split, load_labels, make_dataset
-    from crater_resunet.model import build_resunet, compile_model, count_params, save_model
-    from shared.atomic import atomic_write_json, atomic_write_text
+    from crater_resunet.data import (
+        base_dataset,
+        check_images,
+        epoch_batches,
+        index_split,
+        load_labels,
+    )
+    from crater_resunet.model import build_resunet, compile_model
     from shared.seed import seed_everything
 
-    t0 = time.time()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    set_threads(threads)
-    seed = int(cfg["seed"])
-    seed_everything(seed)
     dcfg, mcfg, tcfg = cfg["data"], cfg["model"], cfg["train"]
+    seed_everything(int(cfg["seed"]), deterministic=bool(tcfg.get("deterministic", False)))
     size = tuple(int(v) for v in dcfg["image_size"])
-    train_idx = index_split(data_root, "train")
-    valid_idx = index_split(data_root, "valid")
+    train_idx, valid_idx = index_split(root, "train"), index_split(root, "valid")
+    for idx in (train_idx, valid_idx):
+        check_images(idx)
     train_labels, valid_labels = load_labels(train_idx), load_labels(valid_idx)
-    common = dict(image_size=size, batch_size=int(tcfg["batch_size"]),
-                  mask_shape=dcfg["mask_shape"], channel_order=dcfg["channel_order"],
-                  cache=bool(dcfg.get("cache", False)))
-    train_ds = make_dataset(train_idx, shuffle=True, seed=seed, labels=train_labels,
-                            augment=bool(dcfg.get("augment", False)), **common)
-    valid_ds = make_dataset(valid_idx, labels=valid_labels, **common)
-    atomic_write_text(run_dir / "config.yml", yaml.safe_dump(cfg, sort_keys=False))
-
+    common = dict(image_size=size, mask_shape=dcfg["mask_shape"],
+                  channel_order=dcfg["channel_order"], cache=bool(dcfg.get("cache", False)))
+    train_base = base_dataset(train_idx, labels=train_labels, **common)
+    valid_ds = epoch_batches(base_dataset(valid_idx, labels=valid_labels, **common),
+                             len(valid_idx), int(tcfg["batch_size"]))
     strategy, scope = _strategy()
     with scope:
         model = build_resunet((*size, 3), int(mcfg["base_filters"]),
@@ -125,136 +145,245 @@ def run_training(cfg: dict, run_dir: str | os.PathLike, data_root: str | os.Path
         compile_model(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]),
                       float(tcfg["threshold"]), jit_compile=tcfg.get("jit_compile", "auto"),
                       run_eagerly=bool(tcfg.get("run_eagerly", False)))
-    total, trainable = count_params(model)
-    print(f"model: base_filters={mcfg['base_filters']}, {total:,} parameters "
-          f"({trainable:,} trainable); {len(train_idx)} train / {len(valid_idx)} valid images "
-          f"from {data_root}", flush=True)
-    callbacks, ckpt = make_callbacks(run_dir, tcfg)
-    history = model.fit(train_ds, validation_data=valid_ds, epochs=int(tcfg["epochs"]),
-                        callbacks=callbacks, verbose=verbose, shuffle=False)
-    train_time = time.time() - t0
-    save_model(model, run_dir / "model.keras")  # best weights, restored by early stopping
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    best = int(min(range(len(hist["val_loss"])), key=hist["val_loss"].__getitem__))
-    eval_common = dict(common, cache=False)
-    evaluation = {
-        "train": model.evaluate(make_dataset(train_idx, labels=train_labels, **eval_common),
-                                verbose=0, return_dict=True),
-        "valid": model.evaluate(make_dataset(valid_idx, labels=valid_labels, **eval_common),
-                                verbose=0, return_dict=True),
+    callbacks = {
+        "early_stopping": keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=int(tcfg["early_stopping_patience"]), verbose=1),
+        "reduce_lr": keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=float(tcfg["reduce_lr_factor"]),
+            patience=int(tcfg["reduce_lr_patience"]), min_lr=float(tcfg["min_lr"]), verbose=1),
     }
+    for cb in callbacks.values():
+        cb.set_model(model)
+        cb.on_train_begin()
+    return Recipe(cfg, root, train_idx, valid_idx, train_labels, valid_labels, train_base,
+                  valid_ds, model, strategy, callbacks)
+
+
+def epoch_data(r: Recipe, epoch: int):
+    """The training batches of ``epoch``: order and augmentation from (seed, epoch)."""
+    from crater_resunet.data import epoch_batches
+    from shared.runs import derive_seed
+
+    seed = int(r.cfg["seed"])
+    augment = bool(r.cfg["data"].get("augment", False))
+    return epoch_batches(r.train_base, len(r.train_idx), int(r.cfg["train"]["batch_size"]),
+                         shuffle_seed=derive_seed(seed, "shuffle", epoch),
+                         augment_seed=derive_seed(seed, "augment", epoch) if augment else None)
+
+
+def _stop_check(stop):
+    import keras
+
+    class StopCheck(keras.callbacks.Callback):
+        """Ends the epoch at the next batch once SIGINT/SIGTERM arrived."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if stop.requested:
+                self.model.stop_training = True
+
+    return StopCheck()
+
+
+def train_one_epoch(r: Recipe, epoch: int, stop, verbose: int = 2, extra=()) -> dict | None:
+    """One epoch of training and validation; ``None`` when a stop signal cut it short (its
+    partial updates are then never saved: the resume repeats the epoch)."""
+    lr = float(r.model.optimizer.learning_rate)
+    hist = r.model.fit(epoch_data(r, epoch), validation_data=r.valid_ds, epochs=1,
+                       verbose=verbose, shuffle=False, callbacks=[_stop_check(stop), *extra])
+    if stop.requested:
+        return None
+    logs = {k: float(v[-1]) for k, v in hist.history.items()}
+    logs["learning_rate"] = lr
+    for cb in r.callbacks.values():  # may lower the learning rate and request the stop
+        cb.on_epoch_end(epoch, logs)
+    return logs
+
+
+def evaluate(r: Recipe) -> dict:
+    """Keras evaluation of the current model on both splits (no augmentation, file order)."""
+    from crater_resunet.data import base_dataset, epoch_batches
+
+    dcfg = r.cfg["data"]
+    out = {}
+    for split, idx, labels in (("train", r.train_idx, r.train_labels),
+                               ("valid", r.valid_idx, r.valid_labels)):
+        ds = epoch_batches(base_dataset(idx, tuple(dcfg["image_size"]), dcfg["mask_shape"],
+                                        False, dcfg["channel_order"], labels),
+                           len(idx), int(r.cfg["train"]["batch_size"]))
+        res = r.model.evaluate(ds, verbose=0, return_dict=True)
+        out[split] = {k: float(v) for k, v in res.items()}
+    return out
+
+
+# ------------------------------------------------------------------------------ state
+def save_state(run, r: Recipe, state: dict) -> None:
+    """``last.keras`` (weights and optimiser state) then ``state.json``, both atomically."""
+    from crater_resunet.model import save_model
+    from shared.atomic import atomic_write_json
+
+    save_model(r.model, run.file(LAST))
+    state = dict(state, callbacks={
+        name: {f: _finite(getattr(r.callbacks[name], f)) for f in fields}
+        for name, fields in CALLBACK_FIELDS.items()})
+    atomic_write_json(run.file(STATE), state)
+
+
+def load_state(run, r: Recipe) -> dict:
+    """Restore the model, optimiser and callbacks from ``last.keras`` + ``state.json``."""
+    import json
+
+    path = run.file(STATE)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        r.model.optimizer.build(r.model.trainable_variables)
+        r.model.load_weights(run.file(LAST))
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: cannot resume from this state ({exc})") from None
+    for name, fields in state["callbacks"].items():
+        for f in fields:
+            v = fields[f]
+            if v is None:  # an infinite or unset best: the callback's own starting value
+                v = None if name == "early_stopping" else float("inf")
+            setattr(r.callbacks[name], f, v)
+    r.model.optimizer.learning_rate.assign(state["learning_rate"])
+    return state
+
+
+def _finite(v):
+    v = float(v) if v is not None else None
+    return None if v is None or v in (float("inf"), float("-inf")) else v
+
+
+# ------------------------------------------------------------------------------ the run
+def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+        verbose: int = 2, threads: int = 2, extra_callbacks=()) -> dict:
+    """Train with a resolved config into ``run_dir`` (the run contract); return the summary."""
+    from shared.runs import GracefulStop, RunDir
+
+    root = validate(cfg)
+    run_folder, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite)
+    with run_folder as rd, GracefulStop() as stop:
+        log = rd.logger("crater_resunet.train")
+        set_threads(threads)
+        r = build(cfg, root)
+        state = {"epoch": 0, "train_seconds": 0.0, "stopped": False, "best_val_loss": None,
+                 "best_epoch": None}
+        if resume and rd.file(STATE).is_file():
+            state = load_state(rd, r)
+            log.info(f"resuming after epoch {state['epoch']} from {rd.file(LAST)}")
+        rd.truncate_history(lambda row: int(row["epoch"]) <= state["epoch"])
+        _log_model(log, r)
+        while state["epoch"] < int(cfg["train"]["epochs"]) and not state["stopped"]:
+            t0 = time.time()
+            logs = train_one_epoch(r, state["epoch"], stop, verbose, extra_callbacks)
+            if logs is None:
+                stop.raise_if_requested(rd.path)
+            state = _after_epoch(rd, r, state, logs, time.time() - t0, log)
+            stop.raise_if_requested(rd.path)
+        return _finish(rd, r, state, log)
+
+
+def _log_model(log, r: Recipe) -> None:
+    from crater_resunet.model import count_params
+
+    total, trainable = count_params(r.model)
+    log.info(f"model: base_filters={r.cfg['model']['base_filters']}, {total:,} parameters "
+             f"({trainable:,} trainable); {len(r.train_idx)} train / {len(r.valid_idx)} valid "
+             f"images from {r.root}")
+
+
+def _after_epoch(rd, r: Recipe, state: dict, logs: dict, seconds: float, log) -> dict:
+    """Best checkpoint, history row, resumable state, log line."""
+    from crater_resunet.model import save_model
+
+    epoch = state["epoch"] + 1
+    best = state["best_val_loss"]
+    if best is None or logs["val_loss"] < best:
+        save_model(r.model, rd.file(BEST))
+        state = dict(state, best_val_loss=logs["val_loss"], best_epoch=epoch)
+    rd.append_history({"epoch": epoch, **logs})
+    state = dict(state, epoch=epoch, train_seconds=state["train_seconds"] + seconds,
+                 stopped=bool(r.model.stop_training),
+                 learning_rate=float(r.model.optimizer.learning_rate))
+    save_state(rd, r, state)
+    log.info(f"epoch {epoch}: loss {logs['loss']:.4f} val_loss {logs['val_loss']:.4f} "
+             f"val_dice_t {logs.get('val_dice_t', float('nan')):.4f} lr {logs['learning_rate']:.2e}"
+             f" ({seconds:.1f} s)" + (" - early stop" if state["stopped"] else ""))
+    return state
+
+
+def _finish(rd, r: Recipe, state: dict, log) -> dict:
+    """Best weights restored (as the notebook's EarlyStopping does), evaluation, summary."""
+    import keras
+
+    from crater_resunet.model import count_params
+    from shared.runs import code_version
+
+    r.model.load_weights(rd.file(BEST))
+    rows = rd.read_history()
+    hist = {k: [float(row[k]) for row in rows] for k in rows[0] if k != "epoch"}
+    best = state["best_epoch"] - 1
+    total, trainable = count_params(r.model)
     summary = {
-        "profile": cfg.get("profile"),
-        "data_root": str(data_root),
+        "profile": r.cfg.get("profile"), "data_root": str(r.root),
+        "code_version": code_version(Path(__file__).parent),
         "backend": keras.backend.backend(),
-        "replicas": getattr(strategy, "num_replicas_in_sync", 1) if strategy else 1,
-        "base_filters": int(mcfg["base_filters"]),
-        "bn_momentum": float(mcfg.get("bn_momentum", 0.99)),
-        "image_size": list(size),
-        "params_total": total,
-        "params_trainable": trainable,
-        "train_images": len(train_idx),
-        "valid_images": len(valid_idx),
-        "epochs_run": len(hist["loss"]),
-        "best_epoch": best + 1,
+        "replicas": getattr(r.strategy, "num_replicas_in_sync", 1) if r.strategy else 1,
+        "base_filters": int(r.cfg["model"]["base_filters"]),
+        "image_size": list(r.cfg["data"]["image_size"]),
+        "params_total": total, "params_trainable": trainable,
+        "train_images": len(r.train_idx), "valid_images": len(r.valid_idx),
+        "epochs_run": len(rows), "best_epoch": best + 1,
         "best_at_epoch": {k: v[best] for k, v in hist.items()},
-        "evaluate_best_model": {s: {k: float(v) for k, v in d.items()}
-                                for s, d in evaluation.items()},
-        "train_seconds": round(train_time, 1),
-        "seconds_per_epoch": round(train_time / max(len(hist["loss"]), 1), 2),
+        "evaluate_best_model": evaluate(r),
+        "train_seconds": round(state["train_seconds"], 1),
+        "seconds_per_epoch": round(state["train_seconds"] / max(len(rows), 1), 2),
         "history": hist,
     }
-    atomic_write_json(run_dir / "train_summary.json", summary)
+    rd.write_summary(summary)
+    v = summary["evaluate_best_model"]["valid"]
+    log.info(f"best epoch {best + 1}/{len(rows)}: valid loss {v['loss']:.4f}, dice "
+             f"(thresholded) {v['dice_t']:.4f}, dice (soft) {v['dice_coefficient']:.4f}; "
+             f"model: {rd.file(BEST)}")
     return summary
 
 
+# ------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
+    from shared.runs import add_run_arguments
+
     parser = argparse.ArgumentParser(
         prog="python -m crater_resunet.train",
         description="Train the crater ResNet-UNet (Keras 3) on a YOLO-layout data set "
-                    "(<data>/{train,valid}/{images,labels}).")
-    parser.add_argument("--config", default="quick",
-                        help="profile name in crater_resunet/configs (quick, paper) or a YAML "
-                             "path (default: quick)")
-    parser.add_argument("--data", type=Path, help="data root (overrides data.root)")
-    parser.add_argument("--out", type=Path, help="run folder (default: runs/crater_resunet/"
-                                                 "<profile>)")
-    parser.add_argument("--epochs", type=int, help="override train.epochs")
-    parser.add_argument("--batch-size", type=int, help="override train.batch_size")
-    parser.add_argument("--base-filters", type=int, help="override model.base_filters "
-                                                         "(64 = the paper)")
-    parser.add_argument("--image-size", type=int, help="square model input size (multiple of "
-                                                       "32)")
-    parser.add_argument("--mask-shape", choices=["box", "ellipse"], help="mask from boxes: "
-                        "filled box (paper) or inscribed ellipse")
-    parser.add_argument("--lr", type=float, help="override train.learning_rate")
-    parser.add_argument("--seed", type=int, help="override the seed")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                        help="seeded flips/rotations of training tiles")
+                    "(<data>/{train,valid}/{images,labels}) following the shared run contract.")
+    add_run_arguments(parser, default_config="quick", run_dir_aliases=("--out",))
+    parser.add_argument("--data", type=Path, help="data root (same as --set data.root=...)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)),
                         help="CPU threads (default: $OMP_NUM_THREADS or 2)")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch Keras output")
+    parser.add_argument("--quiet", action="store_true", help="no per-batch Keras output")
     return parser
 
 
-def apply_overrides(cfg: dict, args) -> dict:
-    for value, section, key in ((args.epochs, "train", "epochs"),
-                                (args.batch_size, "train", "batch_size"),
-                                (args.lr, "train", "learning_rate"),
-                                (args.base_filters, "model", "base_filters"),
-                                (args.mask_shape, "data", "mask_shape"),
-                                (args.augment, "data", "augment")):
-        if value is not None:
-            cfg[section][key] = value
-    if args.image_size is not None:
-        cfg["data"]["image_size"] = [args.image_size, args.image_size]
-    if args.seed is not None:
-        cfg["seed"] = args.seed
-    if args.data is not None:
-        cfg["data"]["root"] = str(args.data)
-    return cfg
-
-
 def main(argv=None) -> int:
+    from shared.runs import run_config
+
     args = build_parser().parse_args(argv)
-    from crater_resunet.config import ConfigError, data_root, load_config
-
-    try:
-        cfg = apply_overrides(load_config(args.config), args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for name, v in (("--epochs", cfg["train"]["epochs"]), ("--batch-size",
-                    cfg["train"]["batch_size"]), ("--base-filters", cfg["model"]["base_filters"])):
-        if int(v) < 1:
-            print(f"error: {name} must be >= 1, got {v}", file=sys.stderr)
-            return 2
-    if any(int(s) % 32 for s in cfg["data"]["image_size"]):
-        print(f"error: image size must be a multiple of 32, got {cfg['data']['image_size']}",
-              file=sys.stderr)
-        return 2
-    root = data_root(cfg)
-    if not (root / "train" / "images").is_dir() or not (root / "valid" / "images").is_dir():
-        print(f"error: {root}: expected a YOLO layout with train/images and valid/images "
-              "(for the quick profile run `python -m crater_resunet.prepare_pycda` first)",
-              file=sys.stderr)
-        return 2
-    run_dir = args.out or REPO_ROOT / "runs" / "crater_resunet" / str(cfg.get("profile", "run"))
+    if args.data is not None:
+        args.overrides = [*args.overrides, f"data.root={args.data}"]
+    cfg = run_config(args, PROFILES)
+    run_dir = args.run_dir or REPO_ROOT / "runs" / "crater_resunet" / str(cfg.get("profile", "run"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from crater_resunet.data import LabelError
-
-    try:
-        summary = run_training(cfg, run_dir, root, verbose=0 if args.quiet else 2,
-                               threads=args.threads)
-    except (LabelError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    v = summary["evaluate_best_model"]["valid"]
-    print(f"best epoch {summary['best_epoch']}/{summary['epochs_run']}: valid loss "
-          f"{v['loss']:.4f}, dice (thresholded) {v['dice_t']:.4f}, dice (soft) "
-          f"{v['dice_coefficient']:.4f}; model: {run_dir / 'model.keras'}")
+    run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
+        verbose=0 if args.quiet else 2, threads=args.threads)
     return 0
 
 
+def cli(argv=None) -> int:
+    from crater_resunet.data import LabelError
+    from shared.runs import cli_main
+
+    return cli_main(main, argv, user_errors=(LabelError, FileNotFoundError))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -23,24 +23,23 @@ def test_synthetic_tiles_are_valid_yolo(tmp_path):
 
 
 def test_tiny_train_and_predict(tmp_path):
-    from crater_resunet.config import load_config
     from crater_resunet.model import load_model
     from crater_resunet.predict import run_prediction
-    from crater_resunet.train import run_training
+    from crater_resunet.train import PROFILES, run
+    from shared.configs import load_config
 
     data = tmp_path / "syn"
     write_dataset(data, n_train=4, n_valid=2, size=96, seed=0)
-    cfg = load_config("quick")
-    cfg["data"]["image_size"] = [64, 64]
-    cfg["model"]["base_filters"] = 4
+    cfg = load_config("quick", PROFILES, {"data.root": str(data), "data.image_size": [64, 64],
+                                          "model.base_filters": 4})
     cfg["train"].update(epochs=1, batch_size=2, run_eagerly=True)  # tracing costs ~30 s CPU
-    summary = run_training(cfg, tmp_path / "run", data, verbose=0)
-    for name in ("best.keras", "model.keras", "history.csv", "config.yml",
-                 "train_summary.json"):
+    summary = run(cfg, tmp_path / "run", verbose=0)
+    for name in ("best.keras", "last.keras", "state.json", "history.csv", "config.yaml",
+                 "train.log", "summary.json"):
         assert (tmp_path / "run" / name).is_file(), name
     assert summary["params_total"] == 561_077 and summary["epochs_run"] == 1
     assert np.isfinite(summary["evaluate_best_model"]["valid"]["loss"])
-    model = load_model(tmp_path / "run" / "model.keras", compile=False)
+    model = load_model(tmp_path / "run" / "best.keras", compile=False)
     images = sorted((data / "valid" / "images").glob("*.png"))
     out = tmp_path / "pred"
     res = run_prediction(model, images, out, figures=1, mode="tile", overlap=16)
@@ -62,7 +61,12 @@ def test_clis_fail_cleanly(tmp_path):
     out = run("crater_resunet.train", "--data", str(tmp_path / "none"))
     assert out.returncode == 2 and "none" in out.stderr and "Traceback" not in out.stderr
     out = run("crater_resunet.train", "--config", "nosuch")
-    assert out.returncode == 2 and "nosuch.yml" in out.stderr
+    assert out.returncode == 2 and "nosuch" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "f").write_text("x")
+    out = run("crater_resunet.train", "--run-dir", str(tmp_path / "used"), "--data",
+              str(tmp_path / "none"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
     out = run("crater_resunet.predict", "--model", str(tmp_path / "m.keras"), "--out",
               str(tmp_path / "o"), str(tmp_path))
     assert out.returncode == 2 and "m.keras: model file not found" in out.stderr

@@ -31,3 +31,29 @@ def test_help_exits_cleanly():
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
+
+
+def test_two_seed_tiny_reproduce_keeps_per_seed_values(tmp_path):
+    import json
+
+    from crater_resunet.data.synthetic import write_dataset
+
+    data = tmp_path / "syn"
+    write_dataset(data, n_train=4, n_valid=2, size=64, seed=0)
+    sets = [f"data.root={data}", "data.image_size=[64, 64]", "data.cache=false",
+            "model.base_filters=2", "train.batch_size=2", "train.epochs=1",
+            "train.run_eagerly=true"]
+    argv = ["--seeds", "2", "--runs", str(tmp_path / "runs"), "--results",
+            str(tmp_path / "res")]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert summary["seeds"] == [42, 43]
+    row = next(r for r in summary["rows"] if r["metric"] == "Dice, thresholded 0.5")
+    assert row["ours"]["n"] == 2 and len(row["ours"]["values"]) == 2
+    assert (tmp_path / "runs" / "quick_seed43" / "summary.json").is_file()
+    # a rerun reuses both finished runs (same config and code version)
+    assert main(argv) == 0
+    log = (tmp_path / "res" / "reproduce.log").read_text()
+    assert log.count("reusing the finished run") == 2

@@ -12,7 +12,7 @@ corners truncated to int) or ``ellipse`` (the ellipse inscribed in each box, clo
 crater's outline).
 
 TensorFlow is imported only inside :func:`make_dataset`, so the label tools work without it.
-(``crater_resunet.data.synthetic`` lives in the folder ``data/`` next to this module.)
+Synthetic tiles for tests: ``crater_resunet.data.synthetic``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-# Let ``crater_resunet.data.synthetic`` (in the folder data/) import as a submodule of this one.
-__path__ = [str(Path(__file__).with_name("data"))]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 MASK_SHAPES = ("box", "ellipse")
@@ -222,6 +219,28 @@ def index_split(root: str | os.PathLike, split: str, warn: bool = True) -> Split
     return idx
 
 
+EIGHT_BIT_MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
+
+
+def check_images(index: SplitIndex) -> None:
+    """Decode every image of a split once (PIL) so that a truncated, unreadable or non-8-bit
+    file is one error naming it, not a TensorFlow graph error in the middle of an epoch."""
+    from PIL import Image
+
+    from shared.runs import UserError
+
+    for p in index.images:
+        try:
+            with Image.open(p) as im:
+                mode = im.mode
+                im.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise UserError(f"{p}: unreadable or truncated image ({exc})") from None
+        if mode not in EIGHT_BIT_MODES:
+            raise UserError(f"{p}: {mode} image; training reads 8-bit images (grey, RGB or "
+                            "palette): convert it to 8 bits (predict reads any bit depth)")
+
+
 def load_labels(index: SplitIndex) -> list[np.ndarray]:
     """Parse every label file of a split (a malformed line raises :class:`LabelError`)."""
     return [read_yolo_labels(p) for p in index.labels]
@@ -239,18 +258,14 @@ def padded_geometry(labels: list[np.ndarray], image_size: tuple[int, int],
     return out
 
 
-def make_dataset(index: SplitIndex, image_size=(256, 256), batch_size: int = 16,
-                 mask_shape: str = "box", shuffle: bool = False, seed: int = 0,
-                 cache: bool = False, channel_order: str = "bgr", labels=None,
-                 augment: bool = False):
-    """A ``tf.data.Dataset`` of (image, mask) batches.
+def base_dataset(index: SplitIndex, image_size=(256, 256), mask_shape: str = "box",
+                 cache: bool = False, channel_order: str = "bgr", labels=None):
+    """An unbatched ``tf.data.Dataset`` of (image, mask) pairs in file order.
 
     Images are read and decoded in parallel (``tf.io.decode_image``), converted to the
     reference's BGR channel order by default, resized bilinearly to ``image_size`` and divided
-    by 255; masks are rasterised in TensorFlow from the boxes at that resolution. With
-    ``shuffle`` the order changes every epoch, deterministically from ``seed``. ``cache`` keeps
-    decoded tiles in memory (small data sets). ``augment`` adds seeded random flips and
-    90-degree rotations (off in the paper profile).
+    by 255; masks are rasterised in TensorFlow from the boxes at that resolution. ``cache``
+    keeps decoded tiles in memory (small data sets).
     """
     import tensorflow as tf
 
@@ -285,11 +300,23 @@ def make_dataset(index: SplitIndex, image_size=(256, 256), batch_size: int = 16,
 
     ds = tf.data.Dataset.from_tensor_slices((paths, geom))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache:
-        ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    if augment:
+    return ds.cache() if cache else ds
+
+
+def epoch_batches(base, n: int, batch_size: int, shuffle_seed: int | None = None,
+                  augment_seed: int | None = None):
+    """Batches of one pass over ``base`` (``n`` elements): shuffled with ``shuffle_seed`` and
+    augmented (seeded random flips and 90-degree turns) from ``augment_seed`` when given.
+
+    A trainer passes seeds derived from (run seed, epoch), so epoch ``k`` draws the same order
+    and augmentation whether the run was interrupted before it or not.
+    """
+    import tensorflow as tf
+
+    ds = base
+    if shuffle_seed is not None:
+        ds = ds.shuffle(n, seed=int(shuffle_seed), reshuffle_each_iteration=False)
+    if augment_seed is not None:
         def aug(img, mask, s):
             both = tf.concat([img, mask], axis=-1)
             both = tf.image.stateless_random_flip_left_right(both, s)
@@ -297,10 +324,31 @@ def make_dataset(index: SplitIndex, image_size=(256, 256), batch_size: int = 16,
             both = tf.image.rot90(both, k)
             return both[..., :3], both[..., 3:]
 
-        counter = tf.data.Dataset.counter(seed * 1_000_003).map(lambda c: tf.stack([c, c + 7]))
+        start = int(augment_seed) % (2**30)
+        counter = tf.data.Dataset.counter(start).map(lambda c: tf.stack([c, c + 7]))
         ds = tf.data.Dataset.zip((ds, counter)).map(
             lambda pair, s: aug(pair[0], pair[1], tf.cast(s, tf.int32)),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(index: SplitIndex, image_size=(256, 256), batch_size: int = 16,
+                 mask_shape: str = "box", shuffle: bool = False, seed: int = 0,
+                 cache: bool = False, channel_order: str = "bgr", labels=None,
+                 augment: bool = False):
+    """A ``tf.data.Dataset`` of (image, mask) batches (:func:`base_dataset`, then
+    :func:`epoch_batches`); with ``shuffle`` the order changes every iteration,
+    deterministically from ``seed``. ``augment`` adds seeded random flips and 90-degree turns
+    (off in the paper profile). The trainer uses the two parts directly, one pass per epoch.
+    """
+    import tensorflow as tf
+
+    base = base_dataset(index, image_size, mask_shape, cache, channel_order, labels)
+    ds = base
+    if shuffle:
+        ds = ds.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        ds = epoch_batches(ds, len(index), 1, augment_seed=seed * 1_000_003).unbatch()
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
