@@ -18,10 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a dune_vlm checkpoint on img_dir/ann_dir/<split>: OA, per-class "
                     "IoU/F1, mIoU, mF1, Cohen's kappa, per region, confusion matrix figure.")
     p.add_argument("--data_root", required=True, help="dataset root (img_dir/, ann_dir/)")
-    p.add_argument("--weights", required=True, help="checkpoint (best.pt / last.pt)")
+    p.add_argument("--weights", required=True,
+                   help="our checkpoint (best.pt / last.pt) or a reference best_model.pth")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--text_embed_path", help="override the text embeddings stored in the "
-                                             "checkpoint ((classes, D) .npy)")
+    p.add_argument("--text_embed_path", help="(classes, D) .npy text embeddings: needed for a "
+                   "reference fusion best_model.pth, else overrides the stored ones; an error "
+                   "for the baseline (it takes no text)")
     p.add_argument("--out", help="output folder (default: the checkpoint's folder)")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--device", default="auto")
@@ -63,7 +65,8 @@ def format_table(metrics: dict, names: list[str]) -> str:
     lines = [f"{'class':34s} {'IoU':>7s} {'F1':>7s} {'pixels':>9s}"]
     for name, iou, f1, n in zip(names, metrics["IoU"], metrics["F1"], metrics["support"]):
         lines.append(f"{name:34s} {iou * 100:7.2f} {f1 * 100:7.2f} {n:9d}")
-    lines.append(f"OA {metrics['OA'] * 100:.2f} %  mIoU {metrics['mIoU'] * 100:.2f} %  "
+    lines.append(f"OA {metrics['OA'] * 100:.2f} %  mIoU {metrics['mIoU'] * 100:.2f} % "
+                 f"(reference definition, absent classes 0: {metrics['mIoU_ref'] * 100:.2f} %)  "
                  f"mF1 {metrics['mF1'] * 100:.2f} %  kappa {metrics['kappa']:.4f}")
     return "\n".join(lines)
 
@@ -72,14 +75,14 @@ def run_evaluation(data_root, weights, split="test", text_embed_path=None, out=N
                    batch_size=8, device="auto", tag="", progress=True) -> dict:
     import torch
 
-    from dune_vlm.engine import evaluate, load_model_for_inference, pick_device
+    from dune_vlm.checkpoint import load_model_for_inference
+    from dune_vlm.evaluation import evaluate, pick_device
     from dune_vlm.utils.config import class_names
     from dune_vlm.utils.dataset import DuneDataset
     from shared.atomic import atomic_write_json
 
     dev = pick_device(device)
-    model, text, ckpt = load_model_for_inference(weights, text_embed_path, dev)
-    spec = ckpt["model_spec"]
+    model, text, spec = load_model_for_inference(weights, text_embed_path, dev)
     ds = DuneDataset(data_root, split, spec["num_classes"], spec.get("in_chans", 64))
     with torch.inference_mode():
         res = evaluate(model, ds, text, dev, spec["num_classes"], batch_size,
@@ -89,7 +92,8 @@ def run_evaluation(data_root, weights, split="test", text_embed_path=None, out=N
     if len(names) != spec["num_classes"]:
         names = [f"class {i}" for i in range(spec["num_classes"])]
     result = {
-        "weights": str(weights), "split": split, "model": spec["name"],
+        "weights": str(weights), "weights_format": model.checkpoint_format, "split": split,
+        "model": spec["name"],
         "tiles": len(ds), "overall": overall,
         "per_class": {n: {"IoU": i, "F1": f, "pixels": s} for n, i, f, s in
                       zip(names, overall["IoU"], overall["F1"], overall["support"])},
@@ -108,21 +112,15 @@ def run_evaluation(data_root, weights, split="test", text_embed_path=None, out=N
     return result
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from dune_vlm.engine import UserError
-    from dune_vlm.utils.config import ConfigError, class_names
-    from dune_vlm.utils.dataset import DatasetError
+    from dune_vlm.utils.config import class_names
 
     torch.set_num_threads(max(1, args.threads))
-    try:
-        res = run_evaluation(args.data_root, args.weights, args.split, args.text_embed_path,
-                             args.out, args.batch_size, args.device, args.tag)
-    except (UserError, ConfigError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    res = run_evaluation(args.data_root, args.weights, args.split, args.text_embed_path,
+                         args.out, args.batch_size, args.device, args.tag)
     names = list(res["per_class"])
     print(format_table(res["overall"], names if names else class_names()))
     for region, m in res["per_region"].items():
@@ -130,6 +128,14 @@ def main(argv=None) -> int:
               f"kappa {m['kappa']:.4f}")
     print(f"wrote {res['out_dir']}")
     return 0
+
+
+def main(argv=None) -> int:
+    from dune_vlm.utils.config import ConfigError
+    from dune_vlm.utils.dataset import DatasetError
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv, (ConfigError, DatasetError))
 
 
 if __name__ == "__main__":

@@ -244,8 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input_tif", required=True, help="64-band embedding GeoTIFF")
     p.add_argument("--output_tif", required=True, help="classification GeoTIFF to write")
-    p.add_argument("--weights", required=True, help="dune_vlm checkpoint (best.pt)")
-    p.add_argument("--text_embed_path", help="(classes, D) .npy; default: stored in checkpoint")
+    p.add_argument("--weights", required=True,
+                   help="our checkpoint (best.pt) or a reference best_model.pth")
+    p.add_argument("--text_embed_path", help="(classes, D) .npy; default: stored in our "
+                   "checkpoint; required for a reference fusion file; an error for the baseline")
     p.add_argument("--tile_size", type=int, default=512, help="model window (multiple of 32)")
     p.add_argument("--stride", type=int, default=None,
                    help="window step (default: tile_size - overlap)")
@@ -263,32 +265,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from dune_vlm.engine import UserError, load_model_for_inference, pick_device
+    from dune_vlm.checkpoint import load_model_for_inference
+    from dune_vlm.evaluation import pick_device
     from dune_vlm.utils.config import class_colors
+    from shared.runs import check_not_inputs, check_output_dir
 
     torch.set_num_threads(max(1, args.threads))
+    check_not_inputs([args.output_tif], [args.input_tif, args.weights, args.text_embed_path])
+    check_output_dir(Path(args.output_tif).parent)
     stride = args.stride if args.stride is not None else args.tile_size - args.overlap
-    try:
-        dev = pick_device(args.device)
-        model, text, _ = load_model_for_inference(args.weights, args.text_embed_path, dev)
-        colors = {k: (*c, 255) for k, c in class_colors().items()}
-        stats = predict_raster(
-            args.input_tif, args.output_tif, model, text, tile_size=args.tile_size,
-            stride=stride, block=args.block, batch_size=args.batch_size, device=dev,
-            confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
-            colormap=colors, progress=not args.no_progress)
-    except (UserError, TileInferenceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    dev = pick_device(args.device)
+    model, text, _ = load_model_for_inference(args.weights, args.text_embed_path, dev)
+    colors = {k: (*c, 255) for k, c in class_colors().items()}
+    stats = predict_raster(
+        args.input_tif, args.output_tif, model, text, tile_size=args.tile_size,
+        stride=stride, block=args.block, batch_size=args.batch_size, device=dev,
+        confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
+        colormap=colors, progress=not args.no_progress)
     print(f"wrote {stats['output']}: {stats['width']}x{stats['height']}, "
           f"{stats['windows_predicted']} windows predicted "
           f"({stats['windows_skipped_nodata']} all-nodata skipped), {stats['wall_s']} s, "
           f"peak RSS {stats['peak_rss_mb']} MB")
     return 0
+
+
+def main(argv=None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv, (TileInferenceError,))
 
 
 if __name__ == "__main__":

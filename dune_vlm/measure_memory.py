@@ -66,7 +66,7 @@ def _child(args) -> dict:
     torch.set_num_threads(max(1, args.threads))
     text = None
     if args.weights:
-        from dune_vlm.engine import load_model_for_inference
+        from dune_vlm.checkpoint import load_model_for_inference
 
         model, text, _ = load_model_for_inference(args.weights, args.text_embed_path, "cpu")
     elif args.model == "paper":

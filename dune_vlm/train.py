@@ -1,52 +1,53 @@
 """Train the dune segmenter: fusion (SegFormer + Embed + Text) or the Embed-only baseline.
 
-Reference recipe: AdamW (lr 6e-5, weight decay 0.01), PolynomialLR (power 1) stepped per epoch,
-cross-entropy with ignore index 255, batch 4, 50 epochs, keep the best validation mIoU. Profiles:
-``--profile paper`` (that recipe) or ``--profile quick`` (CPU-sized, synthetic data); any value can
-be overridden on the command line.
+The recipe (reference ``train.py``): AdamW (lr 6e-5, weight decay 0.01), PolynomialLR (power 1)
+stepped per epoch, cross-entropy with ignore index 255, batch 4, 50 epochs, keep the epoch with
+the best validation mIoU (the reference's definition: absent classes count 0). Read it top to
+bottom: ``build`` (data, model, optimiser, schedule), ``train_one_epoch``, ``evaluate``,
+``save_state``/``load_state`` and ``run``, which calls them.
 
-A run folder gets ``config.yml``, ``last.pt`` (every epoch), ``best.pt`` (best val mIoU),
-``history.json``/``.csv``, ``curves.png`` and ``train.log``; all writes are atomic. Ctrl-C or
-SIGTERM stops after the current batch, keeping the last completed epoch in ``last.pt``;
-``--resume <run_dir>`` continues from it and gives the same weights as an uninterrupted run (each
-epoch reseeds shuffling, augmentation and dropout from ``seed`` and the epoch number).
-Runs unchanged under ``torchrun --nproc_per_node=N`` (gloo on CPU, nccl on GPU): a
-DistributedSampler splits the data, validation confusion matrices are summed over ranks and only
-rank 0 writes.
+The run contract (``shared.runs``): ``--config paper|quick|FILE.yml`` (alias ``--profile``),
+``--run-dir DIR`` (aliases ``--run_dir``, ``--save_dir``), ``--resume``, ``--overwrite``,
+``--set key.sub=value``. The run folder holds ``config.yaml``, ``history.csv``, ``train.log``,
+``last.pt`` (every epoch), ``best.pt`` and ``summary.json`` when finished. SIGINT/SIGTERM stop
+after the current batch, leave ``last.pt`` at the last completed epoch and exit 130/143;
+``--resume`` then gives the same weights and history as an uninterrupted run (each epoch reseeds
+shuffling, augmentation and dropout from the seed and the epoch number). Runs unchanged under
+``torchrun --nproc_per_node=N`` (a DistributedSampler splits the data, validation confusion
+matrices are summed over ranks and only rank 0 writes).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import logging
 import os
-import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+SHORTCUTS = {  # the reference's flags, kept as shortcuts for --set
+    "data_root": ("data.root", str), "model": ("model.name", str),
+    "text_embed_path": ("text.embed_path", str), "epochs": ("train.epochs", int),
+    "batch_size": ("train.batch_size", int), "lr": ("train.lr", float),
+    "weight_decay": ("train.weight_decay", float), "workers": ("train.workers", int),
+    "seed": ("train.seed", int), "init": ("model.init", str),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.runs import add_run_arguments
+
     p = argparse.ArgumentParser(
         description="Train the vision-language dune segmenter (fusion) or the Embed-only "
-                    "SegFormer baseline on img_dir/ann_dir tiles.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--profile", default="quick",
-                   help="'paper', 'quick' or a YAML file with the same keys")
-    p.add_argument("--data_root", help="dataset root with img_dir/ and ann_dir/ (profile default)")
-    p.add_argument("--model", choices=["fusion", "baseline"], help="architecture")
-    p.add_argument("--text_embed_path", help="(classes, D) .npy of class text embeddings")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch_size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight_decay", type=float)
-    p.add_argument("--workers", type=int, help="DataLoader worker processes")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--run_dir", "--save_dir", dest="run_dir", help="run folder to write")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (last.pt)")
+                    "SegFormer baseline on img_dir/ann_dir tiles.")
+    add_run_arguments(p, "quick", run_dir_aliases=("--run_dir", "--save_dir"),
+                      config_aliases=("--profile",))
+    for name, (key, typ) in SHORTCUTS.items():
+        kw = {"choices": ["fusion", "baseline"]} if name == "model" else {}
+        p.add_argument(f"--{name}", type=typ, help=f"same as --set {key}=...", **kw)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 CPU, fp16 CUDA)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -54,303 +55,299 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_config(args) -> dict:
-    from dune_vlm.utils.config import load_profile
+def config_from_args(args) -> dict:
+    from dune_vlm.utils.config import PROFILE_FILES, validate
+    from shared.runs import run_config
 
-    cfg = load_profile(args.profile)
-    cfg.setdefault("train", {})
-    cfg.setdefault("data", {})
-    cfg.setdefault("text", {})
-    cfg.setdefault("model", {})
-    if args.data_root:
-        cfg["data"]["root"] = args.data_root
-    if args.model:
-        cfg["model"]["name"] = args.model
-    if args.text_embed_path:
-        cfg["text"]["embed_path"] = args.text_embed_path
-    for key in ("epochs", "batch_size", "lr", "weight_decay", "workers", "seed", "run_dir"):
-        value = getattr(args, key)
-        if value is not None:
-            cfg["train"][key] = value
+    sets = list(args.overrides)
+    for name, (key, _) in SHORTCUTS.items():
+        if getattr(args, name) is not None:
+            sets.append(f"{key}={getattr(args, name)}")
     if args.amp:
-        cfg["train"]["amp"] = True
-    t = cfg["train"]
-    for key, default in (("epochs", 50), ("batch_size", 4), ("lr", 6e-5),
-                         ("weight_decay", 0.01), ("poly_power", 1.0), ("workers", 0),
-                         ("seed", 0), ("amp", False), ("run_dir", "runs/dune_vlm/run")):
-        t.setdefault(key, default)
-    if t["epochs"] < 1 or t["batch_size"] < 1 or t["lr"] <= 0:
-        raise ValueError("epochs and batch size must be >= 1 and lr > 0")
-    cfg["model"].setdefault("name", "fusion")
-    return cfg
+        sets.append("train.amp=true")
+    args.overrides = sets
+    if args.config is None and not args.resume:
+        args.config = args.default_config
+    if args.config is not None:
+        from dune_vlm.utils.config import load_run_config
+
+        return load_run_config(args.config, sets)
+    return validate(run_config(args, PROFILE_FILES), str(args.run_dir))
 
 
-def _dist_info():
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return world, rank, local
+# --------------------------------------------------------------------------- recipe
+@dataclass
+class Job:
+    """Everything one training run works with (made by ``build``)."""
+
+    cfg: dict
+    device: Any
+    model: Any
+    text: Any
+    train_ds: Any
+    val_ds: Any
+    opt: Any
+    sched: Any
+    criterion: Any
+    spec: dict
+    rank: int = 0
+    world: int = 1
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shared.atomic import atomic_path
-
-    ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
-    ax[0].set_xlabel("epoch")
-    ax[0].set_ylabel("cross-entropy")
-    ax[0].legend()
-    for key in ("val_OA", "val_mIoU", "val_kappa"):
-        ax[1].plot(ep, [h[key] for h in history], "o-", label=key)
-    ax[1].set_xlabel("epoch")
-    ax[1].set_ylim(0, 1)
-    ax[1].legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+def model_spec(cfg: dict, text_dim: int) -> dict:
+    m, d = cfg["model"], cfg["data"]
+    arch = dict(m.get("fusion_arch") or {}) if m["name"] == "fusion" else {}
+    return {"name": m["name"], "num_classes": int(d["num_classes"]), "text_dim": text_dim,
+            "in_chans": int(d["in_chans"]), "arch": arch}
 
 
-def run(cfg: dict, args) -> dict:
+def build(cfg: dict, device, rank: int = 0, world: int = 1) -> Job:
+    """Data, text embeddings, model (optionally initialised from ``model.init``), optimiser,
+    schedule and loss of the recipe."""
     import torch
-    import torch.distributed as dist
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
-    from tqdm import tqdm
 
-    from dune_vlm.engine import (
-        _amp_dtype,
-        collate,
-        evaluate,
-        load_checkpoint,
-        load_text_embeds,
-        model_from_spec,
-        pick_device,
-        save_checkpoint,
-    )
+    from dune_vlm.checkpoint import load_model, load_text_embeds, model_from_spec
     from dune_vlm.utils.config import resolve_path
     from dune_vlm.utils.dataset import DuneDataset
-    from shared.atomic import atomic_write_json, atomic_write_text
+
+    d, t = cfg["data"], cfg["train"]
+    seed, n_cls = int(t["seed"]), int(d["num_classes"])
+    root = resolve_path(d["root"])
+    train_ds = DuneDataset(root, "train", n_cls, int(d["in_chans"]), augment=True, seed=seed)
+    val_ds = DuneDataset(root, "val", n_cls, int(d["in_chans"]))
+    text, text_dim = None, 512
+    if cfg["model"]["name"] == "fusion":
+        arr = load_text_embeds(resolve_path(cfg["text"]["embed_path"]), n_cls)
+        text, text_dim = torch.from_numpy(arr).to(device), int(arr.shape[1])
+    spec = model_spec(cfg, text_dim)
+    torch.manual_seed(seed)  # initialisation
+    model = model_from_spec(spec)
+    if cfg["model"].get("init"):
+        init = load_model(resolve_path(cfg["model"]["init"]))
+        from dune_vlm.checkpoint import check_strict
+
+        check_strict(model.state_dict(), init.state_dict(), cfg["model"]["init"],
+                     "initial (model.init)")
+        model.load_state_dict(init.state_dict())
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]),
+                            weight_decay=float(t["weight_decay"]), foreach=True)
+    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=int(t["epochs"]),
+                                                  power=float(t["poly_power"]))
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=int(d["ignore_index"]))
+    return Job(cfg, device, model, text, train_ds, val_ds, opt, sched, criterion, spec, rank,
+               world)
+
+
+def _loader(job: Job, epoch: int):
+    import torch
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from dune_vlm.evaluation import collate
+
+    t = job.cfg["train"]
+    seed, bs, workers = int(t["seed"]), int(t["batch_size"]), int(t["workers"])
+    if job.world > 1:
+        sampler = DistributedSampler(job.train_ds, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        return DataLoader(job.train_ds, bs, sampler=sampler, num_workers=workers,
+                          collate_fn=collate)
+    gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return DataLoader(job.train_ds, bs, shuffle=True, generator=gen, num_workers=workers,
+                      collate_fn=collate)
+
+
+def train_one_epoch(job: Job, ddp_model, epoch: int, stop, progress: bool = False) -> dict:
+    """One pass over the training tiles; returns loss and throughput, or ``None`` when a stop
+    was requested (the epoch is then discarded and redone on resume)."""
+    import torch
+    from tqdm import tqdm
+
+    from dune_vlm.evaluation import _amp_dtype
+
+    seed, amp = int(job.cfg["train"]["seed"]), bool(job.cfg["train"]["amp"])
+    torch.manual_seed(seed * 1000 + epoch * 10 + job.rank)  # dropout of this epoch
+    job.train_ds.set_epoch(epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and job.device.type == "cuda")
+    ddp_model.train()
+    t0, loss_sum, seen = time.time(), 0.0, 0
+    bar = tqdm(_loader(job, epoch), desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+               disable=not progress or job.rank != 0)
+    for imgs, labels, _ in bar:
+        imgs, labels = imgs.to(job.device), labels.to(job.device)
+        with torch.autocast(job.device.type, dtype=_amp_dtype(job.device), enabled=amp):
+            loss = job.criterion(ddp_model(imgs, job.text).float(), labels)
+        job.opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(job.opt)
+        scaler.update()
+        loss_sum += float(loss.detach()) * imgs.shape[0]
+        seen += imgs.shape[0]
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        if stop.requested:
+            return None
+    job.sched.step()
+    return {"loss_sum": loss_sum, "seen": seen, "train_time": time.time() - t0}
+
+
+def evaluate(job: Job) -> dict:
+    """Validation metrics (confusion matrices summed over ranks under torchrun)."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    from dune_vlm.evaluation import evaluate as eval_dataset
+
+    t = job.cfg["train"]
+    sampler = DistributedSampler(job.val_ds, shuffle=False) if job.world > 1 else None
+    res = eval_dataset(job.model, job.val_ds, job.text, job.device, job.spec["num_classes"],
+                       int(t["batch_size"]), int(t["workers"]), amp=bool(t["amp"]),
+                       sampler=sampler)
+    metric = res["overall"]
+    if job.world > 1:
+        import torch
+        import torch.distributed as dist
+
+        cm = torch.as_tensor(metric.confusion)
+        dist.all_reduce(cm)
+        metric.confusion[:] = cm.numpy()
+    return metric.compute()
+
+
+def save_state(job: Job, run_dir: Path, epoch: int, best: float, history: list,
+               improved: bool) -> None:
+    """``last.pt`` (resumable) and, when ``improved``, ``best.pt`` (weights + spec + text)."""
+    from dune_vlm.checkpoint import save_checkpoint
+
+    payload = {"model": job.model.state_dict(), "optimizer": job.opt.state_dict(),
+               "scheduler": job.sched.state_dict(), "epoch": epoch, "best_metric": best,
+               "history": history, "model_spec": job.spec, "config": job.cfg}
+    if job.text is not None:
+        payload["text_embeds"] = job.text.detach().cpu()
+    save_checkpoint(run_dir / "last.pt", payload)
+    if improved:
+        keep = ("model", "epoch", "best_metric", "model_spec", "config", "text_embeds")
+        save_checkpoint(run_dir / "best.pt", {k: payload[k] for k in keep if k in payload})
+
+
+def load_state(job: Job, run_dir: Path) -> tuple[int, float, list]:
+    """(start epoch, best metric, history) from ``last.pt``; the schedule follows a possibly
+    extended ``train.epochs``."""
+    from dune_vlm.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    job.model.load_state_dict(ckpt["model"])
+    job.opt.load_state_dict(ckpt["optimizer"])
+    job.sched.load_state_dict(ckpt["scheduler"])
+    start = int(ckpt["epoch"])
+    t = job.cfg["train"]
+    job.sched.total_iters = int(t["epochs"])
+    factor = (1.0 - min(start, job.sched.total_iters) / job.sched.total_iters) \
+        ** float(t["poly_power"])
+    for group, base in zip(job.opt.param_groups, job.sched.base_lrs):
+        group["lr"] = base * factor
+    return start, float(ckpt["best_metric"]), list(ckpt.get("history", []))
+
+
+def _history_row(epoch, stats, m, job, t_epoch) -> dict:
+    return {"epoch": epoch + 1, "train_loss": stats["loss_sum"] / max(stats["seen"], 1),
+            "lr": job.opt.param_groups[0]["lr"], "val_OA": m["OA"], "val_mIoU": m["mIoU"],
+            "val_mIoU_ref": m["mIoU_ref"], "val_kappa": m["kappa"],
+            "epoch_time_s": round(time.time() - t_epoch, 2),
+            "img_per_s": round(stats["seen"] / max(stats["train_time"], 1e-9), 2)}
+
+
+def _setup_device(device_name: str, threads: int | None):
+    import torch
+    import torch.distributed as dist
+
+    from dune_vlm.evaluation import pick_device
+
+    if threads:
+        torch.set_num_threads(max(1, threads))
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    device = pick_device(device_name)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    return device, rank, world
+
+
+def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+        device: str = "cpu", threads: int | None = None, progress: bool = False) -> dict:
+    """Train ``cfg`` (a validated config) in ``run_dir``; returns the run's summary."""
+    import torch
+
+    from shared.runs import GracefulStop, RunDir, code_version
     from shared.seed import seed_everything
 
-    torch.set_num_threads(max(1, args.threads))
-    world, rank, local = _dist_info()
-    distributed = world > 1
-    device = pick_device(args.device)
-    if distributed:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend)
-        if device.type == "cuda":
-            device = torch.device("cuda", local)
-            torch.cuda.set_device(device)
-    main_rank = rank == 0
-    t_cfg, d_cfg = cfg["train"], cfg["data"]
+    dev, rank, world = _setup_device(device, threads)
+    run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
+                           allow_on_resume=("train.epochs",))
+    with run, GracefulStop() as stop:
+        log = run.logger("dune_vlm.train")
+        seed_everything(int(cfg["train"]["seed"]))
+        job = build(cfg, dev, rank, world)
+        n_params = sum(p.numel() for p in job.model.parameters())
+        start, best, history = 0, -1.0, []
+        if resume and (run.path / "last.pt").is_file():
+            start, best, history = load_state(job, run.path)
+            log.info(f"resumed {run.path} at epoch {start}")
+        run.write_history(history)
+        log.info(f"model {job.spec['name']}: {n_params:,} parameters; {len(job.train_ds)} "
+                 f"train / {len(job.val_ds)} val tiles; device {dev}; world size {world}")
+        ddp = job.model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+            job.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        key = cfg["train"]["select_metric"]
+        for epoch in range(start, int(cfg["train"]["epochs"])):
+            t_epoch = time.time()
+            stats = train_one_epoch(job, ddp, epoch, stop, progress)
+            if stats is None:
+                log.info(f"stopped during epoch {epoch + 1}; last.pt holds epoch {epoch}")
+                stop.raise_if_requested(run.path)
+            m = evaluate(job)
+            history.append(_history_row(epoch, stats, m, job, t_epoch))
+            improved = m[key] > best
+            best = max(best, m[key])
+            if rank == 0:
+                save_state(job, run.path, epoch + 1, best, history, improved)
+                run.write_history(history)
+                log.info(f"epoch {epoch + 1} loss {history[-1]['train_loss']:.4f} val OA "
+                         f"{m['OA']:.4f} mIoU {m['mIoU']:.4f} (ref {m['mIoU_ref']:.4f}) "
+                         f"kappa {m['kappa']:.4f}" + (" *best*" if improved else ""))
+            stop.raise_if_requested(run.path)
+        summary = {"run_dir": str(run.path), "model": job.spec["name"], "parameters": n_params,
+                   "epochs": len(history), f"best_val_{key}": best,
+                   "code_version": code_version(Path(__file__).resolve().parent)}
+        if rank == 0:
+            run.write_summary(summary)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return summary
 
-    resume_ckpt = None
-    if args.resume:
-        run_dir = Path(args.resume)
-        resume_ckpt = load_checkpoint(run_dir / "last.pt")
-        saved = resume_ckpt.get("config", {})
-        # keep the saved recipe; the command line may only extend the epochs
-        epochs = cfg["train"]["epochs"] if args.epochs else saved["train"]["epochs"]
-        cfg = saved
-        cfg["train"]["epochs"] = epochs
-        t_cfg, d_cfg = cfg["train"], cfg["data"]
-    else:
-        run_dir = resolve_path(t_cfg["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    seed = int(t_cfg["seed"])  # after a resume: the saved run's seed
-    seed_everything(seed)
 
-    log = logging.getLogger("dune_vlm.train")
-    log.setLevel(logging.INFO)
-    log.handlers.clear()
-    if main_rank:
-        for h in (logging.StreamHandler(sys.stdout),
-                  logging.FileHandler(run_dir / "train.log", encoding="utf-8")):
-            h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-            log.addHandler(h)
-    else:
-        log.addHandler(logging.NullHandler())
+def _main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from shared.runs import UserError
 
-    num_classes = int(d_cfg.get("num_classes", 10))
-    in_chans = int(d_cfg.get("in_chans", 64))
-    root = resolve_path(d_cfg["root"])
-    train_ds = DuneDataset(root, "train", num_classes, in_chans, augment=True, seed=seed)
-    val_ds = DuneDataset(root, "val", num_classes, in_chans)
-    model_name = cfg["model"]["name"]
-    text = None
-    text_dim = 512
-    if model_name == "fusion":
-        if resume_ckpt is not None and "text_embeds" in resume_ckpt:
-            text_np = resume_ckpt["text_embeds"].numpy()
-        else:
-            text_np = load_text_embeds(resolve_path(cfg["text"]["embed_path"]), num_classes)
-        text_dim = int(text_np.shape[1])
-        text = torch.from_numpy(text_np).to(device)
-    arch = dict(cfg["model"].get("fusion_arch") or {}) if model_name == "fusion" else {}
-    spec = {"name": model_name, "num_classes": num_classes, "text_dim": text_dim,
-            "in_chans": in_chans, "arch": arch}
-    model = model_from_spec(spec).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=float(t_cfg["lr"]),
-                            weight_decay=float(t_cfg["weight_decay"]), foreach=True)
-    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=int(t_cfg["epochs"]),
-                                                  power=float(t_cfg["poly_power"]))
-    start_epoch, best, history = 0, -1.0, []
-    if resume_ckpt is not None:
-        model.load_state_dict(resume_ckpt["model"])
-        opt.load_state_dict(resume_ckpt["optimizer"])
-        sched.load_state_dict(resume_ckpt["scheduler"])
-        start_epoch = int(resume_ckpt["epoch"])
-        # the schedule follows the (possibly extended) epoch count: set lr for this point of it
-        sched.total_iters = int(t_cfg["epochs"])
-        factor = (1.0 - min(start_epoch, sched.total_iters) / sched.total_iters) \
-            ** float(t_cfg["poly_power"])
-        for group, base in zip(opt.param_groups, sched.base_lrs):
-            group["lr"] = base * factor
-        best = float(resume_ckpt["best_mIoU"])
-        history = list(resume_ckpt.get("history", []))
-        log.info(f"resumed {run_dir} at epoch {start_epoch}")
-    ddp_model = model
-    if distributed:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    criterion = torch.nn.CrossEntropyLoss(ignore_index=int(d_cfg.get("ignore_index", 255)))
-    amp = bool(t_cfg["amp"])
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
-    if main_rank:
-        import yaml
-
-        atomic_write_text(run_dir / "config.yml", yaml.safe_dump(
-            {k: v for k, v in cfg.items() if not k.startswith("_")}, sort_keys=False))
-        log.info(f"model {model_name}: {n_params:,} parameters; {len(train_ds)} train / "
-                 f"{len(val_ds)} val tiles; device {device}; world size {world}")
-
-    stop = {"flag": False}
-
-    def _stop(signum, frame):
-        stop["flag"] = True
-
-    old_handlers = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    bs = int(t_cfg["batch_size"])
-    workers = int(t_cfg["workers"])
-    epochs = int(t_cfg["epochs"])
-    try:
-        for epoch in range(start_epoch, epochs):
-            torch.manual_seed(seed * 1000 + epoch * 10 + rank)  # dropout of this epoch
-            train_ds.set_epoch(epoch)
-            if distributed:
-                sampler = DistributedSampler(train_ds, shuffle=True, seed=seed)
-                sampler.set_epoch(epoch)
-                loader = DataLoader(train_ds, bs, sampler=sampler, num_workers=workers,
-                                    collate_fn=collate, drop_last=False)
-            else:
-                gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-                loader = DataLoader(train_ds, bs, shuffle=True, generator=gen,
-                                    num_workers=workers, collate_fn=collate)
-            ddp_model.train()
-            t0 = time.time()
-            loss_sum, seen = 0.0, 0
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                       disable=args.no_progress or not main_rank, leave=False)
-            for imgs, labels, _ in bar:
-                imgs, labels = imgs.to(device), labels.to(device)
-                with torch.autocast(device_type=device.type, dtype=_amp_dtype(device),
-                                    enabled=amp):
-                    logits = ddp_model(imgs, text)
-                    loss = criterion(logits.float(), labels)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                loss_sum += float(loss.detach()) * imgs.shape[0]
-                seen += imgs.shape[0]
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}",
-                                img_s=f"{seen / max(time.time() - t0, 1e-9):.1f}")
-                if stop["flag"]:
-                    break
-            if stop["flag"]:
-                log.info(f"stopped during epoch {epoch + 1}; {run_dir / 'last.pt'} holds epoch "
-                         f"{epoch}; continue with --resume {run_dir}")
-                break
-            train_time = time.time() - t0
-            sched.step()
-            val_sampler = DistributedSampler(val_ds, shuffle=False) if distributed else None
-            res = evaluate(model, val_ds, text, device, num_classes, bs, workers, amp=amp,
-                           sampler=val_sampler)
-            metric = res["overall"]
-            if distributed:
-                cm = torch.as_tensor(metric.confusion)
-                dist.all_reduce(cm)
-                metric.confusion[:] = cm.numpy()
-                stats = torch.tensor([loss_sum, seen], dtype=torch.float64)
-                dist.all_reduce(stats)
-                loss_sum, seen = float(stats[0]), int(stats[1])
-            m = metric.compute()
-            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                   "lr": opt.param_groups[0]["lr"], "val_OA": m["OA"], "val_mIoU": m["mIoU"],
-                   "val_kappa": m["kappa"], "epoch_time_s": round(time.time() - t0, 2),
-                   "img_per_s": round(seen / max(train_time, 1e-9), 2)}
-            history.append(row)
-            improved = m["mIoU"] > best
-            best = max(best, m["mIoU"])
-            if main_rank:
-                payload = {
-                    "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "epoch": epoch + 1, "best_mIoU": best,
-                    "history": history, "model_spec": spec,
-                    "config": {k: v for k, v in cfg.items() if not k.startswith("_")},
-                }
-                if text is not None:
-                    payload["text_embeds"] = text.detach().cpu()
-                save_checkpoint(run_dir / "last.pt", payload)
-                if improved:
-                    save_checkpoint(run_dir / "best.pt", {
-                        k: payload[k] for k in ("model", "epoch", "best_mIoU", "model_spec",
-                                                "config", *(("text_embeds",) if text is not None
-                                                            else ()))})
-                atomic_write_json(run_dir / "history.json", history)
-                buf = io.StringIO()
-                w = csv.DictWriter(buf, fieldnames=list(row))
-                w.writeheader()
-                w.writerows(history)
-                atomic_write_text(run_dir / "history.csv", buf.getvalue())
-                plot_curves(history, run_dir / "curves.png")
-                log.info(f"epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f} "
-                         f"val OA {m['OA']:.4f} mIoU {m['mIoU']:.4f} kappa {m['kappa']:.4f} "
-                         f"({row['epoch_time_s']:.1f}s, {row['img_per_s']:.1f} img/s)"
-                         + (" *best*" if improved else ""))
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        if distributed:
-            dist.destroy_process_group()
-    return {"run_dir": str(run_dir), "history": history, "best_mIoU": best,
-            "parameters": n_params, "stopped": stop["flag"]}
+    cfg = config_from_args(args)
+    if args.run_dir is None:
+        raise UserError("--run-dir is required (e.g. --run-dir runs/dune_vlm/quick/fusion)")
+    out = run(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite,
+              device=args.device, threads=args.threads, progress=not args.no_progress)
+    print(json.dumps(out))
+    return 0
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from dune_vlm.engine import UserError
-    from dune_vlm.utils.config import ConfigError
     from dune_vlm.utils.dataset import DatasetError
+    from shared.runs import cli_main
 
-    try:
-        cfg = resolve_config(args)
-        out = run(cfg, args)
-    except (UserError, ConfigError, DatasetError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: out[k] for k in ("run_dir", "best_mIoU", "parameters", "stopped")}))
-    return 130 if out["stopped"] else 0
+    return cli_main(_main, argv, (DatasetError,))
 
 
 if __name__ == "__main__":
+    if __package__ in (None, ""):
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())

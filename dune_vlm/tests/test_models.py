@@ -78,7 +78,7 @@ def test_missing_text_and_bad_input(fusion):
                     reason=f"published embeddings not present at {PUBLISHED} (the shared data "
                            "folder beside the repository is absent)")
 def test_published_text_embeddings_load_and_run(fusion):
-    from dune_vlm.engine import load_text_embeds
+    from dune_vlm.checkpoint import load_text_embeds
 
     emb = load_text_embeds(PUBLISHED, num_classes=10)
     assert emb.shape == (10, 512) and emb.dtype == np.float32
@@ -90,7 +90,7 @@ def test_published_text_embeddings_load_and_run(fusion):
 
 def test_model_from_spec_with_quick_arch():
     """The quick profile's MiT-B0-sized fusion model is rebuilt from a checkpoint spec."""
-    from dune_vlm.engine import UserError, model_from_spec
+    from dune_vlm.checkpoint import UserError, model_from_spec
     from dune_vlm.utils.config import load_profile
 
     arch = load_profile("quick")["model"]["fusion_arch"]

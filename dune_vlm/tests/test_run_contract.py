@@ -1,0 +1,133 @@
+"""The run contract for dune_vlm/train.py (shared.runs) and the dune data cases."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dune_vlm.tests.conftest import make_separable_dataset
+from dune_vlm.train import main as train_main
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dunes_contract")
+    make_separable_dataset(root, n=(4, 1, 1), size=32)
+    emb = np.random.default_rng(0).normal(size=(10, 16)).astype(np.float32)
+    np.save(root / "text.npy", emb / np.linalg.norm(emb, axis=1, keepdims=True))
+    return root
+
+
+def args(data, run, *extra, model="baseline", epochs=2):
+    return ["--config", "quick", "--data_root", str(data), "--model", model,
+            "--text_embed_path", str(data / "text.npy"), "--epochs", str(epochs),
+            "--batch_size", "2", "--seed", "5", "--run-dir", str(run), "--no_progress", *extra]
+
+
+def test_used_run_folder_is_refused_then_overwritten(data, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert train_main(args(data, run, epochs=1)) == 0
+    before = (run / "last.pt").read_bytes()
+    assert train_main(args(data, run, epochs=1)) == 2
+    assert "run folder is not empty" in capsys.readouterr().err
+    assert (run / "last.pt").read_bytes() == before
+    assert train_main(args(data, run, "--overwrite", epochs=1)) == 0
+
+
+def test_lock_refuses_a_concurrent_run(data, tmp_path, capsys):
+    from shared.runs import RunDir
+
+    run = tmp_path / "r"
+    run_dir, _ = RunDir.open(run, {"x": 1})
+    with run_dir:
+        assert train_main(args(data, run, "--overwrite", epochs=1)) == 2
+    assert "another run is using this run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--set", "train.epoch=3"], "unknown config key 'train.epoch'"),
+    (["--set", "nope=1"], "unknown config key 'nope'"),
+])
+def test_unknown_keys_refused(data, tmp_path, capsys, extra, msg):
+    assert train_main(args(data, tmp_path / "r", *extra)) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_unknown_key_in_yaml_and_missing_text_path(data, tmp_path, capsys):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("inherit: quick\ntrain:\n  epochz: 2\n")
+    assert train_main(["--config", str(bad), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "train.epochz" in capsys.readouterr().err
+    root = tmp_path / "own.yml"  # a YAML without inherit: still checked against paper.yml
+    root.write_text("data: {root: x}\ntext: {}\nmodel: {name: fusion}\ntrain: {epochs: 1}\n"
+                    "extra_key: 1\n")
+    assert train_main(["--config", str(root), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "extra_key" in capsys.readouterr().err
+    nt = tmp_path / "notext.yml"
+    nt.write_text("inherit: quick\ntext:\n  embed_path: null\n")
+    assert train_main(["--config", str(nt), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "text.embed_path is missing" in err and "Traceback" not in err
+
+
+def test_sigterm_mid_epoch_then_resume_is_bit_identical(data, tmp_path, monkeypatch):
+    from dune_vlm.utils.dataset import DuneDataset
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert train_main(args(data, full, model="fusion", epochs=3)) == 0
+    orig = DuneDataset.__getitem__
+    calls = {"n": 0}
+
+    def getitem(self, i):
+        calls["n"] += self.augment  # training tiles only
+        if self.augment and calls["n"] == 10:  # epoch 3 (4 tiles per epoch), second batch
+            os.kill(os.getpid(), signal.SIGTERM)
+        return orig(self, i)
+
+    monkeypatch.setattr(DuneDataset, "__getitem__", getitem)
+    rc = train_main(args(data, cut, model="fusion", epochs=3))
+    assert rc == 143, calls
+    monkeypatch.setattr(DuneDataset, "__getitem__", orig)
+    assert torch.load(cut / "last.pt", weights_only=True)["epoch"] == 2
+    assert train_main(["--run-dir", str(cut), "--resume", "--no_progress"]) == 0
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(cut / "last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    strip = [",".join(line.split(",")[:-2]) for line in  # drop the timing columns
+             (full / "history.csv").read_text().splitlines()]
+    assert strip == [",".join(line.split(",")[:-2]) for line in
+                     (cut / "history.csv").read_text().splitlines()]
+
+
+def test_resume_with_other_settings_refused(data, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert train_main(args(data, run, epochs=1)) == 0
+    assert train_main(args(data, run, "--resume", "--lr", "0.1", epochs=1)) == 2
+    assert "differ from the run's config in train.lr" in capsys.readouterr().err
+
+
+def test_same_seed_twice_identical(data, tmp_path):
+    from dune_vlm.train import run
+    from dune_vlm.utils.config import load_run_config
+
+    cfg = load_run_config("quick", [f"data.root={data}", "model.name=baseline",
+                                    "train.epochs=1", "train.batch_size=2", "train.seed=1"])
+    a = run(cfg, tmp_path / "a")
+    b = run(cfg, tmp_path / "b")
+    assert a["best_val_mIoU_ref"] == b["best_val_mIoU_ref"]
+    assert (tmp_path / "a/history.csv").read_text().split(",")[:8] == \
+        (tmp_path / "b/history.csv").read_text().split(",")[:8]
+
+
+def test_help_and_aliases():
+    out = subprocess.run([sys.executable, "dune_vlm/train.py", "--help"], capture_output=True,
+                         text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(
+                             os.path.dirname(os.path.abspath(__file__)))))
+    assert out.returncode == 0
+    for flag in ("--config", "--profile", "--run-dir", "--run_dir", "--save_dir", "--resume",
+                 "--overwrite", "--set"):
+        assert flag in out.stdout
