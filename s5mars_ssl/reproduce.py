@@ -1,233 +1,192 @@
-"""`make reproduce-s5mars`: the quick-profile S5Mars reproduction on synthetic scenes.
+"""`make reproduce-s5mars`: supervised vs mean teacher vs the full method over several seeds.
 
-1. generate the synthetic S5Mars-layout set (64 train scenes, 1/8 labelled, 16 test; reused),
-2. compute object proposals in SAM's record format (felzenszwalb; no SAM weights offline),
-3. train the supervised baseline and the full method (mean teacher + AugIN + SAM-Mix +
-   soft-to-hard) from the same labelled split, with the exact 40.47M-parameter model,
-4. evaluate both (mIoU, per-class IoU; the teacher for the semi run),
-5. write ``results/s5mars_ssl/``: summary.json, metrics.json, resolved configs, log, figures.
+For each seed (initialisation, sampling and augmentation; the synthetic data stay fixed unless
+``--vary-data``): a supervised warm-up of the student (``reproduce.warmup_iterations``), then
+every setting of ``reproduce.settings`` (supervised, mean teacher, full method = mean teacher +
+AugIN + SAM-Mix + soft-to-hard) trains the same number of iterations from that warm student,
+so the EMA teacher starts from a meaningful model and all settings are compared at equal
+iterations. The metric is the test mIoU of the evaluated model (the teacher of a semi run).
+Claims, paired by seed: "full method > supervised" and "mean teacher > supervised".
 
-``--rows all`` also runs the middle ablation rows (mean teacher, + AugIN, + SAM-Mix); each row
-is a config in ``exps/quick/``. Finished runs are reused (their ``eval.json``), interrupted ones
-resumed from ``last.pt``; ``--fresh`` retrains.
+Every size comes from the quick profile (``exps/quick/``); each (setting, seed) has its own run
+folder, reused only when ``shared.runs.finished_run`` says it holds the same resolved config and
+code version. Writes ``results/s5mars_ssl/summary.json`` (per-seed values, verdicts).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROWS = {
-    "supervised": ("supervised", "supervised only (1/8 labels)"),
-    "mean_teacher": ("semi", "mean teacher"),
-    "augin": ("semi", "+ AugIN"),
-    "sammix": ("semi", "+ AugIN + SAM-Mix"),
-    "full": ("semi", "+ AugIN + SAM-Mix + soft-to-hard (full method)"),
-}
-DEFAULT_ROWS = ["supervised", "full"]
+LABELS = {"supervised": "supervised only (labelled split)",
+          "mean_teacher": "mean teacher",
+          "full": "full method (mean teacher + AugIN + SAM-Mix + soft-to-hard)"}
 
 
-def _prediction_figure(runs: dict[str, Path], root: Path, stems: list[str], out: Path) -> None:
-    import matplotlib
+def _train(cfg: dict, run_dir: Path, version: str, log) -> dict:
+    import json
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import torch
+    from s5mars_ssl.augseg.trainer import prepare_config, run
+    from shared.runs import finished_run
 
-    from s5mars_ssl.augseg.dataset.augmentation import normalize
-    from s5mars_ssl.augseg.dataset.mars import load_pair
-    from s5mars_ssl.checkpoint import load_model
-    from s5mars_ssl.constants import CLASSES, PALETTE, colorize
-    from shared import atomic_path
+    prepared = prepare_config(cfg)
+    if finished_run(run_dir, prepared, version):
+        log(f"{run_dir}: reusing the finished run")
+        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    resume = (run_dir / "last.pt").is_file() and (run_dir / "config.yaml").is_file()
+    if resume:
+        from shared.configs import diff_keys, read_yaml_mapping
 
-    models = {name: load_model(d / "last.pt", "teacher") for name, d in runs.items()}
-    cols = 2 + len(models)
-    fig, axes = plt.subplots(len(stems), cols, figsize=(2.6 * cols, 2.1 * len(stems) + 0.6))
-    axes = np.atleast_2d(axes)
-    for r, stem in enumerate(stems):
-        img, lbl = load_pair(root, stem)
-        panels = [(img, "image"), (colorize(lbl), "sparse label")]
-        for name, (model, cfg, used) in models.items():
-            x = torch.from_numpy(normalize(img, np.asarray(cfg["dataset"]["mean"], np.float32),
-                                           np.asarray(cfg["dataset"]["std"], np.float32)))[None]
-            with torch.no_grad():
-                pred = model(x).argmax(1)[0].numpy()
-            panels.append((colorize(pred), f"{name} ({used})"))
-        for c, (arr, title) in enumerate(panels):
-            axes[r, c].imshow(arr)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title(title, fontsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=PALETTE[i] / 255) for i in range(len(CLASSES))]
-    fig.legend(handles, CLASSES, loc="lower center", ncol=len(CLASSES), fontsize=7)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+        resume = not diff_keys(read_yaml_mapping(run_dir / "config.yaml"), prepared)
+    t = time.time()
+    res = run(cfg, run_dir, resume=resume, overwrite=not resume, progress=False)
+    log(f"{run_dir}: mIoU {res['miou'] * 100:.2f} ({res['evaluated']}) in {time.time() - t:.0f} s")
+    return res
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m s5mars_ssl.reproduce",
-        description="Quick-profile S5Mars reproduction on synthetic scenes: data, proposals, "
-                    "supervised baseline and full method, evaluation, results/s5mars_ssl/.")
-    p.add_argument("--rows", default="default",
-                   help="comma list of ablation rows (supervised, mean_teacher, augin, sammix, "
-                        "full), 'all', or 'default' (supervised,full)")
-    p.add_argument("--iterations", type=int, default=None,
-                   help="override the quick profile's iterations (same for every row)")
-    p.add_argument("--data", default="datasets/s5mars_ssl/synthetic", help="dataset folder")
+def _data(cfg: dict, data_root: Path, data_seed: int, log) -> Path:
+    from s5mars_ssl.data.synthetic import generate
+    from s5mars_ssl.sam_masks import run as make_masks
+
+    d = cfg["reproduce"]["data"]
+    root = data_root / f"seed{data_seed}"
+    generate(root, n_train=int(d["n_train"]), n_test=int(d["n_test"]), height=int(d["height"]),
+             width=int(d["width"]), labeled_every=int(d["labeled_every"]), seed=data_seed,
+             progress=False)
+    make_masks(root / "images", root / "sam_masks", proposer="felzenszwalb",
+               stems_file=root / "train.json", progress=False)
+    log(f"data {root} (synthetic, seed {data_seed}; felzenszwalb proposals in SAM's format)")
+    return root
+
+
+def run_seed(seed: int, data: Path, sets: list[str], runs: Path, version: str, log) -> dict:
+    """The warm-up and every setting for one seed; returns {setting: summary}."""
+    from s5mars_ssl.augseg.utils.config import load_config, validate
+
+    base = load_config("quick_supervised", sets)
+    common = {"seed": seed, "dataset.root": str(data),
+              "dataset.split": f"splits/labeled_1_{base['reproduce']['data']['labeled_every']}"
+                               ".txt"}
+    warm = load_config("quick_supervised", sets)
+    warm_sets = {**common, "trainer.iterations": int(warm["reproduce"]["warmup_iterations"])}
+    warm = load_config("quick_supervised", [*sets, *(f"{k}={v}" for k, v in warm_sets.items())])
+    validate(warm)
+    _train(warm, runs / f"seed{seed}" / "warmup", version, log)
+    out = {}
+    for name in base["reproduce"]["settings"]:
+        cfg = load_config(f"quick_{name}", [*sets, *(f"{k}={v}" for k, v in common.items()),
+                                            f"net.init={runs / f'seed{seed}' / 'warmup'}"
+                                            "/last.pt", "net.init_weights=student"])
+        validate(cfg)
+        out[name] = _train(cfg, runs / f"seed{seed}" / name, version, log)
+    return out
+
+
+def _summary(per_seed: dict, seeds: list[int], cfg: dict, wall: float, results: Path,
+             vary: bool) -> None:
+    from s5mars_ssl.constants import CLASSES
+    from shared.results import write_summary
+    from shared.stats import claim, describe
+
+    settings = list(cfg["reproduce"]["settings"])
+    rows, vals = [], {}
+    for name in settings:
+        vals[name] = [per_seed[s][name]["miou"] * 100 for s in seeds]
+        what = "teacher" if name != "supervised" else "student"
+        rows.append({"setting": LABELS.get(name, name), "metric": f"test mIoU (%), {what}",
+                     "reported": None, "ours": describe(vals[name])})
+        rows.append({"setting": LABELS.get(name, name),
+                     "metric": "test mIoU (%), absent classes 0 (original's mean)",
+                     "reported": None,
+                     "ours": describe([per_seed[s][name]["miou_all"] * 100 for s in seeds])})
+    claims = []
+    for name in ("full", "mean_teacher"):
+        if name in vals and "supervised" in vals:
+            claims.append(claim(f"{LABELS[name]} > supervised", "test mIoU (%)", name,
+                                vals[name], "supervised", vals["supervised"], "greater"))
+    d = cfg["reproduce"]["data"]
+    data = (f"synthetic S5Mars-layout scenes ({d['n_train']} train, 1/{d['labeled_every']} "
+            f"labelled, {d['n_test']} test, {d['width']}x{d['height']}); data seed "
+            + ("= run seed" if vary else "0 for every seed"))
+    notes = ("Each seed: supervised warm-up of the student "
+             f"({cfg['reproduce']['warmup_iterations']} iterations), then every setting "
+             f"{cfg['trainer']['iterations']} iterations from that student (equal iterations); "
+             "the semi runs evaluate the EMA teacher (decay 0 during the first epoch, as the "
+             "original). Model: the exact 40.47M-parameter DeepLabv3+ ResNet-50c from scratch "
+             "(no ImageNet weights offline); SAM-Mix objects from a felzenszwalb proposer in "
+             "SAM's format. The paper gives no number in the seed text.")
+    extra = {"seeds": seeds, "per_seed": {str(s): {n: {k: per_seed[s][n].get(k) for k in
+                                                        ("miou", "miou_all", "per_class_iou",
+                                                         "train_time_s")}
+                                                    for n in settings} for s in seeds},
+             "classes": list(CLASSES), "reported_source": cfg["reported"]["source"]}
+    write_summary(paper="s5mars_ssl", rows=rows, data=data, profile="quick", wall_time_s=wall,
+                  results_dir=results, notes=notes, claims=claims, extra=extra)
+
+
+def _main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m s5mars_ssl.reproduce",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1; default 3)")
+    p.add_argument("--vary-data", "--data-seeds", dest="vary_data", action="store_true",
+                   help="also vary the synthetic data: seed i uses data seed i")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a quick-profile value for every run (tests use tiny sizes)")
+    p.add_argument("--data", default="datasets/s5mars_ssl/reproduce", help="dataset folder")
     p.add_argument("--runs", default="runs/s5mars_ssl/reproduce", help="run folders")
     p.add_argument("--results", default="results/s5mars_ssl", help="results folder")
-    p.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
     args = p.parse_args(argv)
-    rows = (list(ROWS) if args.rows == "all" else DEFAULT_ROWS if args.rows == "default"
-            else [r.strip() for r in args.rows.split(",") if r.strip()])
-    bad = [r for r in rows if r not in ROWS]
-    if bad or not rows:
-        print(f"error: unknown row(s) {bad}; choose from {list(ROWS)}", file=sys.stderr)
-        return 2
-    if args.iterations is not None and args.iterations < 1:
-        print("error: --iterations must be positive", file=sys.stderr)
-        return 2
+    from shared.runs import UserError
 
+    if args.seeds < 1:
+        raise UserError("--seeds must be at least 1")
     t0 = time.time()
     from s5mars_ssl.runtime import passive_openmp
 
     passive_openmp()
-    import json
-    import shutil
-
     import torch
-    import yaml
 
-    from s5mars_ssl.augseg.trainer import train
-    from s5mars_ssl.augseg.utils.config import (
-        PACKAGE_DIR,
-        apply_overrides,
-        load_config,
-        resolve_path,
-        validate,
-    )
-    from s5mars_ssl.constants import CLASSES
-    from s5mars_ssl.data.synthetic import generate
-    from s5mars_ssl.evaluate import evaluate_checkpoint
-    from s5mars_ssl.sam_masks import run as make_masks
-    from shared import atomic_write_json, atomic_write_text
-    from shared.results import write_summary
+    from s5mars_ssl.augseg.utils.config import PACKAGE_DIR, load_config, resolve_path
+    from shared import atomic_write_text
+    from shared.runs import code_version
 
     torch.set_num_threads(2)
-    data = resolve_path(args.data)
-    runs_root = resolve_path(args.runs)
-    results = resolve_path(args.results)
+    cfg = load_config("quick_full", args.sets)
+    results, runs = resolve_path(args.results), resolve_path(args.runs)
     results.mkdir(parents=True, exist_ok=True)
-    log_lines: list[str] = []
+    lines: list[str] = []
 
     def log(msg: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
         print(line, flush=True)
-        log_lines.append(line)
+        lines.append(line)
 
-    log(f"generating / reusing synthetic scenes in {data}")
-    generate(data, n_train=64, n_test=16, height=192, width=256, labeled_every=8, seed=0)
-    t_data = time.time()
-    log("object proposals in SAM's record format (felzenszwalb; SAM weights unavailable)")
-    make_masks(data / "images", data / "sam_masks", proposer="felzenszwalb",
-               stems_file=data / "train.json")
-    t_masks = time.time()
-    log(f"data {t_data - t0:.0f} s, proposals {t_masks - t_data:.0f} s")
-
-    reported = load_config(PACKAGE_DIR / "exps" / "s5mars" / "config_semi_mix.yaml")["reported"]
-    metrics, run_dirs = {}, {}
-    for row in rows:
-        mode, label = ROWS[row]
-        cfg = load_config(PACKAGE_DIR / "exps" / "quick" / f"{row}.yaml")
-        ov = [f"dataset.root={data}"]
-        if args.iterations:
-            ov.append(f"trainer.iterations={args.iterations}")
-        cfg = apply_overrides(cfg, ov)
-        validate(cfg)
-        run_dir = runs_root / cfg["name"]
-        run_dirs[row] = run_dir
-        done = run_dir / "eval.json"
-        if args.fresh and run_dir.exists():
-            shutil.rmtree(run_dir)
-        prev = json.loads(done.read_text()) if done.exists() else None
-        if prev and prev.get("iterations") == cfg["trainer"]["iterations"]:
-            log(f"{row}: reusing the finished run {run_dir}")
-            res = prev
-        else:
-            resume = (run_dir / "last.pt").exists() and not prev
-            if not resume and run_dir.exists():
-                shutil.rmtree(run_dir)  # a finished run with other settings: start over
-            log(f"{row}: training ({mode}, {cfg['trainer']['iterations']} iterations"
-                f"{', resuming' if resume else ''})")
-            tr = time.time()
-            res = train(cfg, run_dir, mode=mode, resume=resume, progress=True)
-            log(f"{row}: mIoU {res['miou'] * 100:.2f} in {time.time() - tr:.0f} s")
-        metrics[row] = {"setting": label, "reused": bool(prev and res is prev), **res}
-        if mode == "semi":
-            # the student of a semi run, for comparison with the evaluated teacher
-            st = evaluate_checkpoint(run_dir / "last.pt", "student", data_root=data)
-            metrics[row]["student"] = {"miou": st["miou"], "per_class_iou": st["per_class_iou"]}
-            log(f"{row}: student mIoU {st['miou'] * 100:.2f}")
-        shutil.copyfile(run_dir / "config.yaml", results / f"config_{row}.yaml")
-        shutil.copyfile(run_dir / "curves.png", results / f"curves_{row}.png")
-        shutil.copyfile(run_dir / "log.txt", results / f"train_log_{row}.txt")
-
-    test_stems = json.loads((data / "test.json").read_text())
-    _prediction_figure({r: run_dirs[r] for r in rows}, data, test_stems[:4],
-                       results / "predictions.png")
+    version = code_version(PACKAGE_DIR)
+    seeds = list(range(args.seeds))
+    per_seed = {}
+    for s in seeds:
+        data = _data(cfg, resolve_path(args.data), s if args.vary_data else 0, log)
+        t = time.time()
+        per_seed[s] = run_seed(s, data, args.sets, runs / f"data{s if args.vary_data else 0}",
+                               version, log)
+        log(f"seed {s}: " + ", ".join(f"{n} {r['miou'] * 100:.2f}"
+                                      for n, r in per_seed[s].items())
+            + f" ({time.time() - t:.0f} s)")
     wall = time.time() - t0
-    out_rows = []
-    for row in rows:
-        m = metrics[row]
-        rep = reported.get("miou_full") if row == "full" else (
-            reported.get("miou_supervised") if row == "supervised" else None)
-        out_rows.append({"setting": m["setting"], "metric": "mIoU (%), teacher" if
-                         m["evaluated"] == "teacher" else "mIoU (%)", "reported": rep,
-                         "ours": round(m["miou"] * 100, 2)})
-        if "student" in m:
-            out_rows.append({"setting": m["setting"], "metric": "mIoU (%), student",
-                             "reported": None, "ours": round(m["student"]["miou"] * 100, 2)})
-    for row in rows:
-        for cls in CLASSES:
-            v = metrics[row]["per_class_iou"][cls]
-            out_rows.append({"setting": f"{metrics[row]['setting']}: {cls}", "metric": "IoU (%)",
-                             "reported": None, "ours": None if v is None else round(v * 100, 1)})
-    atomic_write_json(results / "metrics.json", {
-        "data": "synthetic S5Mars-layout scenes (64 train, 1/8 labelled = 8, 16 test, 256x192)",
-        "profile": "quick", "rows": metrics, "reported": reported,
-        "timing_s": {"data": t_data - t0, "proposals": t_masks - t_data, "total": wall,
-                     "cpu_main_process": time.process_time(),
-                     "train_per_row": {r: metrics[r].get("train_time_s") for r in rows}},
-        "reused_rows": [r for r in rows if metrics[r]["reused"]]})
-    atomic_write_text(results / "reproduce_log.txt", "\n".join(log_lines) + "\n")
-    atomic_write_text(results / "resolved_paper_config.yaml", yaml.safe_dump(
-        load_config(PACKAGE_DIR / "exps" / "s5mars" / "config_semi_mix.yaml"), sort_keys=False))
-    notes = ("Synthetic rover-view scenes, not S5Mars; model trained from scratch (no ImageNet "
-             "encoder offline) for a few dozen iterations; SAM-Mix objects from a felzenszwalb "
-             "proposer in SAM's JSON format (no SAM weights offline). The paper gives no number "
-             f"in the seed: {reported.get('source')}. Claim: {reported.get('claim')} "
-             "The teacher is evaluated (as in the paper); with the EMA rule min(1 - 1/(i+1), "
-             "0.996) the teacher of a run shorter than 250 iterations is the plain average of "
-             "every student since the random initialisation, so the student's mIoU is listed "
-             "too.")
-    reused = [r for r in rows if metrics[r]["reused"]]
-    if reused:
-        notes += (f" Rows {reused} were reused from earlier finished runs; wall_time_s covers "
-                  "this invocation only.")
-    write_summary(paper="s5mars_ssl", rows=out_rows,
-                  data="synthetic S5Mars-layout scenes (64 train, 8 labelled, 16 test)",
-                  profile="quick", wall_time_s=wall, results_dir=results, notes=notes,
-                  extra={"iterations": {r: metrics[r]["iterations"] for r in rows}})
-    log(f"done in {wall / 60:.1f} min -> {results}")
-    atomic_write_text(results / "reproduce_log.txt", "\n".join(log_lines) + "\n")
+    _summary(per_seed, seeds, cfg, wall, results, args.vary_data)
+    log(f"done in {wall / 60:.1f} min -> {results / 'summary.json'}")
+    atomic_write_text(results / "reproduce_log.txt", "\n".join(lines) + "\n")
     return 0
+
+
+def main(argv=None) -> int:
+    from s5mars_ssl.cli_common import user_errors
+    from s5mars_ssl.runtime import passive_openmp
+    from shared.runs import cli_main
+
+    passive_openmp()
+    return cli_main(_main, argv, user_errors())
 
 
 if __name__ == "__main__":
