@@ -1,9 +1,18 @@
-"""Checkpoints: weights as safetensors (with the model name in the metadata), training state
-(optimizer, epoch, step, RNG) as a torch file loaded with ``weights_only=True``."""
+"""Checkpoints: our weights as safetensors (model name, class count, width and provenance in
+the metadata), the training state as a torch file loaded with ``weights_only=True``, and the
+original code's ``torch.save(net.state_dict())`` files (``Res_UNet`` and ``UNet``), recognised
+from their keys and mapped strictly onto our modules.
+
+``load_model(path)`` accepts any of: a run folder (its ``best.safetensors``), our
+``.safetensors``, an original ``.pth``/``.pt`` state dict (optionally with DataParallel's
+``module.`` prefix), or a torch file holding our keys. Nothing is unpickled beyond tensors.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +27,16 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or does not fit the model; names the file."""
 
 
-def save_weights(path: str | Path, model: torch.nn.Module, model_name: str) -> Path:
-    state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+FORMATS = ("ours", "original_resunet", "original_unet")
+
+
+# --------------------------------------------------------------------------- our format
+def save_weights(path: str | Path, model: torch.nn.Module, model_name: str,
+                 extra_meta: dict[str, str] | None = None) -> Path:
     inner = _unwrap(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in inner.state_dict().items()}
     meta = {"model": model_name, "num_classes": str(inner.num_classes),
-            "width": str(getattr(inner, "width", 64))}
+            "width": str(getattr(inner, "width", 64)), **(extra_meta or {})}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
     return Path(path)
@@ -49,17 +63,12 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
 
 def load_weights(path: str | Path, model: torch.nn.Module, model_name: str | None = None
                  ) -> torch.nn.Module:
-    """Load weights strictly; a checkpoint of another model or shape is a CheckpointError."""
+    """Load our weights strictly; a checkpoint of another model or shape is an error."""
     state, meta = read_weights(path)
     if model_name is not None and meta.get("model") not in (None, model_name):
         raise CheckpointError(f"{path}: checkpoint is for model {meta.get('model')!r}, "
                               f"not {model_name!r}")
-    try:
-        _unwrap(model).load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = "; ".join(line.strip() for line in first[:3])
-        raise CheckpointError(f"{path}: weights do not fit this model ({detail})") from None
+    _load_strict(path, model, state)
     return model
 
 
@@ -76,37 +85,196 @@ def load_state(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        raise CheckpointError(f"{path}: not a readable training state ({exc})") from None
+        raise CheckpointError(f"{path}: not a readable training state ({_first_line(exc)})"
+                              ) from None
+
+
+# --------------------------------------------------------------------------- original files
+_RESUNET_RULES = [
+    (r"conv_original_size0\.([01])\.", lambda m: f"full_res.0.{m[1]}."),
+    (r"conv_original_size0\.([34])\.", lambda m: f"full_res.1.{int(m[1]) - 3}."),
+    (r"firstconv\.", lambda m: "stem.0."),
+    (r"firstbn\.", lambda m: "stem.1."),
+    (r"encoder([1-4])\.", lambda m: f"layer{m[1]}."),
+    (r"block4\.0\.conv\.([01])\.", lambda m: f"bottleneck.body.0.{m[1]}."),
+    (r"block4\.0\.conv\.([34])\.", lambda m: f"bottleneck.body.1.{int(m[1]) - 3}."),
+    (r"decoder([1-4])\.conv\.([01])\.", lambda m: f"dec{5 - int(m[1])}.block.body.0.{m[2]}."),
+    (r"decoder([1-4])\.conv\.([34])\.",
+     lambda m: f"dec{5 - int(m[1])}.block.body.1.{int(m[2]) - 3}."),
+    (r"decoder([1-4])\.skip\.([01])\.", lambda m: f"dec{5 - int(m[1])}.block.shortcut.{m[2]}."),
+    (r"final\.", lambda m: "head."),
+]
+_UNET_RULES = [
+    (r"inc\.conv\.conv\.", lambda m: "inc."),
+    (r"down([1-4])\.mpconv\.1\.conv\.", lambda m: f"down{m[1]}.conv."),
+    (r"up([1-4])\.conv\.conv\.", lambda m: f"up{m[1]}.conv."),
+    (r"outc\.conv\.", lambda m: "head."),
+]
+
+
+def detect_format(state: dict[str, torch.Tensor]) -> str:
+    """``ours``, ``original_resunet`` or ``original_unet`` from the keys; else ''."""
+    keys = set(state)
+    if "conv_original_size0.0.weight" in keys or "firstconv.weight" in keys:
+        return "original_resunet"
+    if "inc.conv.conv.0.weight" in keys or "outc.conv.weight" in keys:
+        return "original_unet"
+    if "full_res.0.0.weight" in keys or "inc.0.weight" in keys:
+        return "ours"
+    return ""
+
+
+def _rename(key: str, rules) -> str | None:
+    for pattern, repl in rules:
+        m = re.match(pattern, key)
+        if m:
+            return repl(m) + key[m.end():]
+    return None
+
+
+def convert_original(state: dict[str, torch.Tensor], fmt: str, path: str | Path
+                     ) -> dict[str, torch.Tensor]:
+    """The original state dict with our key names (no tensor changes: the concatenation
+    orders of both networks are the original's); unknown keys are an error."""
+    rules = _RESUNET_RULES if fmt == "original_resunet" else _UNET_RULES
+    out, unexpected = {}, []
+    for key, value in state.items():
+        new = _rename(key, rules)
+        if new is None:
+            unexpected.append(key)
+        else:
+            out[new] = value
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected keys for an original {fmt[9:]} checkpoint: "
+                              f"{', '.join(unexpected[:5])}"
+                              f"{' ...' if len(unexpected) > 5 else ''}")
+    return out
+
+
+# --------------------------------------------------------------------------- any file
+def read_any(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str], str]:
+    """(state dict in our key names, metadata, detected format) of any supported file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if zipfile.is_zipfile(path) or head[:2] == b"\x80\x02":
+        state, meta = _read_torch(path), {}
+    else:
+        state, meta = read_weights(path)
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    fmt = detect_format(state)
+    if not fmt:
+        shown = ", ".join(list(state)[:3]) or "none"
+        raise CheckpointError(f"{path}: not a Mars-CrackNet checkpoint (neither ours nor the "
+                              f"original ResUNet/UNet layout; first keys: {shown})")
+    if fmt != "ours":
+        state = convert_original(state, fmt, path)
+        meta = {"model": "resunet" if fmt == "original_resunet" else "unet",
+                "num_classes": str(int(state["head.weight"].shape[0])),
+                "width": str(int(state["inc.0.weight"].shape[0])) if "inc.0.weight" in state
+                else "64"}
+    else:
+        meta = dict(meta)
+        meta.setdefault("model", "unet" if "inc.0.weight" in state else "resunet")
+        meta.setdefault("num_classes", str(int(state["head.weight"].shape[0]))
+                        if "head.weight" in state else "1")
+        meta.setdefault("width", str(int(state["inc.0.weight"].shape[0]))
+                        if "inc.0.weight" in state else "64")
+    return state, meta, fmt
+
+
+def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        raise CheckpointError(f"{path}: not a loadable weights-only torch file "
+                              f"({_first_line(exc)})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict (name -> tensor), "
+                              f"found {type(obj).__name__}")
+    return obj
+
+
+def load_model(path: str | Path, model_name: str | None = None, device: str = "cpu"
+               ) -> tuple[torch.nn.Module, str]:
+    """(our model in eval mode, its name) from our checkpoint or an original file."""
+    from mars_cracknet.models import build_model
+
+    state, meta, _ = read_any(path)
+    stored = meta["model"]
+    if model_name not in (None, "auto") and model_name != stored:
+        raise CheckpointError(f"{path}: checkpoint is for model {stored!r}, not {model_name!r}")
+    try:
+        model = build_model(stored, num_classes=int(meta["num_classes"]),
+                            width=int(meta["width"]))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    _load_strict(path, model, state)
+    return model.to(device).eval(), stored
+
+
+def init_from(path: str | Path, model: torch.nn.Module) -> str:
+    """Initialise ``model`` from any supported file (an auto-encoder's 3-channel head keeps
+    its first channel); returns the detected format."""
+    state, _, fmt = read_any(path)
+    transfer_autoencoder_weights(state, model, source=str(path))
+    return fmt
+
+
+def _load_strict(path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    target = _unwrap(model).state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit this model (missing: "
+                              f"{', '.join(missing[:4]) or 'none'}{' ...' * (len(missing) > 4)}; "
+                              f"unexpected: {', '.join(unexpected[:4]) or 'none'}"
+                              f"{' ...' * (len(unexpected) > 4)})")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(target[k].shape):
+            raise CheckpointError(f"{path}: tensor {k} has shape {tuple(v.shape)}, the model "
+                                  f"needs {tuple(target[k].shape)}")
+    _unwrap(model).load_state_dict(state, strict=True)
 
 
 def transfer_autoencoder_weights(ae_state: dict[str, torch.Tensor], model: torch.nn.Module,
-                                 head_prefix: str = "head.") -> torch.nn.Module:
-    """Load auto-encoder weights (3 output channels) into a 1-class segmentation network.
+                                 head_prefix: str = "head.", source: str = "auto-encoder"
+                                 ) -> torch.nn.Module:
+    """Load weights (e.g. an auto-encoder's, 3 output channels) into a segmentation network.
 
     Every tensor is copied as is, except the final 1x1 convolution, of which only the first
-    output channel is kept (as the original's semi-supervised scheme does).
+    output channels are kept (as the original's semi-supervised scheme does).
     """
     target = _unwrap(model).state_dict()
     new = {}
     for key, value in ae_state.items():
         if key not in target:
-            raise CheckpointError(f"auto-encoder tensor {key!r} has no counterpart in the model")
+            raise CheckpointError(f"{source}: tensor {key!r} has no counterpart in the model")
         if key.startswith(head_prefix) and value.shape != target[key].shape:
             value = value[: target[key].shape[0]]
-        if value.shape != target[key].shape:
-            raise CheckpointError(f"auto-encoder tensor {key!r} has shape {tuple(value.shape)}, "
-                                  f"the model needs {tuple(target[key].shape)}")
         new[key] = value
-    missing = set(target) - set(new)
-    if missing:
-        raise CheckpointError(f"auto-encoder checkpoint lacks {sorted(missing)[:5]}")
-    _unwrap(model).load_state_dict(new, strict=True)
+    _load_strict(source, model, new)
     return model
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
-
-
-def describe(path: str | Path) -> str:
-    return json.dumps(checkpoint_info(path))

@@ -36,11 +36,17 @@ def blend_window(size: int, floor: float = 0.05) -> np.ndarray:
     return np.outer(w1, w1).astype(np.float32)
 
 
-def _starts(length: int, tile: int, stride: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    n = int(np.ceil((length - tile) / stride)) + 1
-    return [i * stride for i in range(n)]
+def pick_device(pref: str = "auto", local_rank: int | None = None) -> torch.device:
+    """The one device picker: ``auto`` is CUDA when available, else the CPU; under torchrun
+    (``local_rank``) each process takes its own GPU."""
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    if pref.startswith("cuda") and local_rank is not None:
+        pref = f"cuda:{local_rank}"
+    device = torch.device(pref)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 def iter_tiled_probability(
@@ -57,8 +63,12 @@ def iter_tiled_probability(
         raise ValueError(f"tile must be a multiple of {MULTIPLE}, got {tile}")
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be in [0, tile), got {overlap}")
+    from shared.tiles import iter_windows
+
     stride = tile - overlap
-    rows, cols = _starts(height, tile, stride), _starts(width, tile, stride)
+    windows = list(iter_windows(height, width, tile, stride, edge="pad"))
+    rows = sorted({win.row for win in windows})
+    cols = sorted({win.col for win in windows})
     wpad = cols[-1] + tile
     weight = blend_window(tile)
     acc = np.zeros((tile, wpad), np.float32)

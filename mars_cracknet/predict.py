@@ -30,6 +30,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from shared.rasters import RasterError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".jp2", ".img")
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img")
 
@@ -45,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::")[1] if "Examples::" in __doc__ else None)
     p.add_argument("checkpoint", type=Path,
-                   help="weights (.safetensors) or a run folder (its best.safetensors is used)")
+                   help="a run folder (its best.safetensors), our .safetensors, or an original "
+                        "Mars-CrackNet torch.save(net.state_dict()) .pth file (ResUNet or UNet)")
     p.add_argument("input", type=Path, help="an image or a folder of images")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--model", choices=["auto", "resunet", "unet"], default="auto",
@@ -87,12 +90,22 @@ class ArraySource:
     def preview(self, step: int):
         return self.image[::step, ::step]
 
+    def valid(self, row: int, n: int):
+        import numpy as np
+
+        return np.ones((n, self.width), bool)
+
     def close(self) -> None:
         pass
 
 
 class RasterSource:
-    """A raster read window by window (GeoTIFF, HiRISE JP2, ...), stretched to uint8."""
+    """A raster read window by window (GeoTIFF, HiRISE JP2, ...), stretched to uint8.
+
+    Pixels equal to the raster's nodata value, or NaN, in any band are invalid: the network
+    sees 0 there, and the outputs mark them as nodata. A raster without any valid pixel (in a
+    decimated read) is an error.
+    """
 
     def __init__(self, path: Path):
         import numpy as np
@@ -108,37 +121,76 @@ class RasterSource:
         self.height, self.width = self.info.height, self.info.width
         self.georef = self.info.crs is not None or not self.info.transform.is_identity
         self.bands = [1, 2, 3] if self.info.count >= 3 else [1]
+        self.nodata = self.info.nodata
+        self.is_float = np.dtype(self.info.dtype).kind == "f"
+        step = max(1, max(self.height, self.width) // 1024)
+        small = self._read(lambda: self.ds.read(
+            self.bands, out_shape=(len(self.bands), max(1, self.height // step),
+                                   max(1, self.width // step))))
+        valid = small[:, self._valid(small)]
+        if valid.size == 0:
+            raise PredictError(f"{path}: no valid pixels (every pixel is nodata"
+                               f"{' or NaN' if self.is_float else ''}); nothing to predict")
+        self.has_nodata = self.nodata is not None or self.is_float
         if self.info.dtype == "uint8":
             self.lo, self.hi = 0.0, 255.0
-        else:  # global 0.5-99.5 % stretch from a decimated read (the same for every tile)
-            step = max(1, max(self.height, self.width) // 1024)
-            small = self.ds.read(self.bands, out_shape=(len(self.bands),
-                                                        max(1, self.height // step),
-                                                        max(1, self.width // step)))
-            valid = small[small != self.info.nodata] if self.info.nodata is not None else small
-            valid = valid if valid.size else small
+        else:  # one 0.5-99.5 % stretch of the valid pixels of a decimated read
             self.lo, self.hi = (float(v) for v in np.percentile(valid, [0.5, 99.5]))
             if self.hi <= self.lo:
                 self.hi = self.lo + 1.0
 
+    def _read(self, fn):
+        import rasterio
+
+        try:
+            return fn()
+        except (rasterio.errors.RasterioError, OSError, RasterError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PredictError(f"{self.path}: cannot read the raster's pixels (truncated or "
+                               f"corrupt file?): {reason}") from None
+
+    def _valid(self, arr):
+        """(rows, cols) True where every band holds a value."""
+        import numpy as np
+
+        ok = np.ones(arr.shape[1:], bool)
+        if self.is_float:
+            ok &= np.isfinite(arr).all(axis=0)
+        if self.nodata is not None and not (isinstance(self.nodata, float)
+                                            and np.isnan(self.nodata)):
+            ok &= (arr != self.nodata).all(axis=0)
+        return ok
+
     def _to_rgb(self, arr):
         import numpy as np
 
-        arr = arr.astype(np.float32)
+        ok = self._valid(arr)
+        arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         if (self.lo, self.hi) != (0.0, 255.0):
             arr = (arr - self.lo) / (self.hi - self.lo) * 255.0
-        arr = np.clip(arr, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        arr[:, ~ok] = 0
+        arr = arr.transpose(1, 2, 0)
         return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
 
-    def read(self, row: int, col: int, h: int, w: int):
+    def _window(self, row: int, col: int, h: int, w: int):
         from shared.rasters import read_window
 
-        return self._to_rgb(read_window(self.ds, (col, row, w, h), bands=self.bands))
+        fill = self.nodata if self.nodata is not None else 0
+        return self._read(lambda: read_window(self.ds, (col, row, w, h), bands=self.bands,
+                                              fill_value=fill))
+
+    def read(self, row: int, col: int, h: int, w: int):
+        return self._to_rgb(self._window(row, col, h, w))
+
+    def valid(self, row: int, n: int):
+        """Validity of ``n`` full-width rows from ``row``."""
+        return self._valid(self._window(row, 0, n, self.width))
 
     def preview(self, step: int):
-        arr = self.ds.read(self.bands, out_shape=(len(self.bands), -(-self.height // step),
-                                                  -(-self.width // step)))
-        return self._to_rgb(arr)
+        return self._to_rgb(self._read(lambda: self.ds.read(
+            self.bands, out_shape=(len(self.bands), -(-self.height // step),
+                                   -(-self.width // step)))))
 
     def close(self) -> None:
         self.ds.close()
@@ -157,42 +209,105 @@ def open_source(path: Path):
 
 # --------------------------------------------------------------------------- prediction
 def load_model(checkpoint: Path, model_name: str = "auto", device: str = "cpu"):
-    """(model in eval mode, its name) from a weights file or a run folder."""
-    from mars_cracknet.checkpoint import checkpoint_info, load_weights
-    from mars_cracknet.models import MODELS, build_model
+    """(model in eval mode, its name) from a run folder, our weights or an original file."""
+    from mars_cracknet.checkpoint import load_model as _load
 
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "best.safetensors"
-    info = checkpoint_info(checkpoint)
-    stored = info["model"]
-    if model_name == "auto":
-        if stored not in MODELS:
-            raise PredictError(f"{checkpoint}: the checkpoint does not say its model; pass "
-                               "--model resunet or --model unet")
-        model_name = stored
-    elif stored is not None and stored != model_name:
-        raise PredictError(f"{checkpoint}: checkpoint is for model {stored!r}, "
-                           f"not {model_name!r}")
-    try:
-        model = build_model(model_name, num_classes=info["num_classes"], width=info["width"])
-    except ValueError as exc:
-        raise PredictError(f"{checkpoint}: {exc}") from None
-    load_weights(checkpoint, model, model_name)
-    return model.to(device).eval(), model_name
+    return _load(checkpoint, None if model_name == "auto" else model_name, device)
+
+
+class TiffOutputs:
+    """Mask (and probability) GeoTIFFs with the input's CRS and transform, written strip by
+    strip; nodata pixels are masked (GDAL per-dataset mask) and hold 0."""
+
+    def __init__(self, stack: contextlib.ExitStack, source, out_dir: Path, prob: bool):
+        from shared.rasters import geotiff_writer
+
+        stem, self.width = source.path.stem, source.width
+        kw = {"width": source.width, "height": source.height, "count": 1, "dtype": "uint8",
+              "crs": source.info.crs, "transform": source.info.transform}
+        self.paths = {"mask": out_dir / f"{stem}_mask.tif"}
+        if prob:
+            self.paths["prob"] = out_dir / f"{stem}_prob.tif"
+        self.files = {k: stack.enter_context(geotiff_writer(p, **kw))
+                      for k, p in self.paths.items()}
+
+    def write(self, row0: int, m, p, valid) -> None:
+        import numpy as np
+        from rasterio.windows import Window
+
+        win = Window(0, row0, self.width, m.shape[0])
+        arrays = {"mask": (m * 255).astype(np.uint8), "prob": np.round(p * 255).astype(np.uint8)}
+        for key, dst in self.files.items():
+            arr = arrays[key]
+            if valid is not None:
+                arr[~valid] = 0
+                dst.write_mask(valid.astype(np.uint8) * 255, window=win)
+            dst.write(arr[None], window=win)
+
+    def close(self) -> dict[str, str]:
+        return {k: str(p) for k, p in self.paths.items()}
+
+
+class PngOutputs:
+    """Mask (and probability) PNGs, assembled in memory (plain images)."""
+
+    def __init__(self, source, out_dir: Path, prob: bool):
+        import numpy as np
+
+        self.stem, self.out_dir = source.path.stem, out_dir
+        shape = (source.height, source.width)
+        self.arrays = {"mask": np.zeros(shape, np.uint8)}
+        if prob:
+            self.arrays["prob"] = np.zeros(shape, np.uint8)
+
+    def write(self, row0: int, m, p, valid) -> None:  # noqa: ARG002 - plain images are valid
+        import numpy as np
+
+        self.arrays["mask"][row0:row0 + m.shape[0]] = m * 255
+        if "prob" in self.arrays:
+            self.arrays["prob"][row0:row0 + m.shape[0]] = np.round(p * 255)
+
+    def close(self) -> dict[str, str]:
+        from PIL import Image
+
+        from shared.atomic import atomic_path
+
+        out = {}
+        for name, arr in self.arrays.items():
+            path = self.out_dir / f"{self.stem}_{name}.png"
+            with atomic_path(path) as tmp:
+                Image.fromarray(arr).save(tmp, format="PNG")
+            out[name] = str(path)
+        return out
+
+
+def _write_overlay(source, small_mask: list, step: int, out_dir: Path) -> str:
+    import numpy as np
+    from PIL import Image
+
+    from shared.atomic import atomic_path
+
+    m = np.concatenate(small_mask, axis=0)
+    base = source.preview(step)[:m.shape[0], :m.shape[1]].astype(np.float32)
+    m = m[:base.shape[0], :base.shape[1]]
+    base[m] = 0.45 * base[m] + 0.55 * np.array([255, 0, 0], np.float32)
+    path = out_dir / f"{source.path.stem}_overlay.png"
+    with atomic_path(path) as tmp:
+        Image.fromarray(base.astype(np.uint8)).save(tmp, format="PNG")
+    return str(path)
 
 
 def predict_image(model, source, out_dir: Path, *, threshold: float = 0.5, tile: int = 512,
                   overlap: int = 64, prob: bool = False, overlay: bool = False,
                   overlay_max: int = 4096, gt=None, amp: bool = False, device: str = "cpu"
                   ) -> dict[str, Any]:
-    """Predict one image, write its outputs; return its confusion counts (if ``gt``)."""
+    """Predict one image, write its outputs; return their paths and the confusion counts
+    (tp, fp, fn over the valid pixels, if ``gt``)."""
     import numpy as np
     import torch
 
     from mars_cracknet.inference import iter_tiled_probability, predict_tensor
-    from shared.atomic import atomic_path
 
-    stem = source.path.stem
     h, w = source.height, source.width
     tile = min(tile, -(-max(h, w) // 32) * 32)  # no bigger than the image needs
     overlap = min(overlap, tile // 2)
@@ -202,79 +317,32 @@ def predict_image(model, source, out_dir: Path, *, threshold: float = 0.5, tile:
         return predict_tensor(model, x.to(device), amp=amp)[0, 0].cpu().numpy()
 
     step = max(1, -(-max(h, w) // overlay_max))
-    small_mask = [] if overlay else None
+    small_mask: list = []
     counts = np.zeros(3, np.int64)  # tp, fp, fn
-    outputs: dict[str, Any] = {}
-
-    def consume(row0: int, p: np.ndarray, write) -> None:
-        m = p > threshold
-        write(row0, m, p)
-        if gt is not None:
-            g = gt[row0:row0 + m.shape[0]]
-            counts[:] += (np.count_nonzero(m & g), np.count_nonzero(m & ~g),
-                          np.count_nonzero(~m & g))
-        if small_mask is not None:
-            first = (-row0) % step
-            small_mask.append(m[first::step, ::step])
-
-    strips = iter_tiled_probability(source.read, h, w, run, tile=tile, overlap=overlap)
-    if source.georef:
-        from rasterio.windows import Window
-
-        from shared.rasters import geotiff_writer
-
-        kw = {"width": w, "height": h, "count": 1, "dtype": "uint8", "crs": source.info.crs,
-              "transform": source.info.transform}
-        mask_path = out_dir / f"{stem}_mask.tif"
-        prob_path = out_dir / f"{stem}_prob.tif"
-        with contextlib.ExitStack() as stack:
-            dm = stack.enter_context(geotiff_writer(mask_path, **kw))
-            dp = stack.enter_context(geotiff_writer(prob_path, **kw)) if prob else None
-
-            def write(row0, m, p):
-                win = Window(0, row0, w, m.shape[0])
-                dm.write((m * 255).astype(np.uint8)[None], window=win)
-                if dp is not None:
-                    dp.write(np.round(p * 255).astype(np.uint8)[None], window=win)
-
-            for row0, p in strips:
-                consume(row0, p, write)
-        outputs["mask"] = str(mask_path)
-        if prob:
-            outputs["prob"] = str(prob_path)
-    else:
-        from PIL import Image
-
-        full_mask = np.zeros((h, w), np.uint8)
-        full_prob = np.zeros((h, w), np.uint8) if prob else None
-
-        def write(row0, m, p):
-            full_mask[row0:row0 + m.shape[0]] = m * 255
-            if full_prob is not None:
-                full_prob[row0:row0 + m.shape[0]] = np.round(p * 255)
-
-        for row0, p in strips:
-            consume(row0, p, write)
-        for name, arr in (("mask", full_mask), ("prob", full_prob)):
-            if arr is None:
-                continue
-            path = out_dir / f"{stem}_{name}.png"
-            with atomic_path(path) as tmp:
-                Image.fromarray(arr).save(tmp, format="PNG")
-            outputs[name] = str(path)
-    if small_mask is not None:
-        from PIL import Image
-
-        m = np.concatenate(small_mask, axis=0)
-        base = source.preview(step)[:m.shape[0], :m.shape[1]].astype(np.float32)
-        m = m[:base.shape[0], :base.shape[1]]
-        base[m] = 0.45 * base[m] + 0.55 * np.array([255, 0, 0], np.float32)
-        path = out_dir / f"{stem}_overlay.png"
-        with atomic_path(path) as tmp:
-            Image.fromarray(base.astype(np.uint8)).save(tmp, format="PNG")
-        outputs["overlay"] = str(path)
-    outputs["counts"] = [int(c) for c in counts]
-    return outputs
+    tiff = source.georef or getattr(source, "has_nodata", False)
+    with contextlib.ExitStack() as stack:
+        outputs = TiffOutputs(stack, source, out_dir, prob) if tiff else \
+            PngOutputs(source, out_dir, prob)
+        for row0, p in iter_tiled_probability(source.read, h, w, run, tile=tile,
+                                              overlap=overlap):
+            valid = source.valid(row0, p.shape[0]) if tiff else None
+            m = p > threshold
+            if valid is not None:
+                m &= valid
+            outputs.write(row0, m, p, valid)
+            if gt is not None:
+                g = gt[row0:row0 + m.shape[0]]
+                if valid is not None:
+                    g = g & valid
+                counts[:] += (np.count_nonzero(m & g), np.count_nonzero(m & ~g),
+                              np.count_nonzero(~m & g))
+            if overlay:
+                small_mask.append(m[(-row0) % step::step, ::step])
+    result: dict[str, Any] = outputs.close()
+    if overlay:
+        result["overlay"] = _write_overlay(source, small_mask, step, out_dir)
+    result["counts"] = [int(c) for c in counts]
+    return result
 
 
 def list_inputs(path: Path) -> list[Path]:
@@ -290,16 +358,14 @@ def list_inputs(path: Path) -> list[Path]:
 
 def predict_all(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
-    import torch
     from tqdm import tqdm
 
     from mars_cracknet.data.mars import find_image, load_mask
+    from mars_cracknet.inference import pick_device
     from mars_cracknet.utils.metrics import METRICS, scores
     from shared.atomic import atomic_write_json, atomic_write_text
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(pick_device(args.device))
     inputs = list_inputs(args.input)
     if args.masks is not None and not args.masks.is_dir():
         raise PredictError(f"{args.masks}: mask folder not found")
@@ -345,7 +411,7 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     if args.tile < 32 or args.tile % 32:
@@ -356,15 +422,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--threshold must be in (0, 1)")
     import torch
 
-    from mars_cracknet.checkpoint import CheckpointError
-    from mars_cracknet.data.mars import DatasetError
+    from shared.runs import check_not_inputs, check_output_dir
 
+    check_output_dir(args.out)
+    check_not_inputs([args.out], [args.input, args.checkpoint])
     torch.set_num_threads(max(1, args.threads))
-    try:
-        result = predict_all(args)
-    except (PredictError, CheckpointError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = predict_all(args)
     msg = f"predicted {result['n_images']} image(s) with {result['model']} -> {args.out}"
     if "mean" in result:
         m = result["mean"]
@@ -372,6 +435,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"dice {m['dice']:.4f} jaccard {m['jaccard']:.4f}")
     print(msg)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mars_cracknet.checkpoint import CheckpointError
+    from mars_cracknet.data.mars import DatasetError
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv, user_errors=(PredictError, CheckpointError, DatasetError))
 
 
 if __name__ == "__main__":

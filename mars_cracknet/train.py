@@ -1,52 +1,59 @@
 """Train Mars-CrackNet (ResUNet) or the UNet baseline in one of the paper's training modes.
 
 Modes (Figure 2 of the paper): ``mars`` (a, MIC only), ``earth_mars`` (b, MIC + EDC), ``semi``
-(c: auto-encoder pre-training on the unlabelled Earth and Mars images, transfer of all weights
-keeping the first output channel of the final layer, then supervised fine-tuning; both stages in
-one command, each resumable) and ``earth`` (EDC only).
+(c: auto-encoder pre-training (``pretrain_data``: the MIC training crops as the original code
+does, or unlabelled EDC images as the paper words it), transfer of all weights keeping the
+first output channel of the final layer, then supervised fine-tuning; both stages in one run)
+and ``earth`` (EDC only).
+
+A validation split is carved from the labelled MIC training crops (``val_list`` or a seeded
+``val_fraction``); ``best.safetensors`` is the epoch with the best validation Dice, and the
+test set (``lists/mars_test.txt``) is evaluated once at the end, for that epoch and the last.
 
 Examples::
 
-    python -m mars_cracknet.train --profile quick --mode mars --name a_mars
-    python -m mars_cracknet.train --mode semi --data /data/cracks --name c_semi --amp
-    python -m mars_cracknet.train --resume runs/mars_cracknet/a_mars
-    torchrun --nproc_per_node=2 -m mars_cracknet.train --profile quick --mode mars
+    python -m mars_cracknet.train --config quick --mode mars --run-dir runs/a
+    python -m mars_cracknet.train --mode semi --data /data/cracks --run-dir runs/c --amp
+    python -m mars_cracknet.train --run-dir runs/a --resume
+    python -m mars_cracknet.train --config quick --run-dir runs/a2 --set init_weights=100.pth
+    torchrun --nproc_per_node=2 -m mars_cracknet.train --config quick --run-dir runs/ddp
 
-Each run writes ``runs/mars_cracknet/<name>/``: config.yml, metrics.csv, curves.png,
-best/last weights (.safetensors) and training state (.state.pt), results.json. Ctrl-C or
-SIGTERM saves ``last`` and exits; ``--resume <run dir>`` continues.
+The run folder (the run contract of ``shared/runs.py``) holds config.yaml, history.csv,
+train.log, last.safetensors + last.state.pt, best.safetensors (pretrain.safetensors for
+``semi``), curves.png and summary.json. SIGINT/SIGTERM save ``last`` and exit 130/143.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import os
-import signal
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-METRIC_FIELDS = ("epoch", "train_loss", "precision", "recall", "dice", "jaccard", "lr",
-                 "images_per_s", "seconds")
+METRICS = ("precision", "recall", "dice", "jaccard")
+ALLOW_ON_RESUME = ("epochs", "pretrain_epochs", "device", "amp", "num_workers")
+# the named flags: shortcuts for --set key=value
+FLAG_KEYS = ("mode", "model", "data", "epochs", "pretrain_epochs", "batch_size", "lr", "ratio",
+             "crop_size", "seed", "device", "amp")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.runs import add_run_arguments
+
     p = argparse.ArgumentParser(
         description="Train Mars-CrackNet (ResUNet) or UNet for crack segmentation.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("Each run")[0])
-    p.add_argument("--profile", default="paper",
-                   help="paper (cfg.yml), quick (configs/quick.yml) or a YAML path "
-                        "(default: %(default)s)")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::")[1])
+    add_run_arguments(p, default_config="paper", config_aliases=("--profile",))
     p.add_argument("--mode", choices=["mars", "earth", "earth_mars", "semi"])
     p.add_argument("--model", choices=["resunet", "unet"])
     p.add_argument("--data", help="dataset root with imgs/, masks/, lists/")
-    p.add_argument("--name", help="run name (default: <model>_<mode>)")
-    p.add_argument("--runs", help="folder of runs (default: runs/mars_cracknet)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--pretrain-epochs", type=int, dest="pretrain_epochs")
     p.add_argument("--batch-size", type=int, dest="batch_size")
@@ -57,11 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision: bf16 autocast on CPU, bf16/fp16 on CUDA")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any config key (repeatable), e.g. --set num_workers=0")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue an interrupted run (its saved config is used; --epochs, "
-                        "--pretrain-epochs, --device and --amp may change it)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: OMP_NUM_THREADS or 2)")
     return p
@@ -71,20 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
 class Dist:
     """Rank/world information; a no-op stand-in when not launched by torchrun."""
 
-    def __init__(self, device_pref: str):
-        import torch
+    def __init__(self, device_pref: str = "auto"):
         import torch.distributed as dist
+
+        from mars_cracknet.inference import pick_device
 
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if device_pref == "auto":
-            device_pref = "cuda" if torch.cuda.is_available() else "cpu"
-        if device_pref.startswith("cuda") and self.world > 1:
-            device_pref = f"cuda:{self.local_rank}"
-        self.device = torch.device(device_pref)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = pick_device(device_pref, local_rank if self.world > 1 else None)
         self.enabled = self.world > 1
         if self.enabled and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
@@ -112,14 +109,189 @@ class Dist:
                 dist.destroy_process_group()
 
 
-# --------------------------------------------------------------------------- evaluation
+# --------------------------------------------------------------------------- data
+def validation_stems(cfg: dict[str, Any]) -> list[str]:
+    """The MIC training crops held out for validation (a listed file or a seeded share)."""
+    import numpy as np
+
+    from mars_cracknet.data.mars import DatasetError, read_list
+
+    lists = Path(cfg["data"]) / "lists"
+    train = read_list(lists / "mars_train.txt")
+    if cfg["val_list"]:
+        val = read_list(lists / f"{cfg['val_list']}.txt")
+        unknown = sorted(set(val) - set(train))
+        if unknown:
+            raise DatasetError(f"{lists / cfg['val_list']}.txt: validation stems not in "
+                               f"mars_train.txt: {', '.join(unknown[:5])}")
+    else:
+        n_val = max(1, round(len(train) * float(cfg["val_fraction"])))
+        order = np.random.default_rng(int(cfg["val_seed"])).permutation(len(train))
+        val = [train[i] for i in sorted(order[:n_val])]
+    if len(val) >= len(train):
+        raise DatasetError(f"{lists / 'mars_train.txt'}: the validation split would take all "
+                           f"{len(train)} training crops; lower val_fraction")
+    return val
+
+
+def stage_plan(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stages of a run: [pre-training (semi only)], supervised training."""
+    sup = {"name": "train", "data": cfg["mode"], "classes": 1, "epochs": int(cfg["epochs"]),
+           "lr": float(cfg["lr"]), "ratio": float(cfg["ratio"])}
+    if cfg["mode"] != "semi":
+        return [sup]
+    pre = {"name": "pretrain", "data": f"ae_{cfg['pretrain_data']}", "classes": 3,
+           "epochs": int(cfg["pretrain_epochs"]), "lr": float(cfg["pretrain_lr"]),
+           "ratio": float(cfg["pretrain_ratio"])}
+    return [pre, {**sup, "data": cfg["finetune_mode"]}]
+
+
+def build_datasets(cfg: dict[str, Any], stage: dict[str, Any]):
+    """(training set without the validation crops, validation set, test set)."""
+    from mars_cracknet.data.mars import CrackDataset
+
+    val = validation_stems(cfg)
+    train = CrackDataset.for_mode(cfg["data"], stage["data"], crop_size=cfg["crop_size"],
+                                  train=True, seed=int(cfg["seed"]),
+                                  interpolation=cfg["interpolation"],
+                                  exclude={"mars_train": set(val)})
+    val_set = CrackDataset(cfg["data"], ["mars_train"], only={"mars_train": set(val)})
+    test = CrackDataset.for_mode(cfg["data"], "test")
+    return train, val_set, test
+
+
+# --------------------------------------------------------------------------- the recipe
+@dataclass
+class Recipe:
+    """Everything one training stage needs."""
+
+    cfg: dict[str, Any]
+    stage: dict[str, Any]
+    dist: Dist
+    model: Any
+    optimizer: Any
+    criterion: Any
+    train_set: Any
+    val_set: Any
+    test_set: Any
+    sampler: Any
+    amp_dtype: Any = None
+    scaler: Any = None
+    ddp: Any = None  # the DistributedDataParallel wrapper under torchrun
+    progress: Any = None
+
+
+@dataclass
+class Progress:
+    """What a resumed run needs besides weights and optimizer: position, losses, history."""
+
+    stage: str
+    epoch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    loss_n: int = 0
+    best: float = -math.inf
+    best_epoch: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    prior: list[dict[str, Any]] = field(default_factory=list)  # rows of earlier stages
+
+
+def build(cfg: dict[str, Any], stage: dict[str, Any], dist: Dist) -> Recipe:
+    """Data, model, optimiser and loss of one stage (model initialised from ``seed``)."""
+    import torch
+    from torch.utils.data.distributed import DistributedSampler
+
+    from mars_cracknet.models import build_model
+    from mars_cracknet.utils.loss import build_loss
+    from shared.runs import derive_seed
+    from shared.seed import seed_everything
+
+    seed = int(cfg["seed"])
+    seed_everything(derive_seed(seed, stage["name"]), deterministic=bool(cfg["deterministic"]))
+    train_set, val_set, test_set = build_datasets(cfg, stage)
+    model = build_model(cfg["model"], num_classes=stage["classes"],
+                        width=int(cfg["width"])).to(dist.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=stage["lr"],
+                                 weight_decay=cfg["weight_decay"])
+    sampler = DistributedSampler(train_set, num_replicas=dist.world, rank=dist.rank,
+                                 shuffle=True, seed=seed, drop_last=False)
+    recipe = Recipe(cfg, stage, dist, model, optimizer, build_loss(cfg["loss"], stage["ratio"]),
+                    train_set, val_set, test_set, sampler, amp_dtype=torch.bfloat16)
+    if cfg["amp"] and dist.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        recipe.amp_dtype = torch.float16
+        recipe.scaler = torch.amp.GradScaler("cuda")
+    return recipe
+
+
+class _Indices:
+    """A sampler over a fixed list of indices (one epoch's share, minus steps already done)."""
+
+    def __init__(self, indices: list[int]):
+        self.indices = indices
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def _step(r: Recipe, x, y) -> float:
+    import torch
+
+    r.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(r.dist.device.type, dtype=r.amp_dtype, enabled=bool(r.cfg["amp"])):
+        logits = (r.ddp or r.model)(x)
+    loss = r.criterion(logits.float(), y)
+    if r.scaler is not None:
+        r.scaler.scale(loss).backward()
+        r.scaler.step(r.optimizer)
+        r.scaler.update()
+    else:
+        loss.backward()
+        r.optimizer.step()
+    return float(loss.detach())
+
+
+def train_one_epoch(r: Recipe, prog: Progress, stop) -> bool:
+    """Train epoch ``prog.epoch`` from step ``prog.step``; False when a stop was requested."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    bs = int(r.cfg["batch_size"])
+    r.sampler.set_epoch(prog.epoch)
+    r.train_set.set_epoch(prog.epoch)
+    loader = DataLoader(r.train_set, batch_size=bs,
+                        sampler=_Indices(list(r.sampler)[prog.step * bs:]),
+                        num_workers=int(r.cfg["num_workers"]), drop_last=False)
+    r.model.train()
+    t0, seen = time.perf_counter(), 0
+    bar = tqdm(loader, desc=f"{r.stage['name']} {prog.epoch + 1}/{r.stage['epochs']}",
+               disable=not r.dist.main, leave=False, dynamic_ncols=True, mininterval=1.0)
+    for x, y in bar:
+        x, y = x.to(r.dist.device), y.to(r.dist.device)
+        loss = _step(r, x, y)
+        prog.step += 1
+        seen += x.shape[0]
+        prog.loss_sum += loss * x.shape[0]
+        prog.loss_n += x.shape[0]
+        bar.set_postfix(loss=f"{prog.loss_sum / max(prog.loss_n, 1):.4f}",
+                        img_s=f"{seen / max(time.perf_counter() - t0, 1e-9):.2f}")
+        flag = 1.0 if stop is not None and stop.requested else 0.0
+        if r.dist.all_sum([flag])[0] > 0:
+            bar.close()
+            return False
+    bar.close()
+    return True
+
+
 def evaluate(model, dataset, dist: Dist, threshold: float = 0.5, amp: bool = False
              ) -> dict[str, Any]:
     """Per-image precision, recall, Dice, Jaccard on full images, averaged (over all ranks)."""
     import torch
 
     from mars_cracknet.inference import predict_tensor
-    from mars_cracknet.utils.metrics import METRICS, image_scores
+    from mars_cracknet.utils.metrics import image_scores
 
     model.eval()
     sums = [0.0] * (len(METRICS) + 1)
@@ -139,45 +311,116 @@ def evaluate(model, dataset, dist: Dist, threshold: float = 0.5, amp: bool = Fal
             "per_image": per_image}
 
 
+# --------------------------------------------------------------------------- state
+def save_state(run_dir: Path, r: Recipe, prog: Progress) -> None:
+    """``last.safetensors`` (weights) and ``last.state.pt`` (optimizer, progress, RNG)."""
+    import dataclasses
+
+    import torch
+
+    from mars_cracknet.checkpoint import save_state as _save
+    from mars_cracknet.checkpoint import save_weights
+
+    if not r.dist.main:
+        return
+    save_weights(run_dir / "last.safetensors", r.model, r.cfg["model"])
+    _save(run_dir / "last.state.pt", {"optimizer": r.optimizer.state_dict(),
+                                      "progress": dataclasses.asdict(prog),
+                                      "torch_rng": torch.get_rng_state()})
+
+
+def load_state(run_dir: Path, r: Recipe) -> Progress | None:
+    """The saved progress of this stage (weights and optimizer restored), or None."""
+    import torch
+
+    from mars_cracknet.checkpoint import load_state as _load
+    from mars_cracknet.checkpoint import load_weights
+
+    path = run_dir / "last.state.pt"
+    if not path.is_file():
+        return None
+    state = _load(path)
+    prog = Progress(**state["progress"])
+    if prog.stage != r.stage["name"]:
+        return None
+    load_weights(run_dir / "last.safetensors", r.model, r.cfg["model"])
+    r.optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return prog
+
+
+def saved_stage(run_dir: Path) -> str | None:
+    from mars_cracknet.checkpoint import load_state as _load
+
+    path = run_dir / "last.state.pt"
+    return _load(path)["progress"]["stage"] if path.is_file() else None
+
+
 # --------------------------------------------------------------------------- one stage
-class Stopper:
-    """Turns SIGINT/SIGTERM into a flag checked between steps."""
+def end_of_epoch(r: Recipe, prog: Progress, run_dir: Path, log) -> None:
+    """History row, validation, best/last checkpoints of the epoch just finished."""
+    from mars_cracknet.checkpoint import save_weights
 
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.getsignal(sig)
-            signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):  # noqa: ARG002
-        if self.requested:  # a second Ctrl-C aborts at once
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
-class IndexSampler:
-    """Yields a fixed list of indices (this rank's share of one epoch, minus skipped steps)."""
-
-    def __init__(self, indices: list[int]):
-        self.indices = indices
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self):
-        return len(self.indices)
+    ls, ln = r.dist.all_sum([prog.loss_sum, float(prog.loss_n)])
+    prog.epoch += 1
+    row: dict[str, Any] = {"stage": r.stage["name"], "epoch": prog.epoch,
+                           "train_loss": ls / max(ln, 1), "lr": r.optimizer.param_groups[0]["lr"]}
+    supervised = r.stage["classes"] == 1
+    if supervised and (prog.epoch % int(r.cfg["eval_every"]) == 0
+                       or prog.epoch == r.stage["epochs"]):
+        ev = evaluate(r.model, r.val_set, r.dist, float(r.cfg["threshold"]), bool(r.cfg["amp"]))
+        row.update({f"val_{m}": ev[m] for m in METRICS})
+        if ev["dice"] > prog.best:
+            prog.best, prog.best_epoch = ev["dice"], prog.epoch
+            if r.dist.main:
+                save_weights(run_dir / "best.safetensors", r.model, r.cfg["model"])
+    prog.rows.append(row)
+    prog.step, prog.loss_sum, prog.loss_n = 0, 0.0, 0
+    save_state(run_dir, r, prog)
+    log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                 for k, v in row.items()))
 
 
-def _plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+def train_stage(cfg: dict[str, Any], stage: dict[str, Any], run_dir: Path, dist: Dist,
+                rows_before: list, stop, log, init: Path | None = None) -> Recipe:
+    """Build, resume or initialise, and train one stage to its last epoch."""
+    from mars_cracknet.checkpoint import init_from
+    from shared.runs import RunInterrupted
+
+    r = build(cfg, stage, dist)
+    prog = load_state(run_dir, r)
+    if prog is None:
+        prog = Progress(stage=stage["name"], prior=list(rows_before))
+        if init is not None:
+            fmt = init_from(init, r.model)
+            log(f"[{stage['name']}] initialised from {init} ({fmt})")
+    if dist.enabled:
+        import torch
+
+        r.ddp = torch.nn.parallel.DistributedDataParallel(
+            r.model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    while prog.epoch < stage["epochs"]:
+        t0 = time.perf_counter()
+        if not train_one_epoch(r, prog, stop):
+            save_state(run_dir, r, prog)
+            raise RunInterrupted(stop.signum, run_dir)
+        end_of_epoch(r, prog, run_dir, log)
+        log(f"[{stage['name']}] epoch {prog.epoch} took {time.perf_counter() - t0:.1f} s")
+        write_history(run_dir, dist, prog.prior + prog.rows)
+    r.progress = prog
+    return r
+
+
+def write_history(run_dir: Path, dist: Dist, rows: list[dict[str, Any]]) -> None:
+    from shared.runs import RunDir
+
+    if dist.main:
+        RunDir(run_dir).write_history(rows)
+        plot_curves(rows, run_dir / "curves.png", run_dir.name)
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Training loss and validation scores per epoch (one plotter for runs and reproduce)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,311 +428,138 @@ def _plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     from shared.atomic import atomic_path
 
-    ep = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax[0].plot(ep, [r["train_loss"] for r in rows], "o-")
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        part = [r for r in rows if r["stage"] == stage]
+        ax[0].plot([r["epoch"] for r in part], [r["train_loss"] for r in part], "o-",
+                   ms=3, label=stage)
+    for m in METRICS:
+        pts = [(r["epoch"], r[f"val_{m}"]) for r in rows if r.get(f"val_{m}") is not None]
+        if pts:
+            ax[1].plot(*zip(*pts, strict=True), "o-", ms=3, label=m)
     ax[0].set(xlabel="epoch", ylabel="train loss", title=title)
-    for m in ("precision", "recall", "dice", "jaccard"):
-        vals = [r.get(m) for r in rows]
-        if any(v not in ("", None) for v in vals):
-            ax[1].plot(ep, [float("nan") if v in ("", None) else v for v in vals], "o-", label=m)
-    ax[1].set(xlabel="epoch", ylabel="test score", ylim=(0, 1))
+    ax[0].legend(fontsize=8)
+    ax[1].set(xlabel="epoch", ylabel="validation score", ylim=(0, 1))
     if ax[1].lines:
         ax[1].legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
 
 
-def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    from shared.atomic import atomic_write_text
+# --------------------------------------------------------------------------- run
+def test_report(r: Recipe, run_dir: Path) -> dict[str, Any]:
+    """The test set evaluated once, for the selected (best validation) and the last epoch."""
+    from mars_cracknet.checkpoint import load_weights
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: r.get(k, "") for k in METRIC_FIELDS})
-    atomic_write_text(path, buf.getvalue())
-
-
-def train_stage(cfg: dict[str, Any], run_dir: Path, dist: Dist, *, dataset_mode: str,
-                epochs: int, lr: float, num_classes: int, evaluate_test: bool,
-                init_weights: Path | None = None, stopper: Stopper | None = None
-                ) -> dict[str, Any]:
-    """Train one stage into ``run_dir`` (resuming from its ``last`` state when present)."""
-    import torch
-    import yaml
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
-    from tqdm import tqdm
-
-    from mars_cracknet.checkpoint import (
-        load_state,
-        load_weights,
-        read_weights,
-        save_state,
-        save_weights,
-        transfer_autoencoder_weights,
-    )
-    from mars_cracknet.data.mars import CrackDataset
-    from mars_cracknet.models import build_model
-    from mars_cracknet.utils.loss import build_loss
-    from shared.atomic import atomic_write_json, atomic_write_text
-    from shared.seed import seed_everything
-
-    seed = int(cfg["seed"])
-    seed_everything(seed, deterministic=bool(cfg["deterministic"]))
-    train_set = CrackDataset.for_mode(cfg["data"], dataset_mode, crop_size=cfg["crop_size"],
-                                      train=True, seed=seed)
-    test_set = CrackDataset.for_mode(cfg["data"], "test") if evaluate_test else None
-    model = build_model(cfg["model"], num_classes=num_classes,
-                        width=int(cfg["width"])).to(dist.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
-    criterion = build_loss(cfg["loss"], cfg["ratio"])
-    amp = bool(cfg["amp"])
-    amp_dtype = torch.bfloat16
-    scaler = None
-    if amp and dist.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        amp_dtype = torch.float16
-        scaler = torch.amp.GradScaler("cuda")
-
-    last_w, last_s = run_dir / "last.safetensors", run_dir / "last.state.pt"
-    start_epoch, start_step, rows = 0, 0, []
-    loss_sum, loss_n, best = 0.0, 0, -math.inf
-    if last_s.is_file() and last_w.is_file():
-        state = load_state(last_s)
-        load_weights(last_w, model, cfg["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, start_step = int(state["epoch"]), int(state["step"])
-        loss_sum, loss_n = float(state["loss_sum"]), int(state["loss_n"])
-        best = float(state["best"])
-        rows = list(state["rows"])
-        torch.set_rng_state(state["torch_rng"])
-        if dist.main:
-            print(f"[{run_dir.name}] resuming at epoch {start_epoch + 1}, step {start_step}")
-    elif init_weights is not None:
-        ae_state, _ = read_weights(init_weights)
-        transfer_autoencoder_weights(ae_state, model)
-        if dist.main:
-            print(f"[{run_dir.name}] initialised from {init_weights} (first output channel)")
-    if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yml", yaml.safe_dump(
-            {**cfg, "stage_mode": dataset_mode, "stage_epochs": epochs, "stage_lr": lr,
-             "num_classes": num_classes, "world_size": dist.world}, sort_keys=False))
-    ddp_model = model
-    if dist.enabled:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
-    sampler = DistributedSampler(train_set, num_replicas=dist.world, rank=dist.rank,
-                                 shuffle=True, seed=seed, drop_last=False)
-    bs = int(cfg["batch_size"])
-
-    def save_last(epoch: int, step: int) -> None:
-        if not dist.main:
-            return
-        save_weights(last_w, model, cfg["model"])
-        save_state(last_s, {"optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                            "loss_sum": loss_sum, "loss_n": loss_n, "best": best,
-                            "rows": rows, "torch_rng": torch.get_rng_state()})
-
-    stopped = False
-    for epoch in range(start_epoch, epochs):
-        sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
-        skip = start_step if epoch == start_epoch else 0
-        if skip == 0:
-            loss_sum, loss_n = 0.0, 0
-        indices = list(sampler)[skip * bs:]
-        loader = DataLoader(train_set, batch_size=bs, sampler=IndexSampler(indices),
-                            num_workers=int(cfg["num_workers"]),
-                            persistent_workers=False, drop_last=False)
-        model.train()
-        t0, seen = time.perf_counter(), 0
-        bar = tqdm(loader, desc=f"{run_dir.name} {epoch + 1}/{epochs}", disable=not dist.main,
-                   leave=False, dynamic_ncols=True, mininterval=1.0)
-        step = skip
-        for x, y in bar:
-            x, y = x.to(dist.device), y.to(dist.device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(dist.device.type, dtype=amp_dtype, enabled=amp):
-                logits = ddp_model(x)
-            loss = criterion(logits.float(), y)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            step += 1
-            seen += x.shape[0]
-            loss_sum += float(loss.detach()) * x.shape[0]
-            loss_n += x.shape[0]
-            rate = seen / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(loss=f"{loss_sum / max(loss_n, 1):.4f}", img_s=f"{rate:.2f}")
-            flag = stopper.requested if stopper is not None else False
-            if dist.all_sum([1.0 if flag else 0.0])[0] > 0:
-                stopped = True
-                break
-        bar.close()
-        if stopped:
-            save_last(epoch, step)
-            if dist.main:
-                print(f"[{run_dir.name}] interrupted: saved {last_w} (epoch {epoch + 1}, "
-                      f"step {step}); continue with --resume")
-            return {"interrupted": True}
-        seconds = time.perf_counter() - t0
-        ls, ln, n_seen = dist.all_sum([loss_sum, float(loss_n), float(seen)])
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": ls / max(ln, 1),
-                               "lr": optimizer.param_groups[0]["lr"],
-                               "images_per_s": n_seen / max(seconds, 1e-9),
-                               "seconds": round(seconds, 2)}
-        is_eval = test_set is not None and ((epoch + 1) % int(cfg["eval_every"]) == 0
-                                            or epoch + 1 == epochs)
-        if is_eval:
-            ev = evaluate(model, test_set, dist, float(cfg["threshold"]), amp)
-            row.update({k: ev[k] for k in ("precision", "recall", "dice", "jaccard")})
-            score = ev["dice"]
-        else:
-            score = -row["train_loss"] if test_set is None else -math.inf
-        rows.append(row)
-        improved = score > best
-        if improved:
-            best = score
-        loss_sum, loss_n = 0.0, 0
-        if dist.main:
-            if improved:
-                save_weights(run_dir / "best.safetensors", model, cfg["model"])
-            save_last(epoch + 1, 0)
-            _write_csv(rows, run_dir / "metrics.csv")
-            _plot_curves(rows, run_dir / "curves.png", run_dir.name)
-            msg = " ".join(f"{k}={v:.4f}" for k, v in row.items()
-                           if isinstance(v, float) and k != "lr")
-            tqdm.write(f"[{run_dir.name}] epoch {epoch + 1}/{epochs} {msg}")
-    result: dict[str, Any] = {"interrupted": False, "epochs": epochs,
-                              "parameters": sum(p.numel() for p in model.parameters())}
-    if test_set is not None:
-        load_weights(run_dir / "best.safetensors", model, cfg["model"])
-        ev = evaluate(model, test_set, dist, float(cfg["threshold"]), amp)
-        best_row = max((r for r in rows if r.get("dice") not in (None, "")),
-                       key=lambda r: r["dice"])
-        result["final"] = {k: rows[-1][k] for k in ("epoch", "precision", "recall", "dice",
-                                                    "jaccard")}
-        result.update({"best_epoch": best_row["epoch"],
-                       "test": {k: ev[k] for k in ("n_images", "precision", "recall", "dice",
-                                                   "jaccard")},
-                       "per_image": ev["per_image"]})
-    result["final_train_loss"] = rows[-1]["train_loss"] if rows else None
-    if dist.main:
-        atomic_write_json(run_dir / "results.json", result)
-    return result
+    thr, amp = float(r.cfg["threshold"]), bool(r.cfg["amp"])
+    last = evaluate(r.model, r.test_set, r.dist, thr, amp)
+    load_weights(run_dir / "best.safetensors", r.model, r.cfg["model"])
+    selected = evaluate(r.model, r.test_set, r.dist, thr, amp)
+    best_row = next(x for x in r.progress.rows if x["epoch"] == r.progress.best_epoch
+                    and x["stage"] == r.stage["name"])
+    keys = ("n_images", *METRICS)
+    return {"selected_epoch": r.progress.best_epoch,
+            "val_selected": {m: best_row[f"val_{m}"] for m in METRICS},
+            "test_selected": {k: selected[k] for k in keys},
+            "test_last": {k: last[k] for k in keys},
+            "per_image_selected": selected["per_image"], "per_image_last": last["per_image"]}
 
 
-# --------------------------------------------------------------------------- main
-def run(cfg: dict[str, Any], run_dir: Path, dist: Dist) -> dict[str, Any]:
-    """Train according to ``cfg``; ``semi`` runs pre-training then fine-tuning."""
-    import yaml
+def _open_run_dir(cfg, run_dir: Path, resume: bool, overwrite: bool, dist: Dist):
+    from shared.runs import RunDir
 
-    from shared.atomic import atomic_write_json, atomic_write_text
-
-    t0 = time.perf_counter()
-    if dist.main:
-        atomic_write_text(run_dir / "config.yml", yaml.safe_dump(cfg, sort_keys=False))
-    with Stopper() as stopper:
-        if cfg["mode"] == "semi":
-            pre_dir = run_dir / "pretrain"
-            done = (pre_dir / "results.json").is_file()
-            if not done:
-                pre = train_stage(cfg, pre_dir, dist, dataset_mode="semi",
-                                  epochs=int(cfg["pretrain_epochs"]), lr=float(cfg["pretrain_lr"]),
-                                  num_classes=3, evaluate_test=False, stopper=stopper)
-                if pre["interrupted"]:
-                    return pre
-            result = train_stage(cfg, run_dir, dist, dataset_mode=cfg["finetune_mode"],
-                                 epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), num_classes=1,
-                                 evaluate_test=True, init_weights=pre_dir / "last.safetensors",
-                                 stopper=stopper)
-        else:
-            result = train_stage(cfg, run_dir, dist, dataset_mode=cfg["mode"],
-                                 epochs=int(cfg["epochs"]), lr=float(cfg["lr"]), num_classes=1,
-                                 evaluate_test=True, stopper=stopper)
-    if not result.get("interrupted"):
-        result["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        result["mode"], result["model"] = cfg["mode"], cfg["model"]
-        if dist.main:
-            atomic_write_json(run_dir / "results.json", result)
-    return result
+    if not dist.main:
+        return None, cfg
+    return RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
+                       allow_on_resume=ALLOW_ON_RESUME)
 
 
-def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
-    """Config and run folder from the command line (or from the run being resumed)."""
-    import yaml
+def run(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
+        overwrite: bool = False, stop=None, dist: Dist | None = None) -> dict[str, Any]:
+    """Train according to ``cfg`` into ``run_dir``; returns the summary (summary.json)."""
+    from mars_cracknet.config import validate
+    from shared.runs import GracefulStop, code_version
 
-    from mars_cracknet.config import ConfigError, load_config, parse_set, validate
+    cfg, run_dir, t0 = validate(cfg), Path(run_dir), time.perf_counter()
+    plan = stage_plan(cfg)
+    for stage in plan:  # every data problem surfaces before the run folder is touched
+        build_datasets(cfg, stage)
+    own_dist = dist is None
+    dist = dist or Dist(str(cfg["device"]))
+    rd, cfg = _open_run_dir(cfg, run_dir, resume, overwrite, dist)
+    try:
+        log = rd.logger("mars_cracknet").info if rd is not None else (lambda msg: None)
+        log(f"run {run_dir} ({'resumed' if resume else 'new'}), device {dist.device}")
+        with GracefulStop() as graceful:
+            stop = stop or graceful
+            rows, init = [], cfg["init_weights"]
+            skip_pretrain = len(plan) == 2 and saved_stage(run_dir) == "train"
+            for k, stage in enumerate(plan):
+                if k == 0 and skip_pretrain:  # resumed in fine-tuning: its state has the rest
+                    continue
+                r = train_stage(cfg, stage, run_dir, dist, rows, stop, log, init)
+                if stage["name"] == "pretrain":
+                    rows, init = list(r.progress.rows), run_dir / "pretrain.safetensors"
+                    if dist.main:
+                        from mars_cracknet.checkpoint import save_weights
 
-    overrides = parse_set(args.set)
-    for key in ("mode", "model", "data", "runs", "epochs", "pretrain_epochs", "batch_size",
-                "lr", "ratio", "crop_size", "seed", "device", "amp"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    if args.resume is not None:
-        cfg_path = args.resume / "config.yml"
-        if not cfg_path.is_file():
-            raise ConfigError(f"{cfg_path}: not a run folder (config.yml missing)")
-        saved = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-        if saved.get("stage_mode") == "semi":  # resuming inside the pre-training folder
-            args.resume = args.resume.parent
-            saved = yaml.safe_load((args.resume / "config.yml").read_text(encoding="utf-8")) \
-                if (args.resume / "config.yml").is_file() else saved
-        cfg = load_config("paper", {k: v for k, v in saved.items() if k in load_config("paper")})
-        # a resumed run keeps its settings; only where it runs and how long may change
-        cfg.update({k: v for k, v in overrides.items()
-                    if k in ("device", "amp", "epochs", "pretrain_epochs")})
-        return validate(cfg), args.resume
-    cfg = validate(load_config(args.profile, overrides))
-    name = args.name or f"{cfg['model']}_{cfg['mode']}"
-    runs = Path(cfg["runs"])
-    if not runs.is_absolute():
-        runs = REPO_ROOT / runs
+                        save_weights(init, r.model, cfg["model"])
+        summary = {"mode": cfg["mode"], "model": cfg["model"], "epochs": int(cfg["epochs"]),
+                   "parameters": sum(p.numel() for p in r.model.parameters()),
+                   "code_version": code_version(Path(__file__).parent),
+                   **test_report(r, run_dir), "wall_time_s": round(time.perf_counter() - t0, 1)}
+        if rd is not None:
+            rd.write_summary(summary)
+            t = summary["test_selected"]
+            log(f"selected epoch {summary['selected_epoch']} (validation Dice "
+                f"{summary['val_selected']['dice']:.4f}); test " +
+                " ".join(f"{m} {t[m]:.4f}" for m in METRICS))
+        return summary
+    finally:
+        if rd is not None:
+            rd.close()
+        if own_dist:
+            dist.close()
+
+
+# --------------------------------------------------------------------------- CLI
+def config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    """Resolved config and run folder from the contract's flags and the named shortcuts."""
+    from mars_cracknet.config import PROFILES
+    from shared.runs import run_config
+
+    cfg = run_config(args, PROFILES)
+    for key in FLAG_KEYS:
+        if getattr(args, key, None) is not None:
+            cfg[key] = getattr(args, key)
     data = Path(cfg["data"])
     if not data.is_absolute() and not data.exists() and (REPO_ROOT / data).exists():
         cfg["data"] = str(REPO_ROOT / data)
-    return cfg, runs / name
+    run_dir = args.run_dir or REPO_ROOT / "runs" / "mars_cracknet" / f"{cfg['model']}_{cfg['mode']}"
+    return cfg, run_dir
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mars_cracknet.checkpoint import CheckpointError
-    from mars_cracknet.config import ConfigError
-    from mars_cracknet.data.mars import DatasetError
-
-    try:
-        cfg, run_dir = resolve(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", "2"))
     import torch
 
-    torch.set_num_threads(max(1, threads))
-    dist = Dist(str(cfg["device"]))
-    try:
-        result = run(cfg, run_dir, dist)
-    except (DatasetError, CheckpointError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        dist.close()
-    if result.get("interrupted"):
-        return 130
-    if dist.main and "test" in result:
-        t = result["test"]
-        print(f"[{run_dir.name}] best epoch {result['best_epoch']}: precision "
-              f"{t['precision']:.4f} recall {t['recall']:.4f} dice {t['dice']:.4f} "
-              f"jaccard {t['jaccard']:.4f} -> {run_dir}")
+    torch.set_num_threads(max(1, args.threads or int(os.environ.get("OMP_NUM_THREADS", "2"))))
+    cfg, run_dir = config_from_args(args)
+    summary = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
+    t = summary["test_selected"]
+    print(f"[{run_dir.name}] selected epoch {summary['selected_epoch']}: test " +
+          " ".join(f"{m} {t[m]:.4f}" for m in METRICS) + f" -> {run_dir}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mars_cracknet.checkpoint import CheckpointError
+    from mars_cracknet.data.mars import DatasetError
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv, user_errors=(DatasetError, CheckpointError))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ its mask, size mismatch, non-binary mask) is a :class:`DatasetError` naming the 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,12 @@ MODE_LISTS: dict[str, tuple[tuple[str, ...], bool]] = {
     "mars": (("mars_train",), True),
     "earth": (("earth",), True),
     "earth_mars": (("mars_train", "earth"), True),
-    "semi": (("earth_unlabelled", "mars"), False),  # auto-encoder pre-training
+    # auto-encoder pre-training data (``pretrain_data``): the original code's (labelled MIC
+    # crops used as images), the paper's wording (unlabelled EDC images), or all unlabelled
+    "ae_mars_train": (("mars_train",), False),
+    "ae_earth_unlabelled": (("earth_unlabelled",), False),
+    "ae_unlabelled": (("earth_unlabelled", "mars"), False),
+    "semi": (("earth_unlabelled", "mars"), False),
     "test": (("mars_test",), True),
 }
 
@@ -94,11 +99,16 @@ def load_mask(path: Path) -> np.ndarray:
     return (raw > 0).astype(np.uint8)
 
 
-def build_transform(crop_size: int | None, train: bool, seed: int | None = None):
+INTERPOLATIONS = {"lanczos": 4, "linear": 1, "nearest": 0, "cubic": 2}  # cv2.INTER_*
+
+
+def build_transform(crop_size: int | None, train: bool, seed: int | None = None,
+                    interpolation: str = "lanczos"):
     """The paper's augmentation (albumentations), or ``None`` for evaluation.
 
     Horizontal flip p=0.9, brightness/contrast p=0.5, shift-scale-rotate (shift 0.0625, scale
-    0.2, rotate 20 deg, constant border, p=0.7), random crop ``crop_size``.
+    0.2, rotate 20 deg, constant border, p=0.7, Lanczos interpolation as the original's
+    ``interpolation=4``), random crop ``crop_size``.
     """
     if not train:
         return None
@@ -109,6 +119,7 @@ def build_transform(crop_size: int | None, train: bool, seed: int | None = None)
         A.HorizontalFlip(p=0.9),
         A.RandomBrightnessContrast(p=0.5),
         A.Affine(translate_percent=(-0.0625, 0.0625), scale=(0.8, 1.2), rotate=(-20, 20),
+                 interpolation=INTERPOLATIONS[interpolation],
                  border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.7),
     ]
     if crop_size:
@@ -121,13 +132,18 @@ def build_transform(crop_size: int | None, train: bool, seed: int | None = None)
 class CrackDataset(Dataset):
     """Images (and masks) of one or more list files.
 
-    ``labelled=False`` gives auto-encoder pairs (image, image). Augmentation is re-seeded per
-    sample from ``(seed, epoch, index)`` (call :meth:`set_epoch`), so a resumed run and any
-    number of data-loader workers or ranks see exactly the same crops.
+    ``labelled=False`` gives auto-encoder pairs (image, image). ``exclude`` / ``only`` map a
+    list name to the stems to leave out of it / to keep of it (the validation split).
+    Augmentation is re-seeded per sample from ``(seed, epoch, index)`` (call
+    :meth:`set_epoch`), so a resumed run and any number of data-loader workers or ranks
+    see exactly the same crops.
     """
 
     def __init__(self, root: str | Path, lists: Sequence[str], labelled: bool = True,
-                 crop_size: int | None = None, train: bool = False, seed: int = 0):
+                 crop_size: int | None = None, train: bool = False, seed: int = 0,
+                 interpolation: str = "lanczos",
+                 exclude: Mapping[str, Collection[str]] | None = None,
+                 only: Mapping[str, Collection[str]] | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: dataset folder not found")
@@ -138,6 +154,10 @@ class CrackDataset(Dataset):
         for name in lists:
             list_path = self.root / "lists" / f"{name}.txt"
             for stem in read_list(list_path):
+                if exclude and stem in exclude.get(name, ()):
+                    continue
+                if only is not None and name in only and stem not in only[name]:
+                    continue
                 img = find_image(self.root / "imgs", stem)
                 if img is None:
                     raise DatasetError(f"{self.root / 'imgs' / stem}.png: image listed in "
@@ -154,7 +174,7 @@ class CrackDataset(Dataset):
                 self.items.append((stem, img, mask))
         if not self.items:
             raise DatasetError(f"{self.root}: empty split for lists {list(lists)}")
-        self.transform = build_transform(crop_size, train, seed)
+        self.transform = build_transform(crop_size, train, seed, interpolation)
 
     @classmethod
     def for_mode(cls, root: str | Path, mode: str, **kwargs) -> CrackDataset:

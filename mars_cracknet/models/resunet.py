@@ -3,8 +3,9 @@
 Structure (see ``shared/specs/mars_cracknet.md``): a full-resolution two-conv branch, the
 torchvision ResNet-18 stem (7x7/2 conv, BN, ReLU; the max-pool is not used) and its four
 stages, a dilated residual bottleneck, four residual decoder blocks that upsample bilinearly
-(``align_corners=True``) and concatenate the skip, and a final 1x1 convolution. ``forward``
-returns logits; apply ``torch.sigmoid`` (or use :meth:`predict_proba`) for probabilities.
+(``align_corners=True``) and concatenate (skip, upsampled) as the original, and a final 1x1
+convolution. ``forward`` returns logits; apply ``torch.sigmoid`` (or use
+:meth:`predict_proba`) for probabilities.
 With ``num_classes=1`` the network has exactly 21,545,153 parameters.
 """
 
@@ -42,7 +43,8 @@ class ResidualBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """Bilinear x2 upsampling of the deeper map, concatenation with the skip, residual block."""
+    """Bilinear x2 upsampling of the deeper map, concatenation (skip, upsampled) in the
+    original's order, residual block."""
 
     def __init__(self, cin_deep: int, cin_skip: int, cout: int):
         super().__init__()
@@ -50,7 +52,7 @@ class DecoderBlock(nn.Module):
 
     def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(deep, size=skip.shape[-2:], mode="bilinear", align_corners=True)
-        return self.block(torch.cat([up, skip], dim=1))
+        return self.block(torch.cat([skip, up], dim=1))  # (skip, upsampled), as the original
 
 
 class ResUNet(nn.Module):

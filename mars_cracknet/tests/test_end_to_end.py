@@ -21,24 +21,24 @@ def test_semi_train_predict_analyse(tiny_data, tmp_path):
     from mars_cracknet import analysis, predict
     from mars_cracknet.train import main as train_main
 
-    runs = tmp_path / "runs"
+    run = tmp_path / "c"
     rc = train_main(["--profile", "quick", "--mode", "semi", "--model", "unet",
-                     "--set", "width=8", "--data", str(tiny_data), "--runs", str(runs),
-                     "--name", "c", "--epochs", "2", "--pretrain-epochs", "1",
+                     "--set", "width=8", "--data", str(tiny_data), "--run-dir", str(run),
+                     "--epochs", "2", "--pretrain-epochs", "1",
                      "--batch-size", "2", "--crop-size", "32", "--lr", "1e-3", "--threads", "2"])
     assert rc == 0
-    run = runs / "c"
     # stage 1: a 3-channel auto-encoder; stage 2: the 1-class network started from it
-    pre = checkpoint_info(run / "pretrain" / "last.safetensors")
+    pre = checkpoint_info(run / "pretrain.safetensors")
     assert pre == {"model": "unet", "num_classes": 3, "width": 8}
     assert checkpoint_info(run / "best.safetensors")["num_classes"] == 1
-    res = json.loads((run / "results.json").read_text())
-    assert res["mode"] == "semi" and res["epochs"] == 2 and res["test"]["n_images"] == 2
+    res = json.loads((run / "summary.json").read_text())
+    assert res["mode"] == "semi" and res["epochs"] == 2
+    assert res["test_selected"]["n_images"] == 2
     for m in ("precision", "recall", "dice", "jaccard"):
-        assert 0.0 <= res["test"][m] <= 1.0
-    assert np.isfinite(res["final_train_loss"])
-    rows = (run / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("epoch,train_loss,precision")
+        assert 0.0 <= res["test_selected"][m] <= 1.0
+    rows = (run / "history.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("stage,epoch,train_loss")
+    assert rows[1].startswith("pretrain,1,") and rows[3].startswith("train,2,")
 
     # predict the two Mars test images, with metrics against their masks
     test_dir = tmp_path / "test_imgs"
@@ -76,15 +76,24 @@ def test_semi_train_predict_analyse(tiny_data, tmp_path):
     assert (tmp_path / "cmp" / "ks.csv").is_file()
 
 
-def test_autoencoder_targets_are_the_images(tiny_data):
-    """Stage 1 of scheme (c) learns to reproduce its (augmented) input."""
-    from mars_cracknet.data.mars import CrackDataset
+@pytest.mark.parametrize("pretrain_data,n", [("mars_train", 3), ("earth_unlabelled", 2),
+                                             ("unlabelled", 4)])
+def test_autoencoder_data_and_targets(tiny_data, pretrain_data, n):
+    """Stage 1 of scheme (c) learns to reproduce its (augmented) input; its data is the MIC
+    training crops without the validation crops (original code), the unlabelled EDC images
+    (paper wording) or all unlabelled images."""
+    from mars_cracknet.config import load_config
+    from mars_cracknet.train import build_datasets, stage_plan
 
-    ds = CrackDataset.for_mode(tiny_data, "semi", crop_size=32, train=True, seed=0)
+    cfg = load_config("quick", {"data": str(tiny_data), "mode": "semi", "crop_size": 32,
+                                "pretrain_data": pretrain_data})
+    plan = stage_plan(cfg)
+    assert plan[0]["ratio"] == 0.0 and plan[0]["classes"] == 3  # BCE only, as the original
+    ds, _, _ = build_datasets(cfg, plan[0])
     x, y = ds[0]
     assert x.shape == y.shape == (3, 32, 32)
     assert torch.equal(x, y)
-    assert len(ds) == 4  # 2 unlabelled Earth + 2 unlabelled Mars
+    assert len(ds) == n  # 4 crops - 1 validation; 2 unlabelled Earth; 2 Earth + 2 Mars
 
 
 @pytest.mark.slow
@@ -95,37 +104,18 @@ def test_torchrun_two_processes(tiny_data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "mars_cracknet.train",
            "--profile", "quick", "--mode", "earth_mars", "--model", "unet", "--set", "width=8",
-           "--data", str(tiny_data), "--runs", str(tmp_path / "runs"), "--name", "ddp",
+           "--data", str(tiny_data), "--run-dir", str(tmp_path / "ddp"),
            "--epochs", "2", "--batch-size", "2", "--crop-size", "32", "--threads", "1",
            "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run = tmp_path / "runs" / "ddp"
-    res = json.loads((run / "results.json").read_text())
-    cfg = (run / "config.yml").read_text()
-    assert "world_size: 2" in cfg
-    assert res["test"]["n_images"] == 2  # metrics reduced over both ranks
-    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    run = tmp_path / "ddp"
+    res = json.loads((run / "summary.json").read_text())
+    assert res["test_selected"]["n_images"] == 2  # metrics reduced over both ranks
+    assert len((run / "history.csv").read_text().splitlines()) == 3
     state, _ = read_weights(run / "last.safetensors")
     assert all(torch.isfinite(v.float()).all() for v in state.values())
     assert not list(run.glob(".*.tmp*"))  # only rank 0 wrote, atomically
-
-
-def test_reproduce_reuses_only_matching_runs(tmp_path):
-    import yaml
-
-    from mars_cracknet.config import load_config, validate
-    from mars_cracknet.reproduce import _stale
-
-    cfg = validate(load_config("quick", {"mode": "semi"}))
-    run = tmp_path / "semi"
-    assert _stale(run, cfg, "semi")  # nothing there yet
-    run.mkdir()
-    (run / "config.yml").write_text(yaml.safe_dump(cfg))
-    assert not _stale(run, cfg, "semi")
-    assert _stale(run, cfg, "mars")
-    assert _stale(run, {**cfg, "crop_size": cfg["crop_size"] + 32}, "semi")
-    assert _stale(run, {**cfg, "pretrain_epochs": 99}, "semi")
 
 
 @pytest.mark.slow
@@ -134,27 +124,27 @@ def test_sigterm_saves_last_and_resumes(tiny_data, tmp_path):
     import signal
     import time
 
-    runs = tmp_path / "runs"
+    run = tmp_path / "t"
     args = ["--profile", "quick", "--mode", "mars", "--model", "unet", "--set", "width=8",
-            "--data", str(tiny_data), "--runs", str(runs), "--name", "t", "--epochs", "500",
+            "--data", str(tiny_data), "--run-dir", str(run), "--epochs", "500",
             "--batch-size", "1", "--crop-size", "32", "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "mars_cracknet.train", *args], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    metrics = runs / "t" / "metrics.csv"
+    metrics = run / "history.csv"
     deadline = time.time() + 240
     while not metrics.is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
     assert metrics.is_file(), proc.communicate()[0][-2000:]
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130, out[-2000:]
-    assert "interrupted" in out
-    assert (runs / "t" / "last.safetensors").is_file()
-    assert (runs / "t" / "last.state.pt").is_file()
+    assert proc.returncode == 143, out[-2000:]
+    assert "SIGTERM" in out
+    assert (run / "last.safetensors").is_file()
+    assert (run / "last.state.pt").is_file()
     from mars_cracknet.train import main as train_main
 
     n_done = len(metrics.read_text().splitlines()) - 1
-    assert train_main(["--resume", str(runs / "t"), "--epochs", str(n_done + 1),
+    assert train_main(["--run-dir", str(run), "--resume", "--epochs", str(n_done + 1),
                        "--threads", "1"]) == 0
-    assert json.loads((runs / "t" / "results.json").read_text())["epochs"] == n_done + 1
+    assert json.loads((run / "summary.json").read_text())["epochs"] == n_done + 1

@@ -19,15 +19,20 @@ def confusion(pred: np.ndarray, target: np.ndarray) -> tuple[int, int, int]:
 
 
 def scores(tp: int, fp: int, fn: int) -> dict[str, float]:
-    """Precision, recall, Dice, Jaccard; an empty prediction of an empty mask scores 1."""
-    def ratio(a: float, b: float) -> float:
-        return 1.0 if b == 0 else a / b
+    """Precision, recall, Dice, Jaccard with the original predict.py's edge cases.
+
+    The original divides by ``denominator + 1e-10``, so a zero denominator gives 0: an empty
+    prediction has precision 0, an empty mask recall 0, and an empty prediction of an empty
+    mask Dice 0; its Jaccard ``(I + 1e-10) / (U - I + 1e-10)`` is 1 there.
+    """
+    def ratio(a: float, b: float, empty: float = 0.0) -> float:
+        return empty if b == 0 else a / b
 
     return {
         "precision": ratio(tp, tp + fp),
         "recall": ratio(tp, tp + fn),
         "dice": ratio(2 * tp, 2 * tp + fp + fn),
-        "jaccard": ratio(tp, tp + fp + fn),
+        "jaccard": ratio(tp, tp + fp + fn, empty=1.0),
     }
 
 
