@@ -420,9 +420,6 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     src, _ = write_scene(out_dir, REGIONS["namib"], size, 1, 0.33, suffix=f"_{size}")
     rec = Recording(model)
-    with torch.inference_mode():  # warm-up of the model at the window batch
-        model(torch.randn(int(tc["batch_size"]), int(cfg["data"]["in_chans"]),
-                          int(tc["tile_size"]), int(tc["tile_size"])), text)
     stats: dict[str, Any] = {}
 
     def predict():
@@ -434,7 +431,8 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
     res = _tiled(rec, predict, args.reps)
     res.update(raster=f"{size}x{size}x64 float32 GeoTIFF (dune_vlm.data.synthetic)", tile=tc,
                predictor="dune_vlm.inference_tile.predict_raster", notes=note,
-               windows_planned=stats.get("windows_total"))
+               windows_planned=stats.get("windows_total"),
+               windows_skipped_nodata=stats.get("windows_skipped_nodata", 0))
     return res
 
 
@@ -461,8 +459,6 @@ def tile_mars_cracknet(args: argparse.Namespace) -> dict[str, Any]:
         with atomic_path(path) as tmp:
             Image.fromarray(img).save(tmp, format="PNG")
     rec = Recording(model)
-    with torch.no_grad():
-        model(torch.rand(1, 3, 64, 64))
 
     def predict():
         src = open_source(path)
@@ -499,8 +495,6 @@ def tile_s5mars(args: argparse.Namespace) -> dict[str, Any]:
                                    np.asarray(std, np.float32)))[None]
     model = DeepLabV3Plus(num_classes=int(cfg["net"]["num_classes"])).eval()
     rec = Recording(model)
-    with torch.no_grad():
-        model(torch.randn(1, 3, crop, crop))
     res = _tiled(rec, lambda: predict_sliding(rec.module, x, crop, stride,
                                               int(cfg["net"]["num_classes"])), args.reps)
     res.update(image=f"{h}x{w} RGB (s5mars_ssl.data.synthetic.render_scene)", crop=crop,
