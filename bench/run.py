@@ -39,6 +39,7 @@ PLAN = {
                "keras_bench": ("crater_resunet",)},
 }
 SECTIONS = tuple(PLAN)
+FORMAT = 2  # results/bench.json layout (1: the bench before issue 18)
 TARGETS = {"disk_vs_memory": 0.9, "tile_overhead": 0.10}
 
 
@@ -118,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace only the entries run now in the existing JSON")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (3; quick 1)")
     p.add_argument("--threads", type=int, default=None, help="threads per child (2; quick 1)")
-    p.add_argument("--batch-cap", type=int, default=2,
-                   help="training batch: the profile's, capped at this (default 2)")
+    p.add_argument("--batch-cap", type=int, default=None,
+                   help="training batch: the profile's, capped at this (default 2; quick 1)")
     p.add_argument("--child-timeout", type=float, default=1800.0,
                    help="seconds before a child is killed and reported")
     p.add_argument("--json", type=Path, default=None,
@@ -136,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown section(s) {bad}; expected some of {list(SECTIONS)}",
               file=sys.stderr)
         return 2
-    args.reps = args.reps or (1 if args.quick else 3)
-    args.threads = args.threads or (1 if args.quick else 2)
+    for key, quick_default, default in (("reps", 1, 3), ("threads", 1, 2), ("batch_cap", 1, 2)):
+        if getattr(args, key) is None:
+            setattr(args, key, quick_default if args.quick else default)
     if min(args.reps, args.threads, args.batch_cap) < 1:
         print("error: --reps, --threads and --batch-cap must be >= 1", file=sys.stderr)
         return 2
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {section:7s} {e:15s} {r['status']:6s} {r.get('wall_s', 0):7.1f} s  "
                       f"{r.get('reason', '')[:200]}", flush=True)
     flags = cpu_flags()
-    meta = {"quick": args.quick, "date": started, "wall_s": round(time.perf_counter() - t0, 1),
+    meta = {"format": FORMAT, "quick": args.quick, "date": started,
+            "wall_s": round(time.perf_counter() - t0, 1),
             "machine": {**machine_info(), "cpu_mhz": cpu_mhz(), "bf16": native_bf16(flags)[1],
                         "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx",
                                                                               "fma")))},
@@ -175,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"meta": meta, **records}
     if args.merge and json_out.is_file():
         old = json.loads(json_out.read_text(encoding="utf-8"))
+        if old.get("meta", {}).get("format") != FORMAT:
+            print(f"error: {json_out} was written by an older bench (no format {FORMAT}); "
+                  "run without --merge", file=sys.stderr)
+            return 2
         if old["meta"].get("quick") != args.quick:
             print(f"error: {json_out} holds a {'quick' if old['meta']['quick'] else 'full'} "
                   "run; --merge needs the same mode", file=sys.stderr)
