@@ -135,7 +135,33 @@ def evaluate_seed(run_dir: Path, cfg: dict, root: Path) -> dict:
         strip = run_prediction(model, sorted(strip_dir.glob("*.png")),
                                run_dir / "predict_valid_strip", figures=True, mode="tile",
                                overlap=int(pcfg["overlap"]), **common)
+        strip["catalogue"] = strip_catalogue_scores(root, run_dir / "predict_valid_strip")
     return {"tiles": tiles, "strip": strip, "common": common}
+
+
+def strip_catalogue_scores(root: Path, pred_dir: Path) -> dict:
+    """DeepMoon-criteria scores (``evaluate_catalog``, pixels) of the strip's predicted
+    ``craters.csv`` against the strip's true craters (centre and diameter of its labels)."""
+    import csv
+    import io
+
+    from PIL import Image
+
+    from crater_resunet.data import read_yolo_labels
+    from crater_resunet.evaluate_catalog import read_catalogue, score
+    from shared.atomic import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["image", "x", "y", "diameter"])
+    for img in sorted((root / "valid_strip" / "images").glob("*.png")):
+        with Image.open(img) as im:
+            w, h = im.size
+        for _, xc, yc, bw, bh in read_yolo_labels(root / "valid_strip" / "labels" /
+                                                  f"{img.stem}.txt"):
+            writer.writerow([img.name, xc * w, yc * h, (bw * w + bh * h) / 2])
+    truth = atomic_write_text(pred_dir / "truth_craters.csv", buf.getvalue())
+    return score(read_catalogue(pred_dir / "craters.csv"), read_catalogue(truth))
 
 
 # (setting, metric, source, key, reported-path); source: valid/train = Keras evaluation of the
@@ -156,6 +182,12 @@ ROWS = [
      None),
     ("valid strip (whole, tiled)", "crater recall (IoU 0.5)", "strip", "crater_recall", None),
     ("valid strip (whole, tiled)", "crater F1 (IoU 0.5)", "strip", "crater_f1", None),
+    ("valid strip (whole, tiled)", "catalogue recall (DeepMoon criteria, px)", "catalogue",
+     "recall", None),
+    ("valid strip (whole, tiled)", "catalogue precision (DeepMoon criteria, px)", "catalogue",
+     "precision", None),
+    ("valid strip (whole, tiled)", "catalogue F1 (DeepMoon criteria, px)", "catalogue", "f1",
+     None),
     ("train tiles", "Dice, thresholded 0.5", "train", "dice_t", None),
     ("train tiles", "accuracy", "train", "accuracy", ("train", "accuracy")),
     ("train tiles", "loss", "train", "loss", ("train", "loss")),
@@ -171,8 +203,11 @@ def summary_rows(per_seed: list[dict], reported: dict) -> list[dict]:
     for setting, metric, source, key, rep in ROWS:
         values = []
         for s in per_seed:
-            src = s["strip"]["crater"] if source == "strip" and s["strip"] else \
-                s["train"]["evaluate_best_model"].get(source) if source != "strip" else None
+            if source in ("strip", "catalogue"):
+                src = (s["strip"]["crater"] if source == "strip" else s["strip"]["catalogue"]) \
+                    if s["strip"] else None
+            else:
+                src = s["train"]["evaluate_best_model"][source]
             if src is not None:
                 values.append(float(src[key]))
         if values:
@@ -224,8 +259,11 @@ def reproduce(args) -> int:
                 f"{v['accuracy']:.4f} soft dice {v['dice_coefficient']:.4f}")
         if ev["strip"]:
             sc = ev["strip"]["crater"]
-            line += (f" | strip craters P {sc['crater_precision']:.4f} R "
-                     f"{sc['crater_recall']:.4f} F1 {sc['crater_f1']:.4f}")
+            cat = ev["strip"]["catalogue"]
+            line += (f" | strip craters (IoU) P {sc['crater_precision']:.4f} R "
+                     f"{sc['crater_recall']:.4f} F1 {sc['crater_f1']:.4f} | catalogue "
+                     f"(DeepMoon) R {cat['recall']:.4f} P {cat['precision']:.4f} F1 "
+                     f"{cat['f1']:.4f}")
         print(line, flush=True)
     # 4. results
     from shared.atomic import atomic_write_json, atomic_write_text
