@@ -18,8 +18,6 @@ precision, recall and F1 by IoU matching of boxes (``metrics.json``).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 from pathlib import Path
@@ -186,13 +184,24 @@ def find_label(image: Path, labels_dir: Path | None) -> Path | None:
     return None
 
 
+def is_raster(path: Path) -> bool:
+    """Georeferenced/any-bit-depth rasters go through ``raster_predict`` (shared.rasters)."""
+    from crater_resunet.raster_predict import RASTER_EXTS
+
+    return path.suffix.lower() in RASTER_EXTS
+
+
 def collect_images(inputs: list[Path]) -> list[Path]:
+    from crater_resunet.raster_predict import RASTER_EXTS
+
+    exts = IMAGE_EXTS + RASTER_EXTS
     out = []
     for p in inputs:
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS)
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in exts
+                           and q.suffix.lower() != ".lbl")
             if not found:
-                raise FileNotFoundError(f"{p}: no images ({', '.join(IMAGE_EXTS)})")
+                raise FileNotFoundError(f"{p}: no images ({', '.join(exts)})")
             out += found
         elif p.is_file():
             out.append(p)
@@ -201,90 +210,121 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     return out
 
 
+class _Totals:
+    """Pixel confusion, soft sums and crater counts summed over the labelled images."""
+
+    def __init__(self):
+        self.conf = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+        self.crater = {"tp": 0, "fp": 0, "fn": 0}
+        self.soft = {"inter": 0.0, "t": 0.0, "p": 0.0}
+
+    def add(self, truth: np.ndarray, prob: np.ndarray, threshold: float, cc: dict) -> None:
+        t, p = truth >= 0.5, prob >= threshold
+        for k, v in (("tp", t & p), ("fp", ~t & p), ("fn", t & ~p), ("tn", ~t & ~p)):
+            self.conf[k] += int(v.sum())
+        self.soft["inter"] += float((truth * prob).sum())
+        self.soft["t"] += float(truth.sum())
+        self.soft["p"] += float(prob.sum())
+        for k in self.crater:
+            self.crater[k] += cc[k]
+
+    def scores(self) -> tuple[dict, dict]:
+        from crater_resunet.metrics import EPS, SMOOTH, crater_scores, scores_from_confusion
+
+        s = self.soft
+        pix = scores_from_confusion(self.conf)
+        prec, rec = s["inter"] / (s["p"] + EPS), s["inter"] / (s["t"] + EPS)
+        pix.update({"dice_soft": (2 * s["inter"] + SMOOTH) / (s["t"] + s["p"] + SMOOTH),
+                    "precision_soft": prec, "recall_soft": rec,
+                    "f1_soft": 2 * prec * rec / (prec + rec + EPS)})
+        return pix, crater_scores(self.crater)
+
+
+def predict_image(model, path: Path, out: Path, totals: _Totals, opts: dict,
+                  labels_dir: Path | None, figure: bool) -> tuple[list[dict], dict]:
+    """One plain image (PNG/JPEG/BMP): masks, YOLO detections, scores when labelled."""
+    import cv2
+
+    from crater_resunet.data import labels_to_mask, read_image_bgr, read_yolo_labels
+    from crater_resunet.metrics import crater_counts, pixel_scores
+    from shared.atomic import atomic_write_bytes, atomic_write_text
+
+    image = read_image_bgr(path, channel_order=opts["channel_order"])
+    h, w = image.shape[:2]
+    prob = predict_probability(model, image, opts["mode"], opts["overlap"], opts["batch_size"])
+    pred = (prob >= opts["threshold"]).astype(np.uint8)
+    boxes, confs = boxes_from_mask(prob, opts["threshold"], opts["min_area"])
+    for name, arr in (("prob", (prob * 255).round().astype(np.uint8)), ("mask", pred * 255)):
+        ok, buf = cv2.imencode(".png", arr)
+        atomic_write_bytes(out / "masks" / f"{path.stem}_{name}.png", buf.tobytes())
+    atomic_write_text(out / "labels" / f"{path.stem}.txt", yolo_detections(boxes, confs, w, h))
+    rows = [{"image": path.name, "x": (x1 + x2) / 2, "y": (y1 + y2) / 2,
+             "diameter": ((x2 - x1) + (y2 - y1)) / 2, "width": x2 - x1, "height": y2 - y1,
+             "confidence": c} for (x1, y1, x2, y2), c in zip(boxes, confs)]
+    record = {"image": path.name, "craters_predicted": len(boxes)}
+    label_path = find_label(path, labels_dir)
+    truth = None
+    if label_path is not None:
+        labels = read_yolo_labels(label_path)
+        truth = labels_to_mask(labels, h, w, opts["mask_shape"])
+        gt_boxes = truth_boxes(labels, w, h)
+        cc = crater_counts(boxes, gt_boxes, opts["iou_threshold"], confs)
+        totals.add(truth, prob, opts["threshold"], cc)
+        record.update({"craters_true": len(gt_boxes), **cc,
+                       **pixel_scores(truth, prob, opts["threshold"])})
+    if figure:
+        figure_rows([{"image": to_display(image, opts["channel_order"]), "truth": truth,
+                      "pred": pred, "boxes": boxes, "name": path.name}],
+                    out / "figures" / f"{path.stem}.png")
+    return rows, record
+
+
 def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | None = None,
                    threshold: float = 0.5, mode: str = "auto", overlap: int | None = None,
                    iou_threshold: float = 0.5, min_area: float = 0.0, mask_shape: str = "box",
                    channel_order: str = "bgr", figures: bool | int = True,
-                   batch_size: int = 8) -> dict:
-    """Predict every image, write the outputs, return the metrics (when labels exist)."""
-    import cv2
+                   batch_size: int = 8, scale: float | None = None,
+                   target_resolution: float | None = None,
+                   train_resolution: float | None = None) -> dict:
+    """Predict every image, write the outputs, return the metrics (when labels exist).
+
+    Plain images (PNG/JPEG/BMP) as in the paper; rasters (GeoTIFF, JP2, ...; any bit depth)
+    streamed through :mod:`crater_resunet.raster_predict` into GeoTIFFs and the catalogue
+    (``craters.csv``; ``craters.gpkg`` for georeferenced ones)."""
     from tqdm import tqdm
 
-    from crater_resunet.data import labels_to_mask, read_image_bgr, read_yolo_labels
-    from crater_resunet.metrics import (
-        crater_counts,
-        crater_scores,
-        pixel_scores,
-        scores_from_confusion,
-    )
-    from shared.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from crater_resunet import raster_predict as rp
+    from shared.atomic import atomic_write_json
 
     out = Path(out)
-    crater_rows = []
-    per_image = []
-    conf_sum = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
-    crater_sum = {"tp": 0, "fp": 0, "fn": 0}
-    soft_acc = {"inter": 0.0, "t": 0.0, "p": 0.0}
-    n_fig = 0
+    opts = dict(threshold=threshold, mode=mode, overlap=overlap, iou_threshold=iou_threshold,
+                min_area=min_area, mask_shape=mask_shape, channel_order=channel_order,
+                batch_size=batch_size)
+    totals, rows, per_image, layers, n_fig = _Totals(), [], [], [], 0
     for path in tqdm(images, desc="predict", unit="img", disable=len(images) < 3):
-        image = read_image_bgr(path, channel_order=channel_order)
-        h, w = image.shape[:2]
-        prob = predict_probability(model, image, mode, overlap, batch_size)
-        pred = (prob >= threshold).astype(np.uint8)
-        boxes, confs = boxes_from_mask(prob, threshold, min_area)
-        for name, arr in (("prob", (prob * 255).round().astype(np.uint8)), ("mask", pred * 255)):
-            ok, buf = cv2.imencode(".png", arr)
-            atomic_write_bytes(out / "masks" / f"{path.stem}_{name}.png", buf.tobytes())
-        atomic_write_text(out / "labels" / f"{path.stem}.txt", yolo_detections(boxes, confs, w, h))
-        for (x1, y1, x2, y2), c in zip(boxes, confs):
-            crater_rows.append([path.name, (x1 + x2) / 2, (y1 + y2) / 2,
-                                ((x2 - x1) + (y2 - y1)) / 2, x2 - x1, y2 - y1, c])
-        label_path = find_label(path, labels_dir)
-        truth = None
-        record = {"image": path.name, "craters_predicted": len(boxes)}
-        if label_path is not None:
-            labels = read_yolo_labels(label_path)
-            truth = labels_to_mask(labels, h, w, mask_shape)
-            px = pixel_scores(truth, prob, threshold)
-            gt_boxes = truth_boxes(labels, w, h)
-            cc = crater_counts(boxes, gt_boxes, iou_threshold, confs)
-            t = (truth >= 0.5)
-            p = prob >= threshold
-            for k, v in (("tp", t & p), ("fp", ~t & p), ("fn", t & ~p), ("tn", ~t & ~p)):
-                conf_sum[k] += int(v.sum())
-            soft_acc["inter"] += float((truth * prob).sum())
-            soft_acc["t"] += float(truth.sum())
-            soft_acc["p"] += float(prob.sum())
-            for k in crater_sum:
-                crater_sum[k] += cc[k]
-            record.update({"craters_true": len(gt_boxes), **cc, **px})
+        if is_raster(path):
+            s = rp.resolve_scale(path, scale, target_resolution, train_resolution)
+            res = rp.predict_raster(model, path, out, scale=s, threshold=threshold,
+                                    overlap=64 if overlap is None else overlap,
+                                    min_area=min_area, batch_size=batch_size,
+                                    channel_order=channel_order)
+            rows += res["rows"]
+            per_image.append(res["info"])
+            if res["layer"]:
+                layers.append(res["layer"])
+            continue
+        fig = bool(figures) and (figures is True or n_fig < int(figures))
+        r, record = predict_image(model, path, out, totals, opts, labels_dir, fig)
+        n_fig += fig
+        rows += r
         per_image.append(record)
-        if figures and (figures is True or n_fig < int(figures)):
-            figure_rows([{"image": to_display(image, channel_order), "truth": truth,
-                          "pred": pred, "boxes": boxes, "name": path.name}],
-                        out / "figures" / f"{path.stem}.png")
-            n_fig += 1
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["image", "x", "y", "diameter", "width", "height", "confidence"])
-    for r in crater_rows:
-        writer.writerow([r[0], *(f"{v:.2f}" for v in r[1:6]), f"{r[6]:.4f}"])
-    atomic_write_text(out / "craters.csv", buf.getvalue())
-    result = {"images": len(images), "craters_predicted": len(crater_rows),
-              "threshold": threshold, "iou_threshold": iou_threshold, "mode": mode,
-              "per_image": per_image}
+    rp.write_catalogue_csv(out / "craters.csv", rows)
+    if layers:
+        rp.write_catalogue_gpkg(out / "craters.gpkg", layers)
+    result = {"images": len(images), "craters_predicted": len(rows), "threshold": threshold,
+              "iou_threshold": iou_threshold, "mode": mode, "per_image": per_image}
     if any("tp" in r for r in per_image):
-        from crater_resunet.metrics import EPS, SMOOTH
-
-        pix = scores_from_confusion(conf_sum)
-        prec = soft_acc["inter"] / (soft_acc["p"] + EPS)
-        rec = soft_acc["inter"] / (soft_acc["t"] + EPS)
-        pix.update({"dice_soft": (2 * soft_acc["inter"] + SMOOTH) /
-                    (soft_acc["t"] + soft_acc["p"] + SMOOTH),
-                    "precision_soft": prec, "recall_soft": rec,
-                    "f1_soft": 2 * prec * rec / (prec + rec + EPS)})
-        result["pixel"] = pix
-        result["crater"] = crater_scores(crater_sum)
+        result["pixel"], result["crater"] = totals.scores()
         result["labelled_images"] = sum("tp" in r for r in per_image)
     atomic_write_json(out / "metrics.json", result)
     return result
@@ -305,28 +345,36 @@ def model_run_config(model_path: Path) -> dict:
     return cfg
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m crater_resunet.predict",
-        description="Crater masks, boxes (YOLO detections with confidence), a crater CSV and "
-                    "figures from a trained .keras model; metrics when labels are found.")
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+        description="Crater masks, boxes (YOLO detections with confidence), a crater catalogue "
+                    "(craters.csv; craters.gpkg for georeferenced rasters) and figures from a "
+                    "trained .keras model; metrics when labels are found. Rasters (GeoTIFF, "
+                    "JP2, PDS .IMG, ISIS .cub; any bit depth) are streamed in windows and give "
+                    "probability and mask GeoTIFFs with the input's CRS.")
+    parser.add_argument("inputs", nargs="+", type=Path, help="image/raster files or folders")
     parser.add_argument("--model", type=Path, required=True, help="trained .keras model")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--labels", type=Path, help="folder of YOLO ground-truth labels "
                         "(default: labels/ beside an images/ folder, if present)")
     parser.add_argument("--threshold", type=float, default=0.5, help="mask threshold (0.5)")
     parser.add_argument("--mode", choices=["auto", "resize", "tile"], default="auto",
-                        help="resize to the model input (paper), overlapping tiles, or auto: "
-                             "tile images larger than twice the input (default)")
+                        help="plain images: resize to the model input (paper), overlapping "
+                             "tiles, or auto: tile images larger than twice the input (default)")
     parser.add_argument("--overlap", type=int, help="tile overlap in pixels (default: a quarter "
-                        "of the model input, 64 at 256)")
+                        "of the model input for images, 64 for rasters)")
+    parser.add_argument("--scale", type=float, help="rasters: model pixels per input pixel "
+                        "(e.g. 0.5 halves the raster before prediction)")
+    parser.add_argument("--target-resolution", type=float, metavar="M_PER_PX",
+                        help="rasters: resample to this many metres per pixel (default: the "
+                             "run config's data.resolution_m, when known)")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU to match a predicted box "
                         "to a true crater (0.5)")
     parser.add_argument("--min-area", type=float, default=None,
-                        help="drop predicted blobs smaller than this many pixels (default: "
-                             "predict.min_area of the model's run config, else the paper "
-                             "profile's)")
+                        help="drop predicted blobs smaller than this many (input) pixels "
+                             "(default: predict.min_area of the model's run config, else the "
+                             "paper profile's)")
     parser.add_argument("--mask-shape", choices=["box", "ellipse"],
                         help="ground-truth mask shape (default: the model's run config, else box)")
     parser.add_argument("--channel-order", choices=["bgr", "rgb"],
@@ -335,44 +383,38 @@ def main(argv=None) -> int:
     parser.add_argument("--max-figures", type=int, default=20,
                         help="write at most this many figures (20; 0 = none)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (8)")
+    return parser
+
+
+def main(argv=None) -> int:
+    from shared.runs import UserError, check_not_inputs, check_output_dir
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not 0.0 < args.threshold < 1.0 or not 0.0 < args.iou <= 1.0:
         parser.error("--threshold must be in (0, 1) and --iou in (0, 1]")
     if not args.model.is_file():
-        print(f"error: {args.model}: model file not found", file=sys.stderr)
-        return 2
+        raise UserError(f"{args.model}: model file not found")
     if args.labels is not None and not args.labels.is_dir():
-        print(f"error: {args.labels}: labels folder not found", file=sys.stderr)
-        return 2
-    try:
-        images = collect_images(args.inputs)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(f"{args.labels}: labels folder not found")
+    images = collect_images(args.inputs)
+    check_output_dir(args.out)
+    check_not_inputs([args.out], [*images, args.model])
     cfg = model_run_config(args.model)
-    mask_shape = args.mask_shape or cfg["data"]["mask_shape"]
-    channel_order = args.channel_order or cfg["data"]["channel_order"]
     min_area = args.min_area if args.min_area is not None else float(cfg["predict"]["min_area"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from crater_resunet.data import LabelError
     from crater_resunet.model import load_model
-    from shared.images import ImageReadError
 
-    try:
-        model = load_model(args.model, compile=False)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        res = run_prediction(model, images, args.out, labels_dir=args.labels,
-                             threshold=args.threshold, mode=args.mode, overlap=args.overlap,
-                             iou_threshold=args.iou, min_area=min_area,
-                             mask_shape=mask_shape, channel_order=channel_order,
-                             figures=args.max_figures if args.max_figures > 0 else False,
-                             batch_size=args.batch_size)
-    except (LabelError, ImageReadError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    model = load_model(args.model, compile=False)
+    res = run_prediction(model, images, args.out, labels_dir=args.labels,
+                         threshold=args.threshold, mode=args.mode, overlap=args.overlap,
+                         iou_threshold=args.iou, min_area=min_area,
+                         mask_shape=args.mask_shape or cfg["data"]["mask_shape"],
+                         channel_order=args.channel_order or cfg["data"]["channel_order"],
+                         figures=args.max_figures if args.max_figures > 0 else False,
+                         batch_size=args.batch_size, scale=args.scale,
+                         target_resolution=args.target_resolution,
+                         train_resolution=cfg["data"].get("resolution_m"))
     print(f"{res['images']} image(s), {res['craters_predicted']} crater(s) -> {args.out}")
     if "pixel" in res:
         p, c = res["pixel"], res["crater"]
@@ -382,5 +424,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli(argv=None) -> int:
+    from crater_resunet.data import LabelError
+    from shared.runs import cli_main
+
+    return cli_main(main, argv, user_errors=(LabelError, FileNotFoundError, ValueError))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

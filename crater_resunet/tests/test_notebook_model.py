@@ -66,7 +66,7 @@ def test_notebook_keras_file_loads_in_predict(tmp_path, capsys):
         assert "Custom>dice_bce_loss" in zf.read("config.json").decode()
     img = tmp_path / "img.png"
     Image.fromarray((x[0] * 255).astype("uint8")).save(img)
-    rc = predict.main([str(img), "--model", str(path), "--out", str(tmp_path / "out"),
+    rc = predict.cli([str(img), "--model", str(path), "--out", str(tmp_path / "out"),
                        "--max-figures", "0"])
     assert rc == 0, capsys.readouterr().err
     prob = np.asarray(Image.open(tmp_path / "out" / "masks" / "img_prob.png"))
@@ -91,6 +91,6 @@ def test_foreign_model_files_are_one_named_line(tmp_path, capsys, kind, fragment
             zf.writestr("weights.bin", b"0")
     img = tmp_path / "img.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
-    rc = predict.main([str(img), "--model", str(path), "--out", str(tmp_path / "o")])
+    rc = predict.cli([str(img), "--model", str(path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and f"{path}: " in err and fragment in err

@@ -1,0 +1,263 @@
+"""Crater prediction on georeferenced rasters of any bit depth and size, in bounded memory.
+
+A raster (GeoTIFF/COG, JP2, PDS .IMG, ISIS .cub, ...; 8/16-bit or float) is read through
+``shared.rasters.open_scene``: windowed reads, nodata/NaN as invalid, one per-image percentile
+stretch to 8 bits measured on a decimated overview. The scene is optionally resampled to the
+model's training scale (``scale`` = model pixels per input pixel, e.g. from
+``--target-resolution`` / the scene's pixel size). Overlapping model-size windows
+(``shared.tiles.iter_windows``) are predicted row of windows by row of windows; the averaged
+probability is written to GeoTIFF as soon as no later window touches a row, so memory holds two
+window rows of the output, never the scene. Craters are then found in overlapping strips of
+the written mask (a blob belongs to the strip that holds its top row), and the catalogue gets
+pixel columns and, for georeferenced scenes, ``lon``, ``lat``, ``diameter_km``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+RASTER_EXTS = (".tif", ".tiff", ".jp2", ".img", ".cub", ".lbl", ".vrt")
+MASK_NODATA = 255
+CATALOGUE_COLUMNS = ("image", "x", "y", "diameter", "width", "height", "confidence", "lon",
+                     "lat", "diameter_km")
+
+
+def model_grid(scene, scale: float) -> tuple[int, int]:
+    """Size (rows, cols) of the scene on the model's pixel grid."""
+    return max(1, round(scene.height * scale)), max(1, round(scene.width * scale))
+
+
+def read_model_window(scene, row: int, col: int, th: int, tw: int, scale: float,
+                      channel_order: str) -> tuple[np.ndarray, np.ndarray]:
+    """(th, tw, 3) float32 in [0, 1] and (th, tw) validity of one model-grid window."""
+    if scale == 1.0:
+        img, valid = scene.read_uint8(row, col, th, tw, gray=scene.count not in (3, 4))
+    else:
+        r0, c0 = int(np.floor(row / scale)), int(np.floor(col / scale))
+        h = max(1, round(th / scale))
+        w = max(1, round(tw / scale))
+        img, valid = scene.read_uint8(r0, c0, h, w, gray=scene.count not in (3, 4),
+                                      out_shape=(th, tw))
+    img = img[:3] if img.shape[0] >= 3 else np.repeat(img[:1], 3, axis=0)
+    x = np.moveaxis(img, 0, -1).astype(np.float32) / 255.0
+    if channel_order == "bgr":
+        x = x[..., ::-1]
+    return np.ascontiguousarray(x), valid
+
+
+def _groups(windows) -> Iterator[tuple[int, list]]:
+    """Windows grouped by their start row (row-major order)."""
+    cur, group = None, []
+    for w in windows:
+        if w.row != cur and group:
+            yield cur, group
+            group = []
+        cur = w.row
+        group.append(w)
+    if group:
+        yield cur, group
+
+
+def stream_probability(model, scene, dst_prob, dst_mask, *, scale: float = 1.0,
+                       overlap: int = 64, threshold: float = 0.5, batch_size: int = 8,
+                       channel_order: str = "bgr") -> int:
+    """Predict the scene window row by window row into two open GeoTIFF writers; returns
+    the number of windows predicted (each once)."""
+    from rasterio.windows import Window
+
+    from shared.tiles import iter_windows
+
+    th, tw = (int(v) for v in model.input_shape[1:3])
+    H, W = model_grid(scene, scale)
+    if not 0 <= overlap < min(th, tw):
+        raise ValueError(f"overlap must be in [0, {min(th, tw)}), got {overlap}")
+    edge = "shift" if H >= th and W >= tw else "pad"
+    windows = iter_windows(H, W, (th, tw), stride=(th - overlap, tw - overlap), edge=edge)
+    acc = np.zeros((2 * th, W + tw), np.float32)
+    cnt = np.zeros((2 * th, W + tw), np.float32)
+    valid = np.zeros((2 * th, W + tw), bool)
+    top, n = 0, 0
+
+    def flush(upto: int) -> None:
+        nonlocal top
+        rows = min(upto, H) - top
+        if rows <= 0:
+            return
+        prob = acc[:rows, :W] / np.maximum(cnt[:rows, :W], 1.0)
+        ok = valid[:rows, :W]
+        mask = np.where(ok, (prob >= threshold).astype(np.uint8), MASK_NODATA).astype(np.uint8)
+        win = Window(0, top, W, rows)
+        dst_prob.write(np.where(ok, prob, np.nan).astype(np.float32)[None], window=win)
+        dst_mask.write(mask[None], window=win)
+        for a in (acc, cnt, valid):
+            a[:-rows] = a[rows:].copy()
+            a[-rows:] = 0
+        top += rows
+
+    for row, group in _groups(windows):
+        flush(row)
+        for i in range(0, len(group), batch_size):
+            chunk = group[i:i + batch_size]
+            reads = [read_model_window(scene, w.row, w.col, th, tw, scale, channel_order)
+                     for w in chunk]
+            p = np.asarray(model.predict(np.stack([r[0] for r in reads]), verbose=0))[..., 0]
+            n += len(chunk)
+            for w, pi, (_, v) in zip(chunk, p, reads):
+                r0 = w.row - top
+                acc[r0:r0 + th, w.col:w.col + tw] += np.where(v, pi, 0)
+                cnt[r0:r0 + th, w.col:w.col + tw] += v
+                valid[r0:r0 + th, w.col:w.col + tw] |= v
+    flush(H)
+    return n
+
+
+def detect_craters(prob_path: Path, mask_path: Path, min_area: float = 0.0,
+                   strip: int = 1024, margin: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (N, 4) ``x1 y1 x2 y2`` on the model grid and confidences, from the written
+    mask in overlapping row strips (``boundingRect`` per external contour, as in the paper)."""
+    import rasterio
+
+    from crater_resunet.predict import boxes_from_mask
+
+    boxes, confs = [], []
+    with rasterio.open(prob_path) as sp, rasterio.open(mask_path) as sm:
+        H, W = sm.height, sm.width
+        for s in range(0, H, strip):
+            h = min(strip + margin, H - s)
+            win = rasterio.windows.Window(0, s, W, h)
+            mask = sm.read(1, window=win)
+            prob = np.nan_to_num(sp.read(1, window=win), nan=0.0)
+            prob = np.where(mask == 1, np.maximum(prob, 0.5), np.minimum(prob, 0.49))
+            b, c = boxes_from_mask(prob, 0.5, min_area)
+            # a blob belongs to the strip holding its top row; one touching a strip's top
+            # edge continues from (or starts at the end of) the previous strip
+            keep = ((b[:, 1] <= strip) & ((b[:, 1] > 0) | (s == 0))) if len(b) \
+                else np.zeros(0, bool)
+            b = b[keep] + np.array([0, s, 0, s])
+            boxes.append(b)
+            confs.append(c[keep])
+    b, c = np.concatenate(boxes), np.concatenate(confs)
+    order = np.argsort(-c, kind="stable")
+    return b[order], c[order]
+
+
+def catalogue_rows(scene, name: str, boxes: np.ndarray, confs: np.ndarray,
+                   scale: float) -> list[dict]:
+    """One row per crater: input-pixel centre (x = column, y = row, pixel edges at integers),
+    diameter, width, height, confidence; ``lon``/``lat``/``diameter_km`` when georeferenced."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4) / scale
+    x, y = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    d = (w + h) / 2
+    rows = [{"image": name, "x": x[i], "y": y[i], "diameter": d[i], "width": w[i],
+             "height": h[i], "confidence": float(confs[i])} for i in range(len(b))]
+    if scene.georeferenced and len(b):
+        lon, lat = scene.pixel_to_lonlat(y - 0.5, x - 0.5)  # pixel-centre convention
+        px_m = scene.pixel_size_m
+        for i, r in enumerate(rows):
+            r.update(lon=float(lon[i]), lat=float(lat[i]),
+                     diameter_km=float(d[i] * px_m / 1000.0) if px_m else None)
+    return rows
+
+
+def write_catalogue_csv(path: Path, rows: list[dict]) -> None:
+    from shared.atomic import atomic_write_text
+
+    geo = any("lon" in r for r in rows)
+    cols = CATALOGUE_COLUMNS if geo else CATALOGUE_COLUMNS[:7]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(cols)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else
+                         (r[c] if c == "image" else f"{r[c]:.9f}" if c in ("lon", "lat")
+                          else f"{r[c]:.4f}") for c in cols])
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_catalogue_gpkg(path: Path, layers: list[tuple[str, list[dict], object]]) -> None:
+    """The catalogue as a GeoPackage, one point layer per georeferenced raster (named after
+    it) in that raster's CRS, so QGIS places it on the body; columns as in the CSV."""
+    import pyogrio.raw
+    import shapely
+
+    from shared.atomic import atomic_path
+
+    cols = [c for c in CATALOGUE_COLUMNS if c != "image"]
+    with atomic_path(path, suffix=".gpkg") as tmp:
+        for k, (layer, rows, scene) in enumerate(layers):
+            xs = np.array([r["x"] for r in rows], np.float64)
+            ys = np.array([r["y"] for r in rows], np.float64)
+            mx, my = scene["xy"](ys - 0.5, xs - 0.5) if len(rows) else (xs, ys)
+            geoms = shapely.to_wkb(shapely.points(np.asarray(mx), np.asarray(my)))
+            data = [np.array([r["image"] for r in rows], dtype=object)] + [
+                np.array([np.nan if r.get(c) is None else r[c] for r in rows], np.float64)
+                for c in cols]
+            pyogrio.raw.write(str(tmp), geometry=np.asarray(geoms, dtype=object),
+                              field_data=data, fields=["image", *cols], crs=scene["crs"],
+                              geometry_type="Point", driver="GPKG", layer=layer,
+                              append=k > 0)
+
+
+def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0, overlap: int = 64,
+                   threshold: float = 0.5, min_area: float = 0.0, batch_size: int = 8,
+                   channel_order: str = "bgr") -> dict:
+    """Probability and mask GeoTIFFs (input CRS, transform scaled to the model grid, nodata)
+    and the crater rows of one raster."""
+    from affine import Affine
+
+    from shared.rasters import RasterError, geotiff_writer, open_scene
+
+    with open_scene(path) as scene:
+        if scene.all_invalid():
+            raise RasterError(path, "every pixel is nodata/NaN: nothing to predict")
+        H, W = model_grid(scene, scale)
+        transform = scene.transform @ Affine.scale(scene.width / W, scene.height / H)
+        geo = dict(width=W, height=H, count=1, crs=scene.crs,
+                   transform=transform if scene.georeferenced else None)
+        prob_path = out / "masks" / f"{Path(path).stem}_prob.tif"
+        mask_path = out / "masks" / f"{Path(path).stem}_mask.tif"
+        prob_path.parent.mkdir(parents=True, exist_ok=True)
+        with geotiff_writer(prob_path, dtype="float32", nodata=float("nan"), **geo) as dp, \
+                geotiff_writer(mask_path, dtype="uint8", nodata=MASK_NODATA, **geo) as dm:
+            n = stream_probability(model, scene, dp, dm, scale=scale, overlap=overlap,
+                                   threshold=threshold, batch_size=batch_size,
+                                   channel_order=channel_order)
+        boxes, confs = detect_craters(prob_path, mask_path, min_area * scale * scale)
+        rows = catalogue_rows(scene, Path(path).name, boxes, confs, scale)
+        info = {"image": Path(path).name, "windows": n, "model_grid": [H, W], "scale": scale,
+                "craters_predicted": len(rows), "georeferenced": scene.georeferenced,
+                "crs": scene.crs.to_string() if scene.crs else None,
+                "stretch": scene.stretch}
+        xy = scene.xy
+        crs = scene.crs.to_wkt() if scene.georeferenced else None
+        return {"rows": rows, "info": info,
+                "layer": (Path(path).stem, rows, {"xy": xy, "crs": crs}) if crs else None}
+
+
+def resolve_scale(scene_path: Path, scale: float | None, target_resolution: float | None,
+                  train_resolution: float | None) -> float:
+    """Model pixels per input pixel: ``--scale``, else input resolution / target resolution
+    (``--target-resolution``, else the run config's ``data.resolution_m``), else 1."""
+    from shared.rasters import RasterError, open_scene
+
+    if scale is not None:
+        if not scale > 0:
+            raise ValueError(f"--scale must be > 0, got {scale}")
+        return float(scale)
+    target = target_resolution or train_resolution
+    if not target:
+        return 1.0
+    with open_scene(scene_path) as scene:
+        px = scene.pixel_size_m
+    if px is None:
+        if target_resolution:
+            raise RasterError(scene_path, "no pixel size in metres (not georeferenced): "
+                                          "use --scale instead of --target-resolution")
+        return 1.0
+    return float(px) / float(target)
