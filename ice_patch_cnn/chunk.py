@@ -367,17 +367,24 @@ def _csv_text(rows: list[dict]) -> str:
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files given directly, plus image files found (non-recursively) in given folders."""
+    """Files given directly, plus image files found (non-recursively) in given folders.
+
+    In a folder, one file per product: a raw PDS3 ``.IMG`` is read through its detached
+    ``.LBL``, while a HiRISE ``.JP2`` is read itself (it takes the georeferencing of its
+    ``.LBL`` when it has none), so the label beside it is not listed again.
+    """
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found += sorted(q for q in p.iterdir()
-                            if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                            and not (q.suffix.lower() == ".img"
-                                     and q.with_suffix(".LBL").exists()))
-        else:
+        if not p.is_dir():
             found.append(p)
+            continue
+        files = sorted(q for q in p.iterdir()
+                       if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        stems = {(q.stem.lower(), q.suffix.lower()) for q in files}
+        found += [q for q in files
+                  if not (q.suffix.lower() == ".img" and (q.stem.lower(), ".lbl") in stems)
+                  and not (q.suffix.lower() == ".lbl" and (q.stem.lower(), ".jp2") in stems)]
     return found
 
 

@@ -404,6 +404,14 @@ def _parse_kinds(text: str) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    from shared.runs import check_output_dir
+
     parser = argparse.ArgumentParser(
         description="Generate synthetic HiRISE-like scenes (8-bit GeoTIFF, no-data 0) with "
                     "ice-patch labels and image-level truth: <out>/<prefix>_NNNN.tif, "
@@ -421,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="instead: write one large mosaic <out>/<prefix>_LARGE.tif of this "
                              "size block by block (for memory measurements)")
     args = parser.parse_args(argv)
+    check_output_dir(args.out)
     if args.large:
         path = write_large_scene(args.out / f"{args.prefix}_LARGE.tif", *args.large,
                                  seed=args.seed)

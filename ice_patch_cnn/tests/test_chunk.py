@@ -130,3 +130,13 @@ def test_cli_errors_are_clean(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--out", str(tmp_path / "o"), "--size", "2"])
     assert "chunk size" in capsys.readouterr().err
+
+
+def test_folder_lists_one_file_per_product(tmp_path):
+    from ice_patch_cnn.chunk import find_images
+
+    for name in ("ESP_1_RED.JP2", "ESP_1_RED.LBL", "PSP_2.IMG", "PSP_2.LBL", "x.tif",
+                 "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    got = sorted(p.name for p in find_images([tmp_path]))
+    assert got == ["ESP_1_RED.JP2", "PSP_2.LBL", "x.tif"]
