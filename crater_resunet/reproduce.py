@@ -220,12 +220,9 @@ def summary_rows(per_seed: list[dict], reported: dict) -> list[dict]:
 def reproduce(args) -> int:
     import json
 
-    import yaml
-
     from crater_resunet.prepare_pycda import convert, fetch_pycda
     from crater_resunet.train import PROFILES, data_root_of
     from shared.configs import load_config
-    from shared.results import write_summary
 
     t0 = time.time()
     cfg = load_config(args.config, PROFILES, args.overrides)
@@ -265,8 +262,17 @@ def reproduce(args) -> int:
                      f"(DeepMoon) R {cat['recall']:.4f} P {cat['precision']:.4f} F1 "
                      f"{cat['f1']:.4f}")
         print(line, flush=True)
-    # 4. results
+    write_results(cfg, paper, prep, root, seeds, per_seed, results, t0)
+    return 0
+
+
+def write_results(cfg: dict, paper: dict, prep: dict, root: Path, seeds: list[int],
+                  per_seed: list[dict], results: Path, t0: float) -> None:
+    """``results/crater_resunet/``: figures of the first seed, metrics, summary over seeds."""
+    import yaml
+
     from shared.atomic import atomic_write_json, atomic_write_text
+    from shared.results import write_summary
 
     results.mkdir(parents=True, exist_ok=True)
     first = per_seed[0]
@@ -297,14 +303,14 @@ def reproduce(args) -> int:
              "like comparison. Soft metrics are the paper's definitions on probabilities; "
              "thresholded ones are ours. Crater-level scores: boxes from contours of the "
              "thresholded mask, matched to true boxes at IoU >= 0.5 over the whole held-out "
-             "strip.")
+             "strip; catalogue scores: the same detections as centre + diameter matched with "
+             "the DeepMoon criteria (evaluate_catalog, pixels).")
     write_summary(paper="crater_resunet", rows=summary_rows(per_seed, paper["reported"]),
                   data=data, profile=str(cfg["profile"]), wall_time_s=wall, notes=notes,
                   results_dir=results, claims=[],
                   extra={"seeds": seeds, "params_total": tr["params_total"],
                          "train_seconds": [s["train"]["train_seconds"] for s in per_seed]})
     print(f"results: {results} (wall time {wall:.0f} s)")
-    return 0
 
 
 def _examples(first: dict, root: Path, results: Path) -> None:
