@@ -117,3 +117,74 @@ def test_predict_user_errors(tmp_path, unet_ckpt, capsys):
     assert main([str(unet_ckpt), str(img), "--out", str(tmp_path), "--masks",
                  str(tmp_path / "m")]) == 2
     assert "no ground-truth mask" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["nodata_value", "nan"])
+def test_nodata_areas_are_nodata_in_the_outputs(tmp_path, unet_ckpt, kind):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from shared.rasters import write_geotiff
+
+    rng = np.random.default_rng(3)
+    if kind == "nan":
+        data = rng.random((1, 64, 80)).astype(np.float32)
+        data[:, :, :20] = np.nan
+        nodata = None
+    else:
+        data = rng.integers(1, 4000, (1, 64, 80)).astype(np.uint16)
+        data[:, :, :20] = 0
+        nodata = 0
+    src = tmp_path / "scene.tif"
+    transform = from_origin(0.0, 0.0, 1.0, 1.0)
+    write_geotiff(src, data, crs="EPSG:32633", transform=transform, nodata=nodata)
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    Image.fromarray(np.full((64, 80), 255, np.uint8)).save(gt / "scene.png")
+    assert main([str(unet_ckpt), str(src), "--out", str(tmp_path / "o"), "--prob",
+                 "--tile", "32", "--overlap", "8", "--masks", str(gt)]) == 0
+    for name in ("mask", "prob"):
+        with rasterio.open(tmp_path / "o" / f"scene_{name}.tif") as ds:
+            valid = ds.read_masks(1) > 0
+            assert not valid[:, :20].any() and valid[:, 20:].all()
+            assert (ds.read(1)[:, :20] == 0).all()
+            assert ds.transform == transform
+            if name == "mask":
+                cracks = int((ds.read(1) > 0).sum())
+    import json
+
+    # the metrics count only valid pixels: the nodata strip is neither crack nor miss
+    per_image = json.loads((tmp_path / "o" / "metrics.json").read_text())["per_image"][0]
+    assert per_image["recall"] == pytest.approx(cracks / (64 * 60))
+
+
+@pytest.mark.parametrize("fill", [0, np.nan])
+def test_all_nodata_input_is_a_clear_error(tmp_path, unet_ckpt, capsys, fill):
+    from shared.rasters import write_geotiff
+
+    src = tmp_path / "empty.tif"
+    data = np.full((1, 40, 40), fill, np.float32)
+    write_geotiff(src, data, crs="EPSG:32633", nodata=0 if fill == 0 else None)
+    assert main([str(unet_ckpt), str(src), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {src}") and "no valid pixels" in err and "\n" not in err
+
+
+def test_truncated_geotiff_and_output_under_a_file(tmp_path, unet_ckpt, capsys):
+    from shared.rasters import write_geotiff
+
+    src = tmp_path / "scene.tif"
+    write_geotiff(src, np.random.default_rng(0).integers(0, 255, (1, 256, 256)).astype(
+        np.uint16), crs="EPSG:32633")
+    raw = src.read_bytes()
+    src.write_bytes(raw[: len(raw) // 2])
+    assert main([str(unet_ckpt), str(src), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {src}") and "\n" not in err
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    assert main([str(unet_ckpt), str(img), "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file" in err and "\n" not in err
