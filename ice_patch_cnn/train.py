@@ -458,7 +458,11 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None
         if data is None:
             raise DataError("--data is required (a folder with 1/ and 0/ or an index CSV)")
     setup = build(cfg, data)
-    run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite)
+    try:
+        run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite)
+    except BaseException:
+        setup.loader.close()
+        raise
     with run, GracefulStop() as stop:
         log = run.logger("ice_patch_cnn.train", None if progress else io.StringIO())
         try:
