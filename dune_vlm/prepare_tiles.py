@@ -88,6 +88,36 @@ def _load_vector(path: Path, field: str, class_names: list[str], dst_crs, src_cr
     return shapes
 
 
+PREPARATION = "preparation.json"
+
+
+def record_preparation(out_root: Path, region: str, params: dict) -> None:
+    """One preparation per region and folder: a re-run with the same parameters resumes it
+    (the same tiles are rewritten), other parameters are refused, so that tiles of two
+    preparations (e.g. two split seeds) are never mixed in one dataset."""
+    path = out_root / PREPARATION
+    try:
+        done = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise TilingError(f"{path}: not valid JSON ({exc})") from None
+    params = {k: ("nan" if isinstance(v, float) and v != v else v) for k, v in params.items()}
+    params = json.loads(json.dumps(params))  # as stored (tuples to lists)
+    old = done.get(region)
+    if old is not None and old != params:
+        diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+        changes = ", ".join(f"{k}: {old.get(k)!r} -> {params.get(k)!r}" for k in diff)
+        raise TilingError(f"{out_root}: region {region!r} was prepared there with other "
+                          f"settings ({changes}); "
+                          "use a new --out_root (tiles of two preparations must not mix)")
+    if old is None:
+        stale = list((out_root / "img_dir").glob(f"*/{region}_*.npy"))
+        if stale:
+            raise TilingError(f"{out_root}: holds tiles of region {region!r} from an unrecorded "
+                              f"preparation (e.g. {stale[0]}); use a new --out_root")
+        done[region] = params
+        atomic_write_json(path, done)
+
+
 def prepare_tiles(
     image_tif, out_root, *, label_tif=None, label_vector=None, label_field: str = "class",
     vector_crs: str | None = None, vector_fill: int = 255, tile_size: int = 512,
@@ -118,6 +148,11 @@ def prepare_tiles(
         shapes = None
         if label_tif is not None:
             lab_src = _open(Path(label_tif))
+            if np.dtype(lab_src.dtypes[0]).kind not in "iu":
+                lab_src.close()
+                raise TilingError(f"{label_tif}: label raster has {lab_src.dtypes[0]} values; "
+                                  "class indexes must be an integer raster (uint8, 255 = "
+                                  "ignore), they are never truncated from floats")
             if (lab_src.width, lab_src.height) != (src.width, src.height) or \
                     lab_src.transform != src.transform or lab_src.crs != src.crs:
                 lab_src.close()
@@ -128,6 +163,13 @@ def prepare_tiles(
 
             names = class_names()
             shapes = _load_vector(Path(label_vector), label_field, names, src.crs, vector_crs)
+        record_preparation(out_root, region, {
+            "image": image_tif.name, "image_size": [src.width, src.height],
+            "labels": Path(label_tif or label_vector).name, "label_field": label_field,
+            "vector_fill": vector_fill, "tile_size": tile_size, "stride": stride,
+            "split": split, "val_frac": val_frac, "test_frac": test_frac, "seed": seed,
+            "max_nodata": max_nodata, "bands": bands, "nodata": nd, "fill_value": fill_value,
+            "num_classes": num_classes})
         rng = np.random.default_rng([seed, sum(map(ord, region))])
         windows = list(iter_windows(src.height, src.width, tile_size, stride, edge="drop"))
         if not windows:
@@ -216,7 +258,10 @@ def main(argv=None) -> int:
     p.add_argument("--nodata", type=float, help="input nodata value (default: from the file)")
     p.add_argument("--no_progress", action="store_true")
     args = p.parse_args(argv)
-    try:
+    from shared.runs import check_not_inputs, cli_main
+
+    def run(_argv):
+        check_not_inputs([args.out_root], [args.image_tif, args.label_tif, args.label_vector])
         counts = prepare_tiles(
             args.image_tif, args.out_root, label_tif=args.label_tif,
             label_vector=args.label_vector, label_field=args.label_field,
@@ -224,11 +269,10 @@ def main(argv=None) -> int:
             stride=args.stride, region=args.region, split=args.split, val_frac=args.val_frac,
             test_frac=args.test_frac, seed=args.seed, max_nodata=args.max_nodata,
             bands=args.bands, nodata=args.nodata, progress=not args.no_progress)
-    except (TilingError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(counts))
-    return 0
+        print(json.dumps(counts))
+        return 0
+
+    return cli_main(run, argv, (TilingError,))
 
 
 if __name__ == "__main__":

@@ -61,9 +61,11 @@ def test_empty_split_and_missing_folder(tmp_path):
         DuneDataset(tmp_path, "val")
     (tmp_path / "img_dir/val").mkdir(parents=True)
     (tmp_path / "ann_dir/val").mkdir(parents=True)
-    np.save(tmp_path / "img_dir/val/lonely.npy", np.zeros((64, 32, 32), np.float32))
     with pytest.raises(DatasetError, match="empty split 'val'"):
         DuneDataset(tmp_path, "val")
+    np.save(tmp_path / "img_dir/val/lonely.npy", np.zeros((64, 32, 32), np.float32))
+    with pytest.raises(DatasetError, match=r"lonely\.png.*label PNG missing for"):
+        DuneDataset(tmp_path, "val")  # a tile without its label is an error, not dropped
 
 
 def test_augmentation_keeps_image_and_label_aligned():

@@ -105,3 +105,30 @@ def test_prepare_tiles_errors(tmp_path, capsys):
     rc = main(["--image_tif", str(tmp_path / "nope.tif"), "--label_tif", "x.tif",
                "--out_root", str(tmp_path / "ds")])
     assert rc == 2 and "nope.tif: file not found" in capsys.readouterr().err
+
+
+def test_prepare_tiles_rerun_resumes_or_refuses(tmp_path, capsys):
+    scene(tmp_path)
+    kw = dict(label_tif=tmp_path / "lab.tif", tile_size=32, region="namib", progress=False)
+    first = prepare_tiles(tmp_path / "img.tif", tmp_path / "ds", seed=1, **kw)
+    files = sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*.npy"))
+    assert prepare_tiles(tmp_path / "img.tif", tmp_path / "ds", seed=1, **kw) == first
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*.npy")) == files
+    with pytest.raises(TilingError, match=r"region 'namib' was prepared there with other "
+                                          r"settings \(seed: 1 -> 2\)"):
+        prepare_tiles(tmp_path / "img.tif", tmp_path / "ds", seed=2, **kw)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*.npy")) == files
+    rc = main(["--image_tif", str(tmp_path / "img.tif"), "--label_tif", str(tmp_path / "lab.tif"),
+               "--out_root", str(tmp_path / "ds"), "--tile_size", "32", "--region", "namib",
+               "--seed", "3", "--no_progress"])
+    assert rc == 2 and "seed: 1 -> 3" in capsys.readouterr().err
+
+
+def test_float_label_raster_refused(tmp_path):
+    scene(tmp_path)
+    write_geotiff(tmp_path / "flab.tif", np.full((96, 96), 2.7, np.float32), crs=CRS_UTM,
+                  transform=TRANSFORM)
+    with pytest.raises(TilingError, match="flab.tif: label raster has float32 values"):
+        prepare_tiles(tmp_path / "img.tif", tmp_path / "ds", label_tif=tmp_path / "flab.tif",
+                      tile_size=32, progress=False)
+    assert not (tmp_path / "ds" / "img_dir").exists()

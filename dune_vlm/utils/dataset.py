@@ -66,8 +66,12 @@ class DuneDataset:
             if not d.is_dir():
                 raise DatasetError(d, f"folder not found (expected the {split!r} split under "
                                       f"{self.root}/img_dir and ann_dir)")
-        stems = sorted(p.stem for p in img_dir.glob("*.npy") if (ann_dir / f"{p.stem}.png")
-                       .is_file())
+        stems = sorted(p.stem for p in img_dir.glob("*.npy"))
+        missing = [s for s in stems if not (ann_dir / f"{s}.png").is_file()]
+        if missing:  # a tile without its label is an error, never silently dropped
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise DatasetError(ann_dir / f"{missing[0]}.png",
+                               f"label PNG missing for {img_dir / missing[0]}.npy{more}")
         if not stems:
             raise DatasetError(img_dir, f"empty split {split!r}: no <stem>.npy with a matching "
                                         f"{ann_dir}/<stem>.png")
