@@ -91,6 +91,7 @@ class Job:
     world: int = 1
     amp: bool = False
     it: int = 0
+    scaler: Any = None
     history: list = field(default_factory=list)
     acc: dict = field(default_factory=dict)
     best: float = -1.0
@@ -177,9 +178,10 @@ def build(cfg: dict, device: str = "auto", amp: bool = False) -> Job:
                                     c["ohem"].get("min_kept", 100000), IGNORE_INDEX)
     else:
         sup_crit = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    scaler = torch.amp.GradScaler("cuda", enabled=bool(amp) and dev.type == "cuda")
     return Job(cfg, mode, dev, seed, lab_ds, unl_ds, val_ds, student, teacher, model,
                build_optimizer(student, t), sup_crit, per_epoch, total, lr_stop, rank, world,
-               bool(amp))
+               bool(amp), scaler=scaler)
 
 
 # --------------------------------------------------------------------------- data order
@@ -269,10 +271,12 @@ def train_step(job: Job, lb: dict, ub: dict | None) -> dict:
                        pseudo_ratio=st["hard_ratio"], soft_ratio=st["soft_ratio"],
                        no_object=n_none)
     job.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    job.scaler.scale(loss).backward()  # the scaler is a no-op unless fp16 on CUDA
+    job.scaler.unscale_(job.optimizer)
     if t.get("clip_grad"):
         torch.nn.utils.clip_grad_norm_(job.student.parameters(), float(t["clip_grad"]))
-    job.optimizer.step()
+    job.scaler.step(job.optimizer)
+    job.scaler.update()
     if job.teacher is not None:
         rec["ema_decay"] = ema_update(job.teacher, job.student, job.it,
                                       float(t.get("ema_decay", 0.996)), job.it // job.per_epoch)
