@@ -130,7 +130,7 @@ def build_sam_generator(model_type: str = "vit_b", checkpoint: str | None = None
     if model_type not in sam_model_registry:
         raise UserError(f"unknown SAM model type {model_type!r} "
                         f"(one of {sorted(sam_model_registry)})")
-    sam = sam_model_registry[model_type](checkpoint=None)
+    state = None
     if checkpoint is not None:
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -140,6 +140,8 @@ def build_sam_generator(model_type: str = "vit_b", checkpoint: str | None = None
                             f"{first[:160]})") from None
         if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
             raise UserError(f"{checkpoint}: not a SAM state dict")
+    sam = sam_model_registry[model_type](checkpoint=None)
+    if state is not None:
         try:
             sam.load_state_dict(state, strict=True)
         except RuntimeError as exc:

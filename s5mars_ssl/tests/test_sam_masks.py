@@ -110,3 +110,32 @@ def test_real_sam_code_path_with_random_weights(tmp_path):
 
     objs = load_object_masks(files[0], (48, 64), min_iou=-1e9, min_area=0, max_area=10**9)
     assert objs.shape[0] == min(10, len(recs))
+
+
+def test_sam_checkpoint_is_never_unpickled(tmp_path):
+    """The SAM checkpoint is read with weights_only=True by us: a pickle that runs code is
+    refused with a named error and nothing runs, even with torch's unsafe default forced."""
+    import os
+    import pickle
+    from pathlib import Path
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "sam_evil.pth"
+    with open(evil, "wb") as fh:
+        pickle.dump({"w": Evil()}, fh)
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img_dir / "a.jpg")
+    out = subprocess.run([sys.executable, "-m", "s5mars_ssl.sam_masks", "--images",
+                          str(img_dir), "--out", str(tmp_path / "o"), "--checkpoint", str(evil)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "sam_evil.pth: not a loadable SAM checkpoint" in out.stderr
+    assert not marker.exists() and "Traceback" not in out.stderr
