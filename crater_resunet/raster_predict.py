@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM; bounded here
 RASTER_EXTS = (".tif", ".tiff", ".jp2", ".img", ".cub", ".lbl", ".vrt")
 MASK_NODATA = 255
 CATALOGUE_COLUMNS = ("image", "x", "y", "diameter", "width", "height", "confidence", "lon",
@@ -117,7 +118,7 @@ def stream_probability(model, scene, dst_prob, dst_mask, *, scale: float = 1.0,
 
 
 def detect_craters(prob_path: Path, mask_path: Path, min_area: float = 0.0,
-                   strip: int = 1024, margin: int = 512) -> tuple[np.ndarray, np.ndarray]:
+                   strip: int = 512, margin: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (N, 4) ``x1 y1 x2 y2`` on the model grid and confidences, from the written
     mask in overlapping row strips (``boundingRect`` per external contour, as in the paper)."""
     import rasterio
@@ -209,6 +210,16 @@ def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0, overlap:
                    channel_order: str = "bgr") -> dict:
     """Probability and mask GeoTIFFs (input CRS, transform scaled to the model grid, nodata)
     and the crater rows of one raster."""
+    import rasterio
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _predict_raster(model, Path(path), Path(out), scale, overlap, threshold,
+                               min_area, batch_size, channel_order)
+
+
+def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int,
+                    threshold: float, min_area: float, batch_size: int,
+                    channel_order: str) -> dict:
     from affine import Affine
 
     from shared.rasters import RasterError, geotiff_writer, open_scene
