@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -310,7 +309,7 @@ def generate(out: str | Path, n_train: int = 64, n_test: int = 16, height: int =
     return out
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m s5mars_ssl.data.synthetic",
         description="Generate synthetic rover-view Mars scenes in the S5Mars layout (images/*.jpg, "
@@ -324,17 +323,24 @@ def main(argv=None) -> int:
                    help="label 1/k of the training scenes (default 8 -> splits/labeled_1_8.txt)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    from shared.runs import UserError, check_output_dir
+
     for name in ("n_train", "n_test", "height", "width", "labeled_every"):
         if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
-            return 2
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
     if args.height < 64 or args.width < 64:
-        print("error: --height and --width must be at least 64", file=sys.stderr)
-        return 2
+        raise UserError("--height and --width must be at least 64")
+    check_output_dir(args.out)
     out = generate(args.out, args.n_train, args.n_test, args.height, args.width,
                    args.labeled_every, args.seed)
     print(f"dataset at {out}")
     return 0
+
+
+def main(argv=None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

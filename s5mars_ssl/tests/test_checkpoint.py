@@ -182,3 +182,19 @@ def test_clis_take_the_original_file(original_ckpt, tmp_path):
                           str(original_ckpt), str(original_ckpt)],
                          capture_output=True, text=True, cwd=cwd)
     assert out.returncode == 2 and "would overwrite the input" in out.stderr
+
+
+def test_trainer_initialisation_accepts_the_original_file(original_ckpt):
+    from s5mars_ssl.augseg.trainer import _build_model
+    from s5mars_ssl.augseg.utils.config import load_config
+
+    cfg = load_config("quick", {"net.init": str(original_ckpt)})
+    model = _build_model(cfg, torch.device("cpu"), False, False)
+    teacher, _ = load_model(original_ckpt)
+    ref = teacher.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
+    cfg = load_config("quick", {"net.init": str(original_ckpt), "net.init_weights": "student"})
+    student, _ = load_model(original_ckpt, "student")
+    got = _build_model(cfg, torch.device("cpu"), False, False).state_dict()
+    assert torch.equal(got["decoder.classifier.2.weight"],
+                       student.state_dict()["decoder.classifier.2.weight"])
