@@ -276,4 +276,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from shared.runs import cli_main
+
+    sys.exit(cli_main(main))
