@@ -48,7 +48,7 @@ def test_quick_and_paper_configs_resolve():
     assert full["dataset"]["eval_mode"] == "center_crop" and full["dataset"]["eval_crop"] == 1024
     assert full["dataset"]["std"] == [0.01803789, 0.01469946, 0.00991374]
     assert sup["mode"] == "supervised" and not sup["semi"]["augin"]["enabled"]
-    assert quick["dataset"]["crop_size"] == 128 and quick["semi"]["augin"]["enabled"]
+    assert quick["dataset"]["crop_size"] == 96 and quick["semi"]["augin"]["enabled"]
     for name in ("supervised", "mean_teacher", "augin", "sammix", "full"):
         validate(load_config(f"quick_{name}"))
     with pytest.raises(ConfigError, match="crop_size"):
