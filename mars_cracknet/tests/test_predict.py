@@ -160,22 +160,27 @@ def test_nodata_areas_are_nodata_in_the_outputs(tmp_path, unet_ckpt, kind):
 
 @pytest.mark.parametrize("fill", [0, np.nan])
 def test_all_nodata_input_is_a_clear_error(tmp_path, unet_ckpt, capsys, fill):
+    from rasterio.transform import from_origin
+
     from shared.rasters import write_geotiff
 
     src = tmp_path / "empty.tif"
     data = np.full((1, 40, 40), fill, np.float32)
-    write_geotiff(src, data, crs="EPSG:32633", nodata=0 if fill == 0 else None)
+    write_geotiff(src, data, crs="EPSG:32633", transform=from_origin(100.0, 200.0, 1.0, 1.0),
+                  nodata=0 if fill == 0 else None)
     assert main([str(unet_ckpt), str(src), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {src}") and "no valid pixels" in err and "\n" not in err
 
 
 def test_truncated_geotiff_and_output_under_a_file(tmp_path, unet_ckpt, capsys):
+    from rasterio.transform import from_origin
+
     from shared.rasters import write_geotiff
 
     src = tmp_path / "scene.tif"
     write_geotiff(src, np.random.default_rng(0).integers(0, 255, (1, 256, 256)).astype(
-        np.uint16), crs="EPSG:32633")
+        np.uint16), crs="EPSG:32633", transform=from_origin(100.0, 200.0, 1.0, 1.0))
     raw = src.read_bytes()
     src.write_bytes(raw[: len(raw) // 2])
     assert main([str(unet_ckpt), str(src), "--out", str(tmp_path / "o")]) == 2
