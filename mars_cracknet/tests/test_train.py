@@ -113,7 +113,8 @@ class _StopAfter:
         return self.n < 0
 
 
-@pytest.mark.parametrize("mode,steps", [("mars", 1), ("semi", 1), ("semi", 3)])
+@pytest.mark.parametrize("mode,steps", [
+    ("mars", 1), pytest.param("semi", 1, marks=pytest.mark.slow), ("semi", 3)])
 def test_sigterm_mid_epoch_then_resume_is_bit_identical(tiny_data, tmp_path, mode, steps):
     """Interrupted mid-epoch (in pre-training or fine-tuning for semi), then resumed: the same
     weights, history and test scores as an uninterrupted run."""
