@@ -1,18 +1,20 @@
 """Map a huge 64-band GeoTIFF with sliding-window inference, window by window.
 
-The raster is never loaded whole. It is processed in output blocks (``--block`` pixels square);
-for each block every model window (``--tile_size``, ``--stride``) that touches it is read from
-disk, predicted in batches, and its softmax probabilities are blended into the block with a
-smooth weight: zero in a margin of ``overlap/4`` along window sides that lie inside the raster
-(where a window lacks context), then a cosine ramp up to 1, and full weight on sides that lie on
-the raster border. Neighbouring windows' weights overlap, so the blend has no seams, and a model
-whose receptive field is within the margin gives exactly its whole-image prediction. A window
-touching two blocks is predicted for each (bounded memory at the cost of some recomputation).
+The raster is never loaded whole. The windows (``--tile_size``, ``--stride``) are planned once
+with ``shared.tiles.iter_windows`` and predicted exactly once each, one window row after the
+other: each window is read from disk, predicted in batches, and its softmax probabilities are
+blended into a rolling strip of ``tile_size`` rows with a smooth weight: zero in a margin of
+``overlap/4`` along window sides that lie inside the raster (where a window lacks context),
+then a cosine ramp up to 1, and full weight on sides that lie on the raster border. The rows
+that no later window touches are then final and written. Neighbouring windows' weights overlap,
+so the blend has no seams, and a model whose receptive field is within the margin gives
+exactly its whole-image prediction.
 
 Output: a tiled, deflate-compressed uint8 GeoTIFF with the input's CRS and transform, class
 indexes, 255 where the input is nodata, an embedded class colour table and, with
-``--confidence``, a second band holding the blended maximum probability x 100.
-Memory depends on tile, batch and block sizes, not on the raster size.
+``--confidence``, a second band holding the blended maximum probability x 100. Memory: the
+batch of windows plus the strip, ``classes x tile_size x width`` float32 (independent of the
+raster's height).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import math
 import resource
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +34,6 @@ NODATA_OUT = 255
 
 class TileInferenceError(ValueError):
     pass
-
-
-def window_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Window offsets covering ``length``; the last one is shifted back to end at the edge."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return starts
 
 
 def side_weight(n: int, margin: int, ramp: int, taper_start: bool, taper_end: bool) -> np.ndarray:
@@ -74,162 +67,216 @@ def _to_float(block: np.ndarray, nodata, scale: float):
     return x, bad
 
 
-def predict_raster(
-    input_tif, output_tif, model, text=None, *, tile_size: int = 512, stride: int = 256,
-    block: int = 2048, batch_size: int = 4, device="cpu", confidence: bool = False,
-    input_scale: float | None = None, nodata: float | None = None, colormap=None,
-    margin: int | None = None, progress: bool = True, gdal_cache_mb: int = 128,
-) -> dict:
-    """Classify ``input_tif`` into ``output_tif``; returns run statistics (windows, peak RSS)."""
-    import rasterio
-    import torch
+def plan_windows(height: int, width: int, tile: int, stride: int) -> list[list]:
+    """The windows of the raster, grouped by window row (``shared.tiles.iter_windows``)."""
+    from shared.tiles import iter_windows
+
+    rows: dict[int, list] = {}
+    for win in iter_windows(height, width, tile, stride, edge="shift"):
+        rows.setdefault(win.row, []).append(win)
+    return [rows[r] for r in sorted(rows)]
+
+
+@dataclass
+class Strip:
+    """Blend accumulators for raster rows ``top .. top + rows`` (full width)."""
+
+    rows: int
+    width: int
+    top: int = 0
+    acc: np.ndarray | None = None
+    wsum: np.ndarray = field(init=False)
+    valid: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.wsum = np.zeros((self.rows, self.width), np.float32)
+        self.valid = np.zeros((self.rows, self.width), bool)
+
+    def add(self, prob: np.ndarray, weight: np.ndarray, good: np.ndarray, row: int,
+            col: int) -> None:
+        """Blend one window's (C, h, w) probabilities placed at raster ``(row, col)``."""
+        if self.acc is None:
+            self.acc = np.zeros((prob.shape[0], self.rows, self.width), np.float32)
+        h = min(prob.shape[1], self.rows - (row - self.top))
+        w = min(prob.shape[2], self.width - col)
+        r0 = row - self.top
+        self.acc[:, r0:r0 + h, col:col + w] += prob[:, :h, :w] * weight[:h, :w]
+        self.wsum[r0:r0 + h, col:col + w] += weight[:h, :w]
+        self.valid[r0:r0 + h, col:col + w] |= good[:h, :w]
+
+    def take(self, n: int, confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class (and confidence) of the first ``n`` rows, then move the strip down by ``n``."""
+        cls = np.full((n, self.width), NODATA_OUT, np.uint8)
+        conf = np.full((n, self.width), NODATA_OUT, np.uint8) if confidence else None
+        ok = (self.wsum[:n] > 0) & self.valid[:n]
+        if self.acc is not None and ok.any():
+            part = self.acc[:, :n][:, ok]
+            cls[ok] = part.argmax(axis=0).astype(np.uint8)
+            if confidence:
+                best = part.max(axis=0) / self.wsum[:n][ok]
+                conf[ok] = np.clip(np.rint(best * 100), 0, 100).astype(np.uint8)
+        for a in (self.acc, self.wsum, self.valid):
+            if a is not None:
+                if n < self.rows:
+                    a[..., :self.rows - n, :] = a[..., n:, :]  # numpy copies overlaps safely
+                a[..., self.rows - n:, :] = 0
+        self.top += n
+        return cls, conf
+
+
+def read_windows(src, wins, tile: int, nodata, scale: float):
+    """(features (n, bands, tile, tile), nodata masks) of ``wins``, read from disk."""
     from rasterio.windows import Window
-    from tqdm import tqdm
 
-    from shared.rasters import RasterError, geotiff_writer, read_window
+    from shared.rasters import RasterError, read_window
 
-    input_tif, output_tif = Path(input_tif), Path(output_tif)
+    xs, bads = [], []
+    for win in wins:
+        try:
+            raw = read_window(src, Window(win.col, win.row, tile, tile),
+                              fill_value=nodata if nodata is not None else 0)
+        except RasterError as exc:
+            raise TileInferenceError(str(exc)) from None
+        x, bad = _to_float(raw, nodata, scale)
+        xs.append(x)
+        bads.append(bad)
+    return xs, bads
+
+
+def predict_batch(model, text, xs: list[np.ndarray], device) -> np.ndarray:
+    """Softmax probabilities (n, C, tile, tile) of one batch of windows."""
+    import torch
+
+    with torch.inference_mode():
+        xb = torch.from_numpy(np.stack(xs)).to(device)
+        return torch.softmax(model(xb, text).float(), dim=1).cpu().numpy()
+
+
+def blend_weight(win, tile: int, height: int, width: int, margin: int, ramp: int,
+                 bad: np.ndarray) -> np.ndarray:
+    """2-D weight of a window: tapered on sides inside the raster, 0 on nodata pixels."""
+    wr = side_weight(tile, margin, ramp, win.row > 0, win.row + tile < height)
+    wc = side_weight(tile, margin, ramp, win.col > 0, win.col + tile < width)
+    w = np.outer(wr, wc).astype(np.float32)
+    w[bad] = 0.0
+    return w
+
+
+def _check_args(input_tif: Path, tile_size: int, stride: int, batch_size: int,
+                margin: int | None) -> tuple[int, int]:
     if tile_size <= 0 or tile_size % 32:
         raise TileInferenceError(f"tile size must be a positive multiple of 32, got {tile_size}")
     if not 0 < stride <= tile_size:
         raise TileInferenceError(f"stride must be in 1..tile size ({tile_size}), got {stride}")
-    if batch_size < 1 or block < 1:
-        raise TileInferenceError("batch size and block must be positive")
+    if batch_size < 1:
+        raise TileInferenceError("batch size must be positive")
     if not input_tif.is_file():
         raise TileInferenceError(f"{input_tif}: file not found")
     overlap = tile_size - stride
     margin = overlap // 4 if margin is None else int(margin)
     if overlap and 2 * margin > overlap:
         raise TileInferenceError(f"margin {margin} too large for overlap {overlap}")
-    ramp = max(overlap - 2 * margin, 1)
-    in_chans = getattr(model, "in_chans", None)
+    return margin, max(overlap - 2 * margin, 1)
+
+
+def _open_input(input_tif: Path, in_chans):
+    import rasterio
+
+    try:
+        src = rasterio.open(input_tif)
+    except rasterio.errors.RasterioIOError as exc:
+        raise TileInferenceError(f"{input_tif}: not a readable raster ({exc})") from None
+    if in_chans is not None and src.count != in_chans:
+        src.close()
+        raise TileInferenceError(f"{input_tif}: has {src.count} bands, the model expects "
+                                 f"{in_chans}")
+    if src.crs is None:
+        src.close()
+        raise TileInferenceError(f"{input_tif}: has no CRS (a georeferenced export is needed "
+                                 "to write a map)")
+    return src
+
+
+def _predict_row(src, wins, strip, model, text, ctx, stats, bar) -> None:
+    """Predict one window row (each window once) and blend it into the strip."""
+    tile, bs = ctx["tile"], ctx["batch_size"]
+    for i in range(0, len(wins), bs):
+        chunk = wins[i:i + bs]
+        xs, bads = read_windows(src, chunk, tile, ctx["nodata"], ctx["scale"])
+        keep = [j for j, bad in enumerate(bads) if not bad.all()]
+        stats["windows_skipped_nodata"] += len(chunk) - len(keep)
+        bar.update(len(chunk))
+        if not keep:
+            continue
+        probs = predict_batch(model, text, [xs[j] for j in keep], ctx["device"])
+        stats["windows_predicted"] += len(keep)
+        stats["num_classes"] = int(probs.shape[1])
+        for p, j in zip(probs, keep):
+            win, bad = chunk[j], bads[j]
+            w = blend_weight(win, tile, src.height, src.width, ctx["margin"], ctx["ramp"], bad)
+            strip.add(p, w, ~bad, win.row, win.col)
+
+
+def write_rows(dst, strip: Strip, n: int, confidence: bool) -> None:
+    """Write the strip's first ``n`` (final) rows and move it down."""
+    from rasterio.windows import Window
+
+    row = strip.top
+    cls, conf = strip.take(n, confidence)
+    win = Window(0, row, strip.width, n)
+    dst.write(cls, 1, window=win)
+    if confidence:
+        dst.write(conf, 2, window=win)
+
+
+def predict_raster(
+    input_tif, output_tif, model, text=None, *, tile_size: int = 512, stride: int = 256,
+    batch_size: int = 4, device="cpu", confidence: bool = False,
+    input_scale: float | None = None, nodata: float | None = None, colormap=None,
+    margin: int | None = None, progress: bool = True, gdal_cache_mb: int = 128,
+) -> dict:
+    """Classify ``input_tif`` into ``output_tif``: plan, predict, blend, write; returns run
+    statistics (windows planned and predicted, peak RSS)."""
+    import rasterio
+    from tqdm import tqdm
+
+    from shared.rasters import geotiff_writer
+
+    input_tif, output_tif = Path(input_tif), Path(output_tif)
+    margin, ramp = _check_args(input_tif, tile_size, stride, batch_size, margin)
     t_start = time.time()
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
-        try:
-            src = rasterio.open(input_tif)
-        except rasterio.errors.RasterioIOError as exc:
-            raise TileInferenceError(f"{input_tif}: not a readable raster ({exc})") from None
-        with src:
-            if in_chans is not None and src.count != in_chans:
-                raise TileInferenceError(f"{input_tif}: has {src.count} bands, the model expects "
-                                         f"{in_chans}")
-            if src.crs is None:
-                raise TileInferenceError(f"{input_tif}: has no CRS (a georeferenced export is "
-                                         "needed to write a map)")
-            nd = nodata if nodata is not None else src.nodata
-            dtype = np.dtype(src.dtypes[0])
-            scale = input_scale if input_scale is not None else \
-                (1.0 / 127.0 if dtype.kind in "iu" else 1.0)
-            H, W = src.height, src.width
-            rows, cols = window_starts(H, tile_size, stride), window_starts(W, tile_size, stride)
-            num_classes = None
-            # window weights (row part, col part) depend only on which sides touch the border
-            stats = {"windows_predicted": 0, "windows_skipped_nodata": 0, "blocks": 0}
-            blocks = [(r0, c0) for r0 in range(0, H, block) for c0 in range(0, W, block)]
-
-            def touching(r0, c0):
-                r1, c1 = min(r0 + block, H), min(c0 + block, W)
-                out = []
-                for r in rows:
-                    top, bot = r > 0, r + tile_size < H
-                    rz0 = r + (margin if top else 0)
-                    rz1 = min(r + tile_size, H) - (margin if bot else 0)
-                    if rz1 <= r0 or rz0 >= r1:
-                        continue
-                    for c in cols:
-                        left, right = c > 0, c + tile_size < W
-                        cz0 = c + (margin if left else 0)
-                        cz1 = min(c + tile_size, W) - (margin if right else 0)
-                        if cz1 <= c0 or cz0 >= c1:
-                            continue
-                        out.append((r, c, top, bot, left, right))
-                return out
-
-            plan = [(b, touching(*b)) for b in blocks]
-            total = sum(len(p) for _, p in plan)
-            extra_bands = 2 if confidence else 1
-            with geotiff_writer(output_tif, width=W, height=H, count=extra_bands, dtype="uint8",
-                                crs=src.crs, transform=src.transform, nodata=NODATA_OUT,
-                                blocksize=256) as dst:
-                bar = tqdm(total=total, desc="windows", unit="win", disable=not progress)
-                for (r0, c0), wins in plan:
-                    r1, c1 = min(r0 + block, H), min(c0 + block, W)
-                    bh, bw = r1 - r0, c1 - c0
-                    acc = None
-                    wsum = np.zeros((bh, bw), np.float32)
-                    invalid = np.ones((bh, bw), bool)
-                    for i in range(0, len(wins), batch_size):
-                        chunk = wins[i:i + batch_size]
-                        xs, keep = [], []
-                        for r, c, top, bot, left, right in chunk:
-                            try:
-                                raw = read_window(src, Window(c, r, tile_size, tile_size),
-                                                  fill_value=nd if nd is not None else 0)
-                            except RasterError as exc:
-                                raise TileInferenceError(str(exc)) from None
-                            x, bad = _to_float(raw, nd, scale)
-                            # record input validity inside this block
-                            ir0, ir1 = max(r, r0), min(r + tile_size, r1)
-                            ic0, ic1 = max(c, c0), min(c + tile_size, c1)
-                            if ir1 > ir0 and ic1 > ic0:
-                                invalid[ir0 - r0:ir1 - r0, ic0 - c0:ic1 - c0] &= \
-                                    bad[ir0 - r:ir1 - r, ic0 - c:ic1 - c]
-                            if bad.all():
-                                stats["windows_skipped_nodata"] += 1
-                                continue
-                            xs.append(x)
-                            keep.append((r, c, top, bot, left, right, bad))
-                        bar.update(len(chunk))
-                        if not xs:
-                            continue
-                        with torch.inference_mode():
-                            xb = torch.from_numpy(np.stack(xs)).to(device)
-                            prob = torch.softmax(model(xb, text).float(), dim=1).cpu().numpy()
-                        del xb
-                        stats["windows_predicted"] += len(xs)
-                        if acc is None:
-                            num_classes = prob.shape[1]
-                            acc = np.zeros((num_classes, bh, bw), np.float32)
-                        for p, (r, c, top, bot, left, right, bad) in zip(prob, keep):
-                            wr = side_weight(tile_size, margin, ramp, top, bot)
-                            wc = side_weight(tile_size, margin, ramp, left, right)
-                            w = np.outer(wr, wc).astype(np.float32)
-                            w[bad] = 0.0
-                            ir0, ir1 = max(r, r0), min(r + tile_size, r1)
-                            ic0, ic1 = max(c, c0), min(c + tile_size, c1)
-                            if ir1 <= ir0 or ic1 <= ic0:
-                                continue
-                            sub_w = w[ir0 - r:ir1 - r, ic0 - c:ic1 - c]
-                            acc[:, ir0 - r0:ir1 - r0, ic0 - c0:ic1 - c0] += \
-                                p[:, ir0 - r:ir1 - r, ic0 - c:ic1 - c] * sub_w
-                            wsum[ir0 - r0:ir1 - r0, ic0 - c0:ic1 - c0] += sub_w
-                    cls = np.full((bh, bw), NODATA_OUT, np.uint8)
-                    conf = np.zeros((bh, bw), np.uint8)
-                    if acc is not None:
-                        ok = (wsum > 0) & ~invalid
-                        cls[ok] = acc[:, ok].argmax(axis=0).astype(np.uint8)
-                        if confidence:
-                            best = acc[:, ok].max(axis=0) / wsum[ok]
-                            conf[ok] = np.clip(np.rint(best * 100), 0, 100).astype(np.uint8)
-                    if confidence:
-                        conf[cls == NODATA_OUT] = NODATA_OUT
-                    win = Window(c0, r0, bw, bh)
-                    dst.write(cls, 1, window=win)
-                    if confidence:
-                        dst.write(conf, 2, window=win)
-                    stats["blocks"] += 1
-                    del acc, wsum, invalid
-                bar.close()
-                if colormap:
-                    dst.write_colormap(1, colormap)
-                dst.set_band_description(1, "dune class (255 = nodata)")
-                if confidence:
-                    dst.set_band_description(2, "confidence: blended max probability x 100")
+    stats = {"windows_predicted": 0, "windows_skipped_nodata": 0, "num_classes": None}
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb), \
+            _open_input(input_tif, getattr(model, "in_chans", None)) as src:
+        H, W = src.height, src.width
+        nd = nodata if nodata is not None else src.nodata
+        dtype = np.dtype(src.dtypes[0])
+        scale = input_scale if input_scale is not None else \
+            (1.0 / 127.0 if dtype.kind in "iu" else 1.0)
+        plan = plan_windows(H, W, tile_size, stride)
+        total = sum(len(r) for r in plan)
+        ctx = {"tile": tile_size, "batch_size": batch_size, "nodata": nd, "scale": scale,
+               "device": device, "margin": margin, "ramp": ramp}
+        strip = Strip(tile_size, W)
+        with geotiff_writer(output_tif, width=W, height=H, count=2 if confidence else 1,
+                            dtype="uint8", crs=src.crs, transform=src.transform,
+                            nodata=NODATA_OUT, blocksize=256) as dst:
+            bar = tqdm(total=total, desc="windows", unit="win", disable=not progress)
+            for k, wins in enumerate(plan):
+                _predict_row(src, wins, strip, model, text, ctx, stats, bar)
+                end = plan[k + 1][0].row if k + 1 < len(plan) else H
+                write_rows(dst, strip, end - strip.top, confidence)
+            bar.close()
+            if colormap:
+                dst.write_colormap(1, colormap)
+            dst.set_band_description(1, "dune class (255 = nodata)")
+            if confidence:
+                dst.set_band_description(2, "confidence: blended max probability x 100")
+        bands = src.count
     stats.update({
         "input": str(input_tif), "output": str(output_tif), "height": H, "width": W,
-        "bands": src.count, "dtype": dtype.name, "tile_size": tile_size, "stride": stride,
-        "block": block, "batch_size": batch_size, "margin": margin,
-        "windows_total": total, "num_classes": num_classes,
+        "bands": bands, "dtype": dtype.name, "tile_size": tile_size, "stride": stride,
+        "batch_size": batch_size, "margin": margin, "windows_total": total,
         "wall_s": round(time.time() - t_start, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     })
@@ -252,7 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=None,
                    help="window step (default: tile_size - overlap)")
     p.add_argument("--overlap", type=int, default=256, help="window overlap in pixels")
-    p.add_argument("--block", type=int, default=2048, help="output block side in pixels")
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--confidence", action="store_true", help="add a confidence band")
     p.add_argument("--input_scale", type=float, default=None,
@@ -283,7 +329,7 @@ def _main(argv=None) -> int:
     colors = {k: (*c, 255) for k, c in class_colors().items()}
     stats = predict_raster(
         args.input_tif, args.output_tif, model, text, tile_size=args.tile_size,
-        stride=stride, block=args.block, batch_size=args.batch_size, device=dev,
+        stride=stride, batch_size=args.batch_size, device=dev,
         confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
         colormap=colors, progress=not args.no_progress)
     print(f"wrote {stats['output']}: {stats['width']}x{stats['height']}, "

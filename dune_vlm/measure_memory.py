@@ -88,7 +88,7 @@ def _child(args) -> dict:
         torch.manual_seed(0)
         model = Pixel().eval()
     stats = predict_raster(args.input_tif, args.output_tif, model, text,
-                           tile_size=args.tile_size, stride=args.stride, block=args.block,
+                           tile_size=args.tile_size, stride=args.stride,
                            batch_size=args.batch_size, confidence=args.confidence,
                            progress=not args.no_progress)
     stats["model"] = args.weights or args.model
@@ -108,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text_embed_path")
     p.add_argument("--tile_size", type=int, default=512)
     p.add_argument("--stride", type=int, default=256)
-    p.add_argument("--block", type=int, default=2048)
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--confidence", action="store_true")
     p.add_argument("--threads", type=int, default=2)
@@ -148,7 +147,7 @@ def main(argv=None) -> int:
         out = work / f"map_{size}.tif"
         cmd = [sys.executable, "-m", "dune_vlm.measure_memory", "--child", "--input_tif",
                str(src), "--output_tif", str(out), "--model", args.model, "--tile_size",
-               str(args.tile_size), "--stride", str(args.stride), "--block", str(args.block),
+               str(args.tile_size), "--stride", str(args.stride),
                "--batch_size", str(args.batch_size), "--threads", str(args.threads)]
         if args.weights:
             cmd += ["--weights", args.weights]

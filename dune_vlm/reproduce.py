@@ -187,7 +187,7 @@ def map_demo(cfg: dict, root: Path, info: dict, weights: Path, run_base: Path,
     model, text, _ = load_model_for_inference(weights, None, "cpu")
     stats = predict_raster(
         embed_tif, pred_tif, model, text, tile_size=int(tile_cfg["tile_size"]),
-        stride=int(tile_cfg["stride"]), block=int(tile_cfg["block"]),
+        stride=int(tile_cfg["stride"]),
         batch_size=int(tile_cfg["batch_size"]), confidence=True,
         colormap={k: (*c, 255) for k, c in class_colors().items()}, progress=progress)
     m = map_accuracy(pred_tif, label_tif, int(cfg["data"]["num_classes"]))

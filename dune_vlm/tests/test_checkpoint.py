@@ -170,7 +170,7 @@ def test_clis_take_reference_files(files, tmp_path, capsys):
     write_geotiff(tmp_path / "s.tif", img, crs=CRS.from_epsg(32611),
                   transform=from_origin(5e5, 4e6, 10, 10))
     common = ["--input_tif", str(tmp_path / "s.tif"), "--tile_size", "32", "--overlap", "16",
-              "--block", "64", "--no_progress"]
+              "--no_progress"]
     assert tile_main([*common, "--output_tif", str(tmp_path / "m.tif"), "--weights",
                       str(files / "baseline.pth")]) == 0
     capsys.readouterr()

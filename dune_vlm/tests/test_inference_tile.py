@@ -10,9 +10,9 @@ from dune_vlm.inference_tile import (
     NODATA_OUT,
     TileInferenceError,
     main,
+    plan_windows,
     predict_raster,
     side_weight,
-    window_starts,
 )
 from shared.rasters import write_geotiff
 
@@ -46,8 +46,10 @@ def raster(tmp_path, h=150, w=170, bands=64, crs=CRS_UTM, name="in.tif"):
 
 
 def test_window_weights_cover_and_taper():
-    assert window_starts(150, 64, 32) == [0, 32, 64, 86]
-    assert window_starts(20, 64, 32) == [0]
+    plan = plan_windows(150, 40, 64, 32)
+    assert [row[0].row for row in plan] == [0, 32, 64, 86]
+    assert [len(row) for row in plan] == [1] * 4
+    assert [row[0].row for row in plan_windows(20, 20, 64, 32)] == [0]
     w = side_weight(64, 8, 16, True, True)
     assert w[:8].max() == 0 and w[-8:].max() == 0 and w[24:40].min() == 1
     assert np.all(np.diff(w[:32]) >= 0)  # smooth monotone ramp, no step inside
@@ -58,7 +60,7 @@ def test_blended_map_equals_whole_image_prediction(tmp_path):
     path, img = raster(tmp_path)
     model = LocalNet().eval()
     out = tmp_path / "map.tif"
-    stats = predict_raster(path, out, model, tile_size=64, stride=32, block=96, batch_size=3,
+    stats = predict_raster(path, out, model, tile_size=64, stride=32, batch_size=3,
                            confidence=True, progress=False,
                            colormap={0: (255, 0, 0, 255), 1: (0, 255, 0, 255)})
     x = img.copy()
@@ -75,7 +77,7 @@ def test_blended_map_equals_whole_image_prediction(tmp_path):
     assert (pred[bad] == NODATA_OUT).all() and (conf[bad] == NODATA_OUT).all()
     assert np.array_equal(pred[~bad], whole[~bad])  # exact: every pixel, window edges too
     assert conf[~bad].min() >= 10 and conf[~bad].max() <= 100
-    assert stats["windows_predicted"] > 0 and stats["blocks"] == 4
+    assert stats["windows_predicted"] == stats["windows_total"] == 4 * 5
 
 
 def test_fusion_model_map_is_seamless(tmp_path):
@@ -88,7 +90,7 @@ def test_fusion_model_map_is_seamless(tmp_path):
     model = build_fusion_model(10, 16, depths=(1, 1, 1, 1)).eval()
     text = torch.nn.functional.normalize(torch.randn(10, 16), dim=1)
     out = tmp_path / "fusion.tif"
-    predict_raster(path, out, model, text, tile_size=64, stride=32, block=128, progress=False)
+    predict_raster(path, out, model, text, tile_size=64, stride=32, progress=False)
     x = img.copy()
     bad = (x == NODATA).any(0)
     x[:, bad] = 0
@@ -134,3 +136,25 @@ def test_peak_rss_is_bounded_whatever_the_raster_size(tmp_path):
     assert small["peak_rss_mb"] < 2000 and big["peak_rss_mb"] < 2000
     assert big["peak_rss_mb"] <= 1.2 * small["peak_rss_mb"]
     assert big["windows_predicted"] > 10 * small["windows_predicted"]
+
+
+class CountingNet(LocalNet):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x, text=None):
+        self.seen += [tuple(map(int, v)) for v in x[:, :2, 0, 0].mul(1000).round()]
+        return super().forward(x, text)
+
+
+def test_each_window_predicted_exactly_once(tmp_path):
+    """Predictions == planned windows (no window is predicted twice, none is lost)."""
+    path, _ = raster(tmp_path, h=300, w=260)
+    model = CountingNet().eval()
+    stats = predict_raster(path, tmp_path / "m.tif", model, tile_size=64, stride=32,
+                           batch_size=4, progress=False)
+    planned = sum(len(r) for r in plan_windows(300, 260, 64, 32))
+    assert stats["windows_total"] == planned == 9 * 8
+    assert len(model.seen) == stats["windows_predicted"] == planned - \
+        stats["windows_skipped_nodata"]

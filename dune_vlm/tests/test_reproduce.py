@@ -19,7 +19,7 @@ text: {{embed_path: {tmp_path / 'text.npy'}}}
 model:
   fusion_arch: {{embed_dims: [16, 32, 32, 64], num_heads: [1, 1, 1, 8], depths: [1, 1, 1, 1]}}
 train: {{epochs: 1, batch_size: 8}}
-tile: {{tile_size: 32, stride: 32, block: 64}}
+tile: {{tile_size: 32, stride: 32}}
 """)
     results, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["--config", str(cfg), "--seeds", "2", "--results", str(results), "--runs",

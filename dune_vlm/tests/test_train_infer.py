@@ -60,7 +60,7 @@ def test_tiny_fusion_train_then_evaluate(data, tmp_path):
                   nodata=-9999.0)
     assert tile_main(["--input_tif", str(tmp_path / "scene.tif"), "--output_tif",
                       str(tmp_path / "map.tif"), "--weights", str(run / "best.pt"),
-                      "--tile_size", "32", "--overlap", "16", "--block", "64",
+                      "--tile_size", "32", "--overlap", "16",
                       "--confidence", "--no_progress"]) == 0
     with rasterio.open(tmp_path / "map.tif") as dst:
         assert (dst.width, dst.height, dst.count) == (90, 70, 2)
