@@ -410,10 +410,10 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = load_profile("quick" if args.quick else "paper")
-    tc = dict(cfg["tile"])
+    tc = {k: int(v) for k, v in cfg["tile"].items()}  # predict_raster's keywords
     size = 128 if args.quick else 1536
     if args.quick:
-        tc.update(tile_size=32, stride=16, block=64)
+        tc.update(tile_size=32, stride=16, **({"block": 64} if "block" in tc else {}))
     model, text, note = _dune_model(cfg, args.quick)
     model.eval()
     out_dir = WORK_DIR / "dune_vlm" / "tiling"
@@ -423,10 +423,8 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
     stats: dict[str, Any] = {}
 
     def predict():
-        stats.update(predict_raster(
-            src, out_dir / f"map_{size}.tif", rec.module, text, tile_size=int(tc["tile_size"]),
-            stride=int(tc["stride"]), block=int(tc["block"]), batch_size=int(tc["batch_size"]),
-            progress=False))
+        stats.update(predict_raster(src, out_dir / f"map_{size}.tif", rec.module, text,
+                                    progress=False, **tc))
 
     res = _tiled(rec, predict, args.reps)
     res.update(raster=f"{size}x{size}x64 float32 GeoTIFF (dune_vlm.data.synthetic)", tile=tc,
