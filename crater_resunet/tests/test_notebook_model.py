@@ -55,7 +55,7 @@ def test_notebook_keras_file_loads_in_predict(tmp_path, capsys):
     loss, metrics = _notebook_objects()
     model = build_resunet((64, 64, 3), base_filters=2)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss,
-                  metrics=["accuracy", *metrics])
+                  metrics=["accuracy", *metrics], run_eagerly=True)  # no ~30 s tracing
     x = np.random.default_rng(0).random((2, 64, 64, 3)).astype("float32")
     y = (x[..., :1] > 0.5).astype("float32")
     model.fit(x, y, epochs=1, batch_size=2, verbose=0)  # a trained, compiled notebook model
