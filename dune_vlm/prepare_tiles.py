@@ -118,6 +118,50 @@ def record_preparation(out_root: Path, region: str, params: dict) -> None:
         atomic_write_json(path, done)
 
 
+def tile_labels(lab_src, shapes, transform, w, tile_size: int, vector_fill: int,
+                bad: np.ndarray, num_classes: int, source) -> np.ndarray:
+    """The (T, T) uint8 labels of window ``w``: read from the label raster or rasterised from
+    the polygons; nodata -> 255; values outside 0..C-1 and 255 are an error naming ``source``."""
+    if lab_src is not None:
+        lab = lab_src.read(1, window=w)
+    else:
+        from rasterio.features import rasterize
+
+        lab = rasterize(shapes, out_shape=(tile_size, tile_size), transform=transform,
+                        fill=vector_fill, dtype="uint8") if shapes else \
+            np.full((tile_size, tile_size), vector_fill, np.uint8)
+    lab = lab.astype(np.uint8)
+    if lab_src is not None and lab_src.nodata is not None:
+        lab[lab == lab_src.nodata] = 255
+    lab[bad] = 255
+    invalid = (lab >= num_classes) & (lab != 255)
+    if invalid.any():
+        raise TilingError(f"{source}: label values {np.unique(lab[invalid]).tolist()} outside "
+                          f"0..{num_classes - 1} and 255 in window {w}")
+    return lab
+
+
+def open_labels(src, label_tif, label_vector, label_field: str, vector_crs):
+    """(label raster on the image grid, or None; polygons, or None), checked."""
+    if label_tif is None:
+        from dune_vlm.utils.config import class_names
+
+        return None, _load_vector(Path(label_vector), label_field, class_names(), src.crs,
+                                  vector_crs)
+    lab_src = _open(Path(label_tif))
+    if np.dtype(lab_src.dtypes[0]).kind not in "iu":
+        lab_src.close()
+        raise TilingError(f"{label_tif}: label raster has {lab_src.dtypes[0]} values; class "
+                          "indexes must be an integer raster (uint8, 255 = ignore), they are "
+                          "never truncated from floats")
+    if (lab_src.width, lab_src.height) != (src.width, src.height) or \
+            lab_src.transform != src.transform or lab_src.crs != src.crs:
+        lab_src.close()
+        raise TilingError(f"{label_tif}: label raster is not on the image grid (size, CRS and "
+                          "transform must match; reproject it first)")
+    return lab_src, None
+
+
 def prepare_tiles(
     image_tif, out_root, *, label_tif=None, label_vector=None, label_field: str = "class",
     vector_crs: str | None = None, vector_fill: int = 255, tile_size: int = 512,
@@ -144,25 +188,7 @@ def prepare_tiles(
         if src.count != bands:
             raise TilingError(f"{image_tif}: expected {bands} bands, found {src.count}")
         nd = nodata if nodata is not None else src.nodata
-        lab_src = None
-        shapes = None
-        if label_tif is not None:
-            lab_src = _open(Path(label_tif))
-            if np.dtype(lab_src.dtypes[0]).kind not in "iu":
-                lab_src.close()
-                raise TilingError(f"{label_tif}: label raster has {lab_src.dtypes[0]} values; "
-                                  "class indexes must be an integer raster (uint8, 255 = "
-                                  "ignore), they are never truncated from floats")
-            if (lab_src.width, lab_src.height) != (src.width, src.height) or \
-                    lab_src.transform != src.transform or lab_src.crs != src.crs:
-                lab_src.close()
-                raise TilingError(f"{label_tif}: label raster is not on the image grid (size, "
-                                  "CRS and transform must match; reproject it first)")
-        else:
-            from dune_vlm.utils.config import class_names
-
-            names = class_names()
-            shapes = _load_vector(Path(label_vector), label_field, names, src.crs, vector_crs)
+        lab_src, shapes = open_labels(src, label_tif, label_vector, label_field, vector_crs)
         record_preparation(out_root, region, {
             "image": image_tif.name, "image_size": [src.width, src.height],
             "labels": Path(label_tif or label_vector).name, "label_field": label_field,
@@ -187,24 +213,8 @@ def prepare_tiles(
                 if bad.mean() > max_nodata:
                     counts["skipped"] += 1
                     continue
-                if lab_src is not None:
-                    lab = lab_src.read(1, window=w)
-                else:
-                    from rasterio.features import rasterize
-
-                    lab = rasterize(shapes, out_shape=(tile_size, tile_size),
-                                    transform=src.window_transform(w), fill=vector_fill,
-                                    dtype="uint8") if shapes else \
-                        np.full((tile_size, tile_size), vector_fill, np.uint8)
-                lab = lab.astype(np.uint8)
-                if lab_src is not None and lab_src.nodata is not None:
-                    lab[lab == lab_src.nodata] = 255
-                lab[bad] = 255
-                invalid = (lab >= num_classes) & (lab != 255)
-                if invalid.any():
-                    raise TilingError(f"{label_tif or label_vector}: label values "
-                                      f"{np.unique(lab[invalid]).tolist()} outside "
-                                      f"0..{num_classes - 1} and 255 in window {w}")
+                lab = tile_labels(lab_src, shapes, src.window_transform(w), w, tile_size,
+                                  vector_fill, bad, num_classes, label_tif or label_vector)
                 img = img.astype(np.float32)
                 img[:, bad] = fill_value
                 if split == "random":

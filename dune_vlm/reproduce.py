@@ -201,51 +201,11 @@ def map_demo(cfg: dict, root: Path, info: dict, weights: Path, run_base: Path,
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Reproduce the dune_vlm comparison on synthetic regions over several seeds: "
-                    "fusion (Embed + Text) vs the Embed-only SegFormer, paired by seed, "
-                    "results/dune_vlm/summary.json.")
-    p.add_argument("--config", "--profile", dest="config", default="quick",
-                   help="'quick' (default), 'paper' or a YAML file")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
-    p.add_argument("--data-seeds", action="store_true",
-                   help="vary the synthetic data seed with the training seed too")
-    p.add_argument("--results", default=None, help="results folder (default results/dune_vlm)")
-    p.add_argument("--runs", default=None, help="runs folder (default runs/dune_vlm/<profile>)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
-    p.add_argument("--no-map", action="store_true", help="skip the mapping demo")
-    p.add_argument("--no_progress", action="store_true")
-    return p
-
-
-def _main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    t_start = time.time()
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
+def run_seeds(cfg: dict, seeds, data_seeds, run_base: Path, results: Path, args):
+    """Train (or reuse) and test both models for every seed; per-seed test metrics."""
     from dune_vlm.inference import run_evaluation
-    from dune_vlm.utils.config import REPO_ROOT, load_run_config
-    from shared.results import write_summary
-    from shared.runs import UserError
-    from shared.stats import claim, describe
 
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
-    torch.set_num_threads(max(1, args.threads))
-    cfg = load_run_config(args.config)
-    profile = cfg["profile"]
-    results = Path(args.results) if args.results else REPO_ROOT / "results" / "dune_vlm"
-    run_base = Path(args.runs) if args.runs else REPO_ROOT / "runs" / "dune_vlm" / profile
-    _setup_logging(results / "reproduce.log")
     log, progress = _log(), not args.no_progress
-    seeds = [int(cfg["train"]["seed"]) + i for i in range(args.seeds)]
-    data_seeds = [int(cfg["synthetic"]["seed"]) + (i if args.data_seeds else 0)
-                  for i in range(args.seeds)]
     values = {m: {k: [] for k, _, _ in METRICS} for m in MODELS}
     per_seed, times, first = [], {m: [] for m in MODELS}, None
     for seed, dseed in zip(seeds, data_seeds):
@@ -274,6 +234,55 @@ def _main(argv=None) -> int:
         for model in MODELS:
             shutil.copyfile(run_base / f"seed{seed}_data{dseed}" / model / "history.csv",
                             results / f"{model}_seed{seed}_history.csv")
+    return values, per_seed, times, first
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Reproduce the dune_vlm comparison on synthetic regions over several seeds: "
+                    "fusion (Embed + Text) vs the Embed-only SegFormer, paired by seed, "
+                    "results/dune_vlm/summary.json.")
+    p.add_argument("--config", "--profile", dest="config", default="quick",
+                   help="'quick' (default), 'paper' or a YAML file")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--data-seeds", action="store_true",
+                   help="vary the synthetic data seed with the training seed too")
+    p.add_argument("--results", default=None, help="results folder (default results/dune_vlm)")
+    p.add_argument("--runs", default=None, help="runs folder (default runs/dune_vlm/<profile>)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
+    p.add_argument("--no-map", action="store_true", help="skip the mapping demo")
+    p.add_argument("--no_progress", action="store_true")
+    return p
+
+
+def _main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    t_start = time.time()
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from dune_vlm.utils.config import REPO_ROOT, load_run_config
+    from shared.results import write_summary
+    from shared.runs import UserError
+    from shared.stats import claim, describe
+
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    torch.set_num_threads(max(1, args.threads))
+    cfg = load_run_config(args.config)
+    profile = cfg["profile"]
+    results = Path(args.results) if args.results else REPO_ROOT / "results" / "dune_vlm"
+    run_base = Path(args.runs) if args.runs else REPO_ROOT / "runs" / "dune_vlm" / profile
+    _setup_logging(results / "reproduce.log")
+    log, progress = _log(), not args.no_progress
+    seeds = [int(cfg["train"]["seed"]) + i for i in range(args.seeds)]
+    data_seeds = [int(cfg["synthetic"]["seed"]) + (i if args.data_seeds else 0)
+                  for i in range(args.seeds)]
+    values, per_seed, times, first = run_seeds(cfg, seeds, data_seeds, run_base, results,
+                                               args)
     map_info = None if args.no_map else map_demo(cfg, *first, run_base, results, progress)
     shutil.copyfile(run_base / f"seed{seeds[0]}_data{data_seeds[0]}" / "fusion" / "config.yaml",
                     results / "fusion_config.yaml")

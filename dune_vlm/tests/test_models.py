@@ -98,7 +98,7 @@ def test_model_from_spec_with_quick_arch():
     assert count_parameters(m) == 4_141_578
     with torch.no_grad():
         assert m.eval()(torch.randn(1, 64, 64, 64), torch.randn(10, 384)).shape == (1, 10, 64, 64)
-    with pytest.raises(UserError, match="bad model architecture"):
+    with pytest.raises(UserError, match="bad model specification.*width"):
         model_from_spec({"name": "fusion", "num_classes": 10, "arch": {"width": 3}})
 
 
