@@ -131,3 +131,16 @@ def test_help_and_aliases():
     for flag in ("--config", "--profile", "--run-dir", "--run_dir", "--save_dir", "--resume",
                  "--overwrite", "--set"):
         assert flag in out.stdout
+
+
+def test_init_from_checkpoint_and_mismatch_refused(data, tmp_path, capsys):
+    import json
+
+    assert train_main(args(data, tmp_path / "a", epochs=1)) == 0
+    capsys.readouterr()
+    assert train_main(args(data, tmp_path / "b", "--init", str(tmp_path / "a/best.pt"),
+                           epochs=1)) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 1
+    assert train_main(args(data, tmp_path / "c", "--init", str(tmp_path / "a/best.pt"),
+                           model="fusion", epochs=1)) == 2
+    assert "weights do not fit the model" in capsys.readouterr().err
