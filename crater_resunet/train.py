@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crater_resunet.config import CONFIG_DIR, REPO_ROOT
+from crater_resunet.config import PROFILES, REPO_ROOT
 from shared.runs import UserError
 
-PROFILES = {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yml"))}
 LAST, BEST, STATE = "last.keras", "best.keras", "state.json"
 CALLBACK_FIELDS = {"early_stopping": ("wait", "best", "best_epoch", "stopped_epoch"),
                    "reduce_lr": ("wait", "best", "cooldown_counter")}
