@@ -203,7 +203,9 @@ def index_split(root: str | os.PathLike, split: str, warn: bool = True) -> Split
         raise FileNotFoundError(f"{img_dir}: no images ({', '.join(IMAGE_EXTS)})")
     stems = {p.stem for p in images}
     if len(stems) != len(images):
-        raise ValueError(f"{img_dir}: two images share a file stem; labels would be ambiguous")
+        from shared.runs import UserError
+
+        raise UserError(f"{img_dir}: two images share a file stem; labels would be ambiguous")
     idx = SplitIndex(root, split)
     for p in images:
         lbl = lbl_dir / f"{p.stem}.txt"
