@@ -230,14 +230,17 @@ def save_state(run, r: Recipe, state: dict) -> None:
 def load_state(run, r: Recipe) -> dict:
     """Restore the model, optimiser and callbacks from ``last.keras`` + ``state.json``."""
     import json
+    import zipfile
 
     path = run.file(STATE)
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         r.model.optimizer.build(r.model.trainable_variables)
         r.model.load_weights(run.file(LAST))
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: cannot resume from this state ({exc})") from None
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path} / {run.file(LAST)}: cannot resume from this state ({first})") \
+            from None
     for name, fields in state["callbacks"].items():
         for f in fields:
             v = fields[f]

@@ -79,16 +79,30 @@ def load_model(path, compile: bool = False):
 
     ``compile=True`` also restores the optimizer and its state (to resume training).
     """
+    import zipfile
     from pathlib import Path
 
     import keras
+
+    from shared.runs import UserError
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a .keras model file")
-    return keras.models.load_model(path, safe_mode=True, compile=compile)
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a .keras model (not a zip archive; truncated?)")
+    with zipfile.ZipFile(path) as zf:
+        if "config.json" not in zf.namelist():
+            raise UserError(f"{path}: not a .keras model (no config.json in the archive; "
+                            "a file of another framework?)")
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=compile)
+    except (ValueError, TypeError, KeyError, OSError, AttributeError,
+            zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UserError(f"{path}: cannot load the model in safe mode ({first})") from None
 
 
 def compile_model(model, learning_rate: float = 1e-3):

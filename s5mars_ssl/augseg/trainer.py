@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,13 +403,19 @@ def load_state(job: Job, path: Path) -> None:
     """Continue from ``last.pt`` (weights, optimiser, iteration, history)."""
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint to resume from")
-    ck = torch.load(path, map_location=job.dev, weights_only=True)
-    job.student.load_state_dict(ck["student"])
-    if job.teacher is not None:
-        if ck.get("teacher") is None:
-            raise UserError(f"{path}: holds no teacher (a supervised run?)")
-        job.teacher.load_state_dict(ck["teacher"])
-    job.optimizer.load_state_dict(ck["optimizer"])
+    try:
+        ck = torch.load(path, map_location=job.dev, weights_only=True)
+        job.student.load_state_dict(ck["student"])
+        if job.teacher is not None and ck.get("teacher") is not None:
+            job.teacher.load_state_dict(ck["teacher"])
+        job.optimizer.load_state_dict(ck["optimizer"])
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError,
+            OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path}: not a resumable training state of this run ({first})") \
+            from None
+    if job.teacher is not None and ck.get("teacher") is None:
+        raise UserError(f"{path}: holds no teacher (a supervised run?)")
     job.it, job.history = int(ck["iteration"]), list(ck.get("history", []))
     job.acc, job.best = dict(ck.get("acc", {})), float(ck.get("best_miou", -1.0))
 
