@@ -400,6 +400,12 @@ def main(argv=None) -> int:
     images = collect_images(args.inputs)
     check_output_dir(args.out)
     check_not_inputs([args.out], [*images, args.model])
+    out_labels = (args.out / "labels").resolve()
+    for image in images:
+        truth = find_label(image, args.labels)
+        if truth is not None and truth.resolve().parent == out_labels:
+            raise UserError(f"{args.out}: predictions would overwrite the ground-truth labels "
+                            f"in {truth.parent} (e.g. {truth.name}); choose another --out")
     cfg = model_run_config(args.model)
     min_area = args.min_area if args.min_area is not None else float(cfg["predict"]["min_area"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
