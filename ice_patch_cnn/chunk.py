@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -397,9 +398,23 @@ def chunk_images(images: Sequence[str | Path], out_dir: str | Path,
     from shared.atomic import atomic_write_json, atomic_write_text
     from shared.images import ImageReadError
     from shared.rasters import RasterError
+    from shared.runs import UserError
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    spec_record = {**asdict(spec), "stretch_percentiles": list(spec.stretch_percentiles)}
+    previous = out_dir / "chunk_report.json"
+    if previous.is_file() and not overwrite:
+        try:
+            old_spec = json.loads(previous.read_text(encoding="utf-8")).get("spec")
+        except (json.JSONDecodeError, OSError, AttributeError):
+            old_spec = None
+        if old_spec != json.loads(json.dumps(spec_record)):
+            changed = sorted(k for k in spec_record
+                             if not isinstance(old_spec, dict) or old_spec.get(k) != spec_record[k])
+            raise UserError(f"{out_dir}: already chunked with other settings "
+                            f"({', '.join(changed) or 'unreadable report'}); pass --overwrite "
+                            "or choose another output folder")
     per_image, failed = [], []
     for path in tqdm(list(images), desc="images", unit="img", disable=not progress):
         try:
@@ -416,7 +431,7 @@ def chunk_images(images: Sequence[str | Path], out_dir: str | Path,
             index_rows += list(csv.DictReader(fh))
     atomic_write_text(out_dir / "index.csv", _csv_text(index_rows))
     report = {
-        "spec": {**asdict(spec), "stretch_percentiles": list(spec.stretch_percentiles)},
+        "spec": spec_record,
         "images_given": len(list(images)),
         "images_chunked": sum(s.status == "ok" for s in per_image),
         "images_skipped_done": sum(s.status == "skipped" for s in per_image),

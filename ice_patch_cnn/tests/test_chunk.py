@@ -140,3 +140,16 @@ def test_folder_lists_one_file_per_product(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     got = sorted(p.name for p in find_images([tmp_path]))
     assert got == ["ESP_1_RED.JP2", "PSP_2.LBL", "x.tif"]
+
+
+def test_rerun_into_a_used_folder_with_other_settings_is_refused(tmp_path):
+    """Audit case I14: a re-run with another chunk size must not keep the old chunks silently."""
+    from shared.runs import UserError
+
+    good = write_geotiff(tmp_path / "good.tif", _ramp(64, 64))
+    out = tmp_path / "out"
+    chunk_images([good], out, ChunkSpec(size=32), progress=False)
+    with pytest.raises(UserError, match="already chunked with other settings .*size"):
+        chunk_images([good], out, ChunkSpec(size=16), progress=False)
+    again = chunk_images([good], out, ChunkSpec(size=16), overwrite=True, progress=False)
+    assert again["images_chunked"] == 1 and again["spec"]["size"] == 16
