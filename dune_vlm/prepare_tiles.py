@@ -110,6 +110,13 @@ def record_preparation(out_root: Path, region: str, params: dict) -> None:
                           f"settings ({changes}); "
                           "use a new --out_root (tiles of two preparations must not mix)")
     if old is None:
+        same = [r for r, p in done.items()
+                if p.get("image") == params.get("image")
+                and p.get("image_size") == params.get("image_size")]
+        if same:
+            raise TilingError(f"{out_root}: {params.get('image')} was already prepared there as "
+                              f"region {same[0]!r}; a second region from the same image would "
+                              "put the same windows in two splits (use a new --out_root)")
         stale = list((out_root / "img_dir").glob(f"*/{region}_*.npy"))
         if stale:
             raise TilingError(f"{out_root}: holds tiles of region {region!r} from an unrecorded "

@@ -122,6 +122,12 @@ def test_prepare_tiles_rerun_resumes_or_refuses(tmp_path, capsys):
                "--out_root", str(tmp_path / "ds"), "--tile_size", "32", "--region", "namib",
                "--seed", "3", "--no_progress"])
     assert rc == 2 and "seed: 1 -> 3" in capsys.readouterr().err
+    # audit case D7b: the same image again under another region name would mix splits
+    with pytest.raises(TilingError, match=r"img.tif was already prepared there as region "
+                                          r"'namib'"):
+        prepare_tiles(tmp_path / "img.tif", tmp_path / "ds", seed=2,
+                      **{**kw, "region": "other"})
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*.npy")) == files
 
 
 def test_float_label_raster_refused(tmp_path):
