@@ -204,16 +204,34 @@ def run(images: Path, out: Path, checkpoint: str | None = None, random_weights: 
     from tqdm import tqdm
 
     from shared import atomic_write_json, read_image
+    from shared.runs import UserError
 
     paths = list_images(Path(images), stems_file)
+    settings = {"source": "sam" if (checkpoint is not None or random_weights) else proposer,
+                "checkpoint": Path(checkpoint).name if checkpoint else None,
+                "random_weights": bool(random_weights), "model_type": model_type,
+                "points_per_side": points_per_side, "pred_iou_thresh": pred_iou_thresh,
+                "stability_score_thresh": stability_score_thresh}
+    record = Path(out) / "sam_masks_settings.json"
+    if record.is_file() and not overwrite:
+        import json
+
+        try:
+            old = json.loads(record.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError):
+            old = None
+        if old != settings:
+            changed = sorted(k for k in settings
+                             if not isinstance(old, dict) or old.get(k) != settings[k])
+            raise UserError(f"{out}: holds masks made with other settings "
+                            f"({', '.join(changed)}); pass --overwrite or choose another --out")
     gen = None
     if checkpoint is not None or random_weights:
         if checkpoint is not None and not Path(checkpoint).is_file():
-            from shared.runs import UserError
-
             raise UserError(f"{checkpoint}: SAM checkpoint not found")
         gen = build_sam_generator(model_type, checkpoint, points_per_side, pred_iou_thresh,
                                   stability_score_thresh, device)
+    atomic_write_json(record, settings)
     written = []
     for p in tqdm(paths, desc="SAM masks" if gen else f"{proposer} proposals",
                   disable=not progress):

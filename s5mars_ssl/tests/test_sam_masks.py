@@ -139,3 +139,21 @@ def test_sam_checkpoint_is_never_unpickled(tmp_path):
                          capture_output=True, text=True, env=env)
     assert out.returncode == 2 and "sam_evil.pth: not a loadable SAM checkpoint" in out.stderr
     assert not marker.exists() and "Traceback" not in out.stderr
+
+
+def test_rerun_with_another_proposer_is_refused(tmp_path):
+    """Audit case S13: a re-run with other settings must not keep the old masks silently."""
+    import numpy as np
+    from PIL import Image
+
+    from shared.runs import UserError
+
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+        tmp_path / "images" / "a.jpg")
+    out = tmp_path / "sam"
+    run(tmp_path / "images", out, proposer="felzenszwalb", progress=False)
+    with pytest.raises(UserError, match="holds masks made with other settings"):
+        run(tmp_path / "images", out, proposer="slic", progress=False)
+    assert run(tmp_path / "images", out, proposer="slic", overwrite=True, progress=False)
