@@ -71,8 +71,15 @@ def config_from_args(args) -> dict:
     if args.config is not None:
         from dune_vlm.utils.config import load_run_config
 
-        return load_run_config(args.config, sets)
-    return validate(run_config(args, PROFILE_FILES), str(args.run_dir))
+        cfg = load_run_config(args.config, sets)
+    else:
+        cfg = validate(run_config(args, PROFILE_FILES), str(args.run_dir))
+    if args.text_embed_path is not None and cfg["model"]["name"] != "fusion":
+        from shared.runs import UserError
+
+        raise UserError(f"{args.text_embed_path}: the {cfg['model']['name']} model takes no "
+                        "text; drop --text_embed_path")
+    return cfg
 
 
 # --------------------------------------------------------------------------- recipe

@@ -23,8 +23,9 @@ def data(tmp_path_factory):
 
 
 def args(data, run, *extra, model="baseline", epochs=2):
-    return ["--config", "quick", "--data_root", str(data), "--model", model,
-            "--text_embed_path", str(data / "text.npy"), "--epochs", str(epochs),
+    text = ["--text_embed_path", str(data / "text.npy")] if model == "fusion" else []
+    return ["--config", "quick", "--data_root", str(data), "--model", model, *text,
+            "--epochs", str(epochs),
             "--batch_size", "2", "--seed", "5", "--run-dir", str(run), "--no_progress", *extra]
 
 
@@ -144,3 +145,11 @@ def test_init_from_checkpoint_and_mismatch_refused(data, tmp_path, capsys):
     assert train_main(args(data, tmp_path / "c", "--init", str(tmp_path / "a/best.pt"),
                            model="fusion", epochs=1)) == 2
     assert "weights do not fit the model" in capsys.readouterr().err
+
+
+def test_text_embed_path_for_the_baseline_is_refused(data, tmp_path, capsys):
+    """A flag that would be silently ignored (the baseline takes no text) is an error."""
+    rc = train_main([*args(data, tmp_path / "b", epochs=1), "--text_embed_path",
+                     str(data / "text.npy")])
+    assert rc == 2 and "takes no text" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

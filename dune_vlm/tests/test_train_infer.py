@@ -24,8 +24,9 @@ def data(tmp_path_factory):
 
 
 def _train(data, run, model, epochs, extra=()):
-    return train_main(["--profile", "quick", "--data_root", str(data), "--model", model,
-                       "--text_embed_path", str(data / "text.npy"), "--epochs", str(epochs),
+    text = ["--text_embed_path", str(data / "text.npy")] if model == "fusion" else []
+    return train_main(["--profile", "quick", "--data_root", str(data), "--model", model, *text,
+                       "--epochs", str(epochs),
                        "--batch_size", "2", "--lr", "1e-3", "--run-dir", str(run),
                        "--no_progress", "--seed", "3", *extra])
 
