@@ -18,7 +18,6 @@ refused.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 from dune_vlm.models.fusion import build_model
 from shared.atomic import atomic_path
+from shared.atomic import file_sha256 as sha256
 from shared.runs import UserError
 
 OURS, REF_FUSION, REF_BASELINE = "dune_vlm", "reference-fusion", "reference-baseline"
@@ -290,13 +290,6 @@ def load_model_for_inference(weights, text_embed_path=None, device="cpu"):
     model = load_model(weights, device)
     return model, text_for(model, weights, text_embed_path, device), model.model_spec
 
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike,

@@ -10,7 +10,6 @@ from their keys and mapped strictly onto our modules.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zipfile
 from pathlib import Path
@@ -261,14 +260,6 @@ def transfer_autoencoder_weights(ae_state: dict[str, torch.Tensor], model: torch
         new[key] = value
     _load_strict(source, model, new)
     return model
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

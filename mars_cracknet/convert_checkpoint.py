@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mars_cracknet.checkpoint import load_model, read_any, save_weights, sha256
+    from mars_cracknet.checkpoint import load_model, read_any, save_weights
+    from shared.atomic import file_sha256 as sha256
     from shared.runs import UserError, check_not_inputs, check_output_dir
 
     check_not_inputs([args.dst], [args.src])

@@ -23,10 +23,11 @@ Everything is read with ``torch.load(weights_only=True)``: a pickle that runs co
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
+
+from shared.atomic import file_sha256 as sha256
 
 ORIGINAL_NORMALIZATION = {"mean": [0.625, 0.519, 0.363],
                           "std": [0.01803789, 0.01469946, 0.00991374],
@@ -210,13 +211,6 @@ def load_model(path: str | os.PathLike, weights: str = "teacher", device: str = 
     model.to(device).eval()
     return model, info
 
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike) -> dict:

@@ -56,3 +56,14 @@ def test_summary_and_results_table(tmp_path):
                       results_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown paper"):
         write_summary("nope", [], data="d", profile="p", wall_time_s=1, results_dir=tmp_path)
+
+
+def test_file_sha256_matches_hashlib(tmp_path):
+    import hashlib
+
+    from shared.atomic import file_sha256
+
+    p = tmp_path / "blob.bin"
+    data = bytes(range(256)) * 9000  # more than one 1 MiB block
+    p.write_bytes(data)
+    assert file_sha256(p) == hashlib.sha256(data).hexdigest()
