@@ -212,7 +212,7 @@ def run(images: Path, out: Path, checkpoint: str | None = None, random_weights: 
                 "random_weights": bool(random_weights), "model_type": model_type,
                 "points_per_side": points_per_side, "pred_iou_thresh": pred_iou_thresh,
                 "stability_score_thresh": stability_score_thresh}
-    record = Path(out) / "sam_masks_settings.json"
+    record = Path(out) / "proposer.settings"  # JSON; not *.json: one mask file per image
     if record.is_file() and not overwrite:
         import json
 
