@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from crater_resunet.data import IMAGE_EXTS
+from shared.runs import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +56,8 @@ def predict_probability(model, image: np.ndarray, mode: str = "auto", overlap: i
     if overlap is None:
         overlap = min(th, tw) // 4
     if not 0 <= overlap < min(th, tw):
-        raise ValueError(f"overlap must be in [0, {min(th, tw)}), got {overlap}")
+        raise UserError(f"overlap must be in [0, {min(th, tw)}) for this {th}x{tw} model, "
+                        f"got {overlap}")
     ph, pw = max(h, th), max(w, tw)
     padded = np.zeros((ph, pw, 3), dtype=np.float32)
     padded[:h, :w] = image
@@ -305,7 +307,7 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
         if is_raster(path):
             s = rp.resolve_scale(path, scale, target_resolution, train_resolution)
             res = rp.predict_raster(model, path, out, scale=s, threshold=threshold,
-                                    overlap=64 if overlap is None else overlap,
+                                    overlap=overlap,
                                     min_area=min_area, batch_size=batch_size,
                                     channel_order=channel_order)
             rows += res["rows"]

@@ -65,18 +65,22 @@ def _groups(windows) -> Iterator[tuple[int, list]]:
 
 
 def stream_probability(model, scene, dst_prob, dst_mask, *, scale: float = 1.0,
-                       overlap: int = 64, threshold: float = 0.5, batch_size: int = 8,
-                       channel_order: str = "bgr") -> int:
+                       overlap: int | None = None, threshold: float = 0.5,
+                       batch_size: int = 8, channel_order: str = "bgr") -> int:
     """Predict the scene window row by window row into two open GeoTIFF writers; returns
-    the number of windows predicted (each once)."""
+    the number of windows predicted (each once). ``overlap`` defaults to a quarter tile."""
     from rasterio.windows import Window
 
+    from shared.runs import UserError
     from shared.tiles import iter_windows
 
     th, tw = (int(v) for v in model.input_shape[1:3])
     H, W = model_grid(scene, scale)
+    if overlap is None:
+        overlap = min(th, tw) // 4
     if not 0 <= overlap < min(th, tw):
-        raise ValueError(f"overlap must be in [0, {min(th, tw)}), got {overlap}")
+        raise UserError(f"overlap must be in [0, {min(th, tw)}) for this {th}x{tw} model, "
+                        f"got {overlap}")
     edge = "shift" if H >= th and W >= tw else "pad"
     windows = iter_windows(H, W, (th, tw), stride=(th - overlap, tw - overlap), edge=edge)
     acc = np.zeros((2 * th, W + tw), np.float32)
@@ -205,7 +209,8 @@ def write_catalogue_gpkg(path: Path, layers: list[tuple[str, list[dict], object]
                               append=k > 0)
 
 
-def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0, overlap: int = 64,
+def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0,
+                   overlap: int | None = None,
                    threshold: float = 0.5, min_area: float = 0.0, batch_size: int = 8,
                    channel_order: str = "bgr") -> dict:
     """Probability and mask GeoTIFFs (input CRS, transform scaled to the model grid, nodata)
@@ -217,7 +222,7 @@ def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0, overlap:
                                min_area, batch_size, channel_order)
 
 
-def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int,
+def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | None,
                     threshold: float, min_area: float, batch_size: int,
                     channel_order: str) -> dict:
     from affine import Affine

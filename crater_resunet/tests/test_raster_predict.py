@@ -128,3 +128,16 @@ def test_bad_rasters_are_named(tmp_path, capsys):
         rc = predict.cli([str(bad), "--model", str(model_path), "--out", str(tmp_path / "o")])
         err = capsys.readouterr().err
         assert rc == 2 and fragment in err and "Traceback" not in err, err
+
+
+def test_default_overlap_is_a_quarter_of_the_model_tile(tmp_path, model):
+    """A 64-px model on a GeoTIFF without --overlap: 16-px overlap (not the 256-px model's 64,
+    which is no overlap at all for this model); an overlap >= the tile is a user error."""
+    from shared.runs import UserError
+    from shared.tiles import iter_windows
+
+    f = write(tmp_path / "s.tif", scene_u8(128, 128), "uint8")
+    res = run_prediction(model, [f], tmp_path / "o", min_area=4)
+    assert res["per_image"][0]["windows"] == len(list(iter_windows(128, 128, 64, stride=48)))
+    with pytest.raises(UserError, match="overlap must be in"):
+        run_prediction(model, [f], tmp_path / "bad", overlap=64, min_area=4)
