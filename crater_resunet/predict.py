@@ -410,7 +410,9 @@ def main(argv=None) -> int:
                             f"in {truth.parent} (e.g. {truth.name}); choose another --out")
     cfg = model_run_config(args.model)
     min_area = args.min_area if args.min_area is not None else float(cfg["predict"]["min_area"])
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shared.runs import quiet_tensorflow
+
+    quiet_tensorflow()
     from crater_resunet.model import load_model
 
     model = load_model(args.model, compile=False)

@@ -244,7 +244,9 @@ def reproduce(args) -> int:
             print(f"data: {split}: {c['tiles']} tiles, {c['csv_craters']} craters "
                   f"({c['boxes']} boxes over the tiles)")
     # 2. one training run per seed, 3. held-out evaluation per seed
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shared.runs import quiet_tensorflow
+
+    quiet_tensorflow()
     seeds = [int(cfg["seed"]) + i for i in range(args.seeds)]
     runs = Path(args.runs) if args.runs else RUNS
     per_seed = []

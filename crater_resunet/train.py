@@ -374,7 +374,9 @@ def main(argv=None) -> int:
         args.overrides = [*args.overrides, f"data.root={args.data}"]
     cfg = run_config(args, PROFILES)
     run_dir = args.run_dir or REPO_ROOT / "runs" / "crater_resunet" / str(cfg.get("profile", "run"))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shared.runs import quiet_tensorflow
+
+    quiet_tensorflow()
     run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
         verbose=0 if args.quiet else 2, threads=args.threads)
     return 0

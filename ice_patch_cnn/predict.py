@@ -234,6 +234,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if not args.model.is_file():
         parser.error(f"{args.model}: model file not found")
+    from shared.runs import quiet_tensorflow
+
+    quiet_tensorflow()
     from ice_patch_cnn.model import load_model, set_threads
     from shared.runs import UserError, check_not_inputs, check_output_dir
 

@@ -26,7 +26,6 @@ import copy
 import csv
 import io
 import json
-import os
 import shutil
 import sys
 import time
@@ -324,7 +323,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from shared.runs import quiet_tensorflow
+
+    quiet_tensorflow()
     cfg = load_config(args.config)
     seeds = [int(cfg["seed"]) + i for i in range(args.seeds)]
     results = args.results or repo_path("results/ice_patch_cnn")

@@ -648,7 +648,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     from ice_patch_cnn.config import PROFILES, check_sections, repo_path
-    from shared.runs import run_config
+    from shared.runs import quiet_tensorflow, run_config
 
     args = _parser().parse_args(argv)
     for flag, key in (("batch_size", "train.batch_size"), ("lr", "train.learning_rate"),
@@ -663,6 +663,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         profile = args.config or "paper"
         args.run_dir = repo_path(f"runs/ice_patch_cnn/{Path(str(profile)).stem}")
     cfg = check_sections(run_config(args, PROFILES), args.config or "paper")
+    quiet_tensorflow()
     run(cfg, args.run_dir, data=args.data, resume=args.resume, overwrite=args.overwrite,
         epochs=args.epochs, threads=args.threads, progress=not args.quiet)
     return 0

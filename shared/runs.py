@@ -156,6 +156,29 @@ def cli_main(main: Callable[[Sequence[str] | None], int | None],
         return 2
 
 
+def quiet_tensorflow(level: str = "3") -> None:
+    """Import Keras/TensorFlow with the process's native stderr (fd 2) sent to /dev/null.
+
+    TensorFlow's C++ start-up lines ("All log messages before absl::InitializeLog() ...",
+    "Could not find cuda drivers ...") are written to fd 2 at import, before
+    ``TF_CPP_MIN_LOG_LEVEL`` (set here to ``level`` unless the user set it) applies, and
+    would bury a CLI's one-line error. A Python exception from the import still reaches the
+    user: fd 2 is restored before it propagates. Call it after argument parsing.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def check_not_inputs(outputs: Iterable[str | os.PathLike | None],
                      inputs: Iterable[str | os.PathLike | None]) -> None:
     """Refuse an output path that is one of the input paths (it would destroy the input)."""
@@ -232,6 +255,8 @@ class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self._created = False  # the folder did not exist before this run
+        self._fresh = False  # this run wrote a new config.yaml (not a resume)
 
     # -- opening ----------------------------------------------------------------------
     @classmethod
@@ -242,6 +267,7 @@ class RunDir:
             raise UserError("--resume and --overwrite exclude each other")
         check_output_dir(path)
         run = cls(path)
+        run._created = not run.path.exists()
         run.path.mkdir(parents=True, exist_ok=True)
         run._acquire_lock()
         try:
@@ -290,6 +316,7 @@ class RunDir:
             else:
                 p.unlink()
         self.write_config(cfg)
+        self._fresh = True
         return cfg
 
     def close(self) -> None:
@@ -302,8 +329,35 @@ class RunDir:
     def __enter__(self) -> RunDir:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and issubclass(exc_type, UserError):
+            self._undo_fresh_start()
         self.close()
+
+    def _undo_fresh_start(self) -> None:
+        """A new run refused for bad input before it trained (only its own config, an empty
+        history and the log are there) leaves the folder as it found it, so the corrected
+        relaunch needs no --overwrite."""
+        if not self._fresh:
+            return
+        own = {CONFIG_NAME, LOG_NAME, HISTORY_NAME, LOCK_NAME}
+        contents = list(self.path.iterdir())
+        if any(p.name not in own for p in contents) or self.read_history():
+            return
+        suffix = f".{self.path.resolve()}"
+        for name, log in list(logging.Logger.manager.loggerDict.items()):
+            if name.endswith(suffix) and isinstance(log, logging.Logger):
+                for handler in list(log.handlers):
+                    log.removeHandler(handler)
+                    handler.close()
+        for p in contents:
+            if p.name != LOCK_NAME:
+                p.unlink()
+        if self._created:
+            self.close()
+            with contextlib.suppress(OSError):
+                (self.path / LOCK_NAME).unlink()
+                self.path.rmdir()
 
     # -- files --------------------------------------------------------------------------
     def file(self, name: str) -> Path:

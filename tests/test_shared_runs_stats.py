@@ -134,6 +134,30 @@ def test_run_dir_refuses_reuse_and_resume_keeps_config(tmp_path):
         RunDir.open(tmp_path / "fresh", cfg, resume=True)
 
 
+def test_run_refused_for_bad_input_leaves_the_folder_as_it_found_it(tmp_path):
+    cfg = {"seed": 0}
+    with pytest.raises(UserError, match="bad data"), RunDir.open(tmp_path / "new", cfg)[0] as run:
+        run.logger("t").info("checking data")
+        raise UserError("bad data")
+    assert not (tmp_path / "new").exists()  # created by the run: gone again
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(UserError), RunDir.open(tmp_path / "kept", cfg)[0]:
+        raise UserError("bad data")
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == [".lock"]
+    RunDir.open(tmp_path / "kept", cfg)[0].close()  # the relaunch needs no --overwrite
+    with pytest.raises(UserError), RunDir.open(tmp_path / "kept", cfg, resume=True)[0]:
+        raise UserError("bad data")  # a resume never loses its folder
+    assert (tmp_path / "kept" / "config.yaml").is_file()
+    run = RunDir.open(tmp_path / "trained", cfg)[0]
+    run.append_history({"epoch": 1})
+    with pytest.raises(UserError), run:
+        raise UserError("bad data after an epoch")
+    assert (tmp_path / "trained" / "history.csv").is_file()  # trained: nothing removed
+    with pytest.raises(RuntimeError), RunDir.open(tmp_path / "crash", cfg)[0]:
+        raise RuntimeError("not a user error")
+    assert (tmp_path / "crash" / "config.yaml").is_file()
+
+
 def test_lock_refuses_a_second_concurrent_run(tmp_path):
     with RunDir.open(tmp_path / "run", {"a": 1})[0]:
         code = ("import sys; from shared.runs import RunDir, UserError\n"

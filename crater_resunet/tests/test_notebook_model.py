@@ -94,3 +94,22 @@ def test_foreign_model_files_are_one_named_line(tmp_path, capsys, kind, fragment
     rc = predict.cli([str(img), "--model", str(path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and f"{path}: " in err and fragment in err
+
+
+def test_cli_error_is_one_line_on_the_real_stderr(tmp_path):
+    """In a fresh process TensorFlow's native start-up lines go to fd 2 at import; the CLI
+    keeps them off, so the user sees only the error line."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"not a model")
+    img = tmp_path / "img.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    p = subprocess.run([sys.executable, "-m", "crater_resunet.predict", str(img), "--model",
+                        str(path), "--out", str(tmp_path / "o")], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"error: {path}: ")

@@ -103,3 +103,14 @@ def test_bad_training_image_is_named(tmp_path, data, kind, fragment):
     with pytest.raises(UserError) as exc:
         run(cfg, tmp_path / "r", verbose=0)
     assert str(bad) in str(exc.value) and fragment in str(exc.value)
+
+
+@pytest.mark.parametrize("content", [b"not a model", b"PK\x03\x04 truncated zip"])
+def test_resume_from_a_foreign_last_model_is_one_named_line(tmp_path, data, content):
+    cfg = tiny(data, epochs=1)
+    run(cfg, tmp_path / "r", verbose=0)
+    (tmp_path / "r" / "last.keras").write_bytes(content)
+    with pytest.raises(UserError) as exc:
+        run(cfg, tmp_path / "r", resume=True, verbose=0)
+    msg = str(exc.value)
+    assert "\n" not in msg and "last.keras" in msg and "cannot resume" in msg, msg
