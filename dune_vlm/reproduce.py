@@ -310,7 +310,7 @@ def _main(argv=None) -> int:
               "real-data figures. The paper's mIoU is the reference definition (absent classes "
               "count 0). Text: all-MiniLM-L6-v2 (384-d) encodings of our class descriptions. "
               "Quick fusion model: MiT-B0-sized encoder (4.14 M parameters) with the paper's "
-              "text alignment and head. Wall time measured on a shared, contended 2-core CPU.",
+              "text alignment and head. Wall time measured on a shared 2-core CPU.",
         claims=claims,
         extra={"seeds": seeds, "data_seeds": data_seeds, "per_seed": per_seed,
                "train_eval_wall_s": times, "map": map_info})

@@ -176,7 +176,72 @@ def plot_seeds(summary: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def build_results_table(results_root: Path, figure_dir: Path | None = None) -> str:
+def _load(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{path}: not valid JSON ({exc})") from None
+
+
+def _verdict_cell(c: dict[str, Any]) -> str:
+    ci = c.get("ci95")
+    interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+    return f"**{c['verdict']}**, {c['mean']:+.3f}{interval} (n={c['n']})"
+
+
+def _common_seed_gap(record: dict[str, Any], rerun: dict[str, Any]) -> tuple[int, float | None]:
+    """Seeds in both runs and the largest |difference| of a per-seed value over every row."""
+    seeds = [s for s in rerun.get("seeds", []) if s in record.get("seeds", [])]
+    index_a = {s: i for i, s in enumerate(record.get("seeds", []))}
+    index_b = {s: i for i, s in enumerate(rerun.get("seeds", []))}
+    rows_a = {(r["setting"], r["metric"]): r["ours"] for r in record.get("rows", [])
+              if isinstance(r.get("ours"), dict)}
+    gap = None
+    for r in rerun.get("rows", []):
+        a, b = rows_a.get((r["setting"], r["metric"])), r.get("ours")
+        if not isinstance(a, dict) or not isinstance(b, dict):
+            continue
+        for s in seeds:
+            va, vb = a["values"][index_a[s]], b["values"][index_b[s]]
+            if va is not None and vb is not None:
+                gap = max(gap or 0.0, abs(float(va) - float(vb)))
+    return len(seeds), gap
+
+
+def rerun_section(results_root: Path, rerun_root: Path) -> list[str]:
+    """Markdown comparing every claim's verdict in the record with a second run's."""
+    lines = ["", "## A second run on a clean clone", "",
+             f"`{rerun_root.name}/<paper>/summary.json` holds the summaries of a second "
+             "`make reproduce` on a fresh clone (its default seed count); each claim's verdict "
+             "there beside the record's. The per-seed gap is the largest difference of any "
+             "reported per-seed value between the two runs over the seeds both ran (0 when "
+             "the rerun repeats the record's seeds exactly).", "",
+             "| paper | claim (metric) | record | rerun | same verdict |",
+             "| --- | --- | --- | --- | --- |"]
+    runs = []
+    for paper, title in PAPERS.items():
+        record = _load(results_root / paper / "summary.json")
+        rerun = _load(rerun_root / paper / "summary.json")
+        if record is None or rerun is None:
+            continue
+        by_key = {(c["claim"], c["metric"]): c for c in rerun.get("claims", [])}
+        for c in record.get("claims", []):
+            r = by_key.get((c["claim"], c["metric"]))
+            same = "—" if r is None else "yes" if r["verdict"] == c["verdict"] else "**no**"
+            lines.append(f"| {title} | {c['claim']} ({c['metric']}) | {_verdict_cell(c)} | "
+                         f"{_verdict_cell(r) if r else 'not in the rerun'} | {same} |")
+        n_common, gap = _common_seed_gap(record, rerun)
+        runs.append(f"- {title}: rerun {rerun.get('date', '')}, {len(rerun.get('seeds', []))} "
+                    f"seeds, {rerun.get('wall_time_s', 0) / 60:.1f} min on "
+                    f"{machine_label(rerun.get('machine', {}))}; {n_common} seed(s) in both "
+                    "runs, per-seed gap " + ("—" if gap is None else f"{gap:.3g}"))
+    return [*lines, "", *runs] if runs else []
+
+
+def build_results_table(results_root: Path, figure_dir: Path | None = None,
+                        rerun_root: Path | None = None) -> str:
     """Markdown for RESULTS.md from every ``results/*/summary.json``.
 
     Multi-seed rows show mean ± the half-width of the 95 % t interval and n; each claim gets a
@@ -234,6 +299,8 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None) -> s
                   "`supports` when the 95 % t interval of the mean difference excludes 0 in the "
                   "claimed direction, `contradicts` when it excludes 0 the other way, "
                   "`inconclusive` otherwise.", "", *claim_lines]
+    if rerun_root is not None and rerun_root.is_dir():
+        lines += rerun_section(results_root, rerun_root)
     if figures:
         lines += ["", "## Spread over seeds", "", *figures]
     notes = []
@@ -256,8 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder holding <paper>/summary.json (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "RESULTS.md",
                         help="markdown file to write (default: %(default)s)")
+    parser.add_argument("--rerun", type=Path, default=None,
+                        help="folder of a second run's <paper>/summary.json to compare verdicts "
+                             "with (default: <results>/rerun when it exists)")
     args = parser.parse_args(argv)
-    atomic_write_text(args.out, build_results_table(args.results, args.out.resolve().parent))
+    rerun = args.rerun or args.results / "rerun"
+    atomic_write_text(args.out, build_results_table(args.results, args.out.resolve().parent,
+                                                    rerun))
     print(f"wrote {args.out}")
     return 0
 
