@@ -109,6 +109,35 @@ def best_peak(measured: dict[str, float | None], theory: float | None) -> tuple[
     return cands[name], name
 
 
+def merge_peaks(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """One peak record from the kernels timed before and after the model: each kernel's
+    better figure (a machine whose clock drifts during the child is not caught low)."""
+    out = {**before, "kernels": before["kernels"] + "; each timed before and after the "
+                                                    "model, the better figure kept"}
+    for prec in ("fp32", "bf16"):
+        if prec not in before:
+            continue
+        late = after.get(prec, {}).get("measured_gflops", {})
+        measured = {k: max(v, late.get(k) or 0.0) for k, v in
+                    before[prec]["measured_gflops"].items()}
+        peak, source = best_peak(measured, before["theoretical"][f"{prec}_gflops"])
+        out[prec] = {"measured_gflops": measured, "peak_gflops": peak, "source": source}
+    return out
+
+
+def add_utilisation(name: str, variants: dict[str, dict[str, Any]], flops: int,
+                    peaks: dict[str, Any]) -> None:
+    """Achieved GFLOP/s (median step) and its fraction of the precision's peak, per variant."""
+    for prec, t in variants.items():
+        if "median_s" not in t:
+            continue
+        gflops = flops / t["median_s"] / 1e9
+        peak = peaks[prec]
+        t.update(achieved_gflops=gflops, peak_gflops=peak["peak_gflops"],
+                 peak_source=peak["source"],
+                 utilisation=utilisation(gflops, peak["peak_gflops"], f"{name} {prec}"))
+
+
 def utilisation(achieved_gflops: float, peak_gflops: float, what: str = "") -> float:
     """``achieved / peak``; a value above 1 is refused (the peak would not be a peak)."""
     frac = achieved_gflops / peak_gflops
@@ -127,7 +156,8 @@ def time_reps(fn: Callable[[], Any], warmup: int, reps: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "times_s": [round(t, 5) for t in times]}
+    return {"median_s": statistics.median(times), "best_s": min(times),
+            "times_s": [round(t, 5) for t in times]}
 
 
 def alternate(memory: Callable[[], float], disk: Callable[[], float]) -> dict[str, float]:

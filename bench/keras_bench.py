@@ -23,13 +23,14 @@ import numpy as np
 
 from bench.common import (
     WORK_DIR,
+    add_utilisation,
     alternate,
     best_peak,
     child_main,
+    merge_peaks,
     native_bf16,
     theoretical_peak,
     time_reps,
-    utilisation,
 )
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -49,17 +50,21 @@ def _threads(n: int) -> None:
 def tf_peaks(quick: bool, threads: int) -> dict[str, Any]:
     import tensorflow as tf
 
-    n = 256 if quick else 2048
+    sizes = (256,) if quick else (2048, 4096)
     bf16_ok, bf16_note = native_bf16()
     out: dict[str, Any] = {"theoretical": theoretical_peak(threads), "bf16_native": bf16_ok,
-                           "bf16_note": bf16_note, "kernels": f"tf.linalg.matmul {n}^3"}
+                           "bf16_note": bf16_note,
+                           "kernels": "tf.linalg.matmul "
+                                      f"{' and '.join(f'{n}^3' for n in sizes)}; best of 5"}
     for prec, dtype in (("fp32", tf.float32), ("bf16", tf.bfloat16)):
         if prec == "bf16" and not bf16_ok:
             continue
-        a = tf.cast(tf.random.normal((n, n)), dtype)
-        b = tf.cast(tf.random.normal((n, n)), dtype)
-        t = time_reps(lambda a=a, b=b: tf.linalg.matmul(a, b).numpy(), 2, 5)["median_s"]
-        measured = {"tf.linalg.matmul": 2 * n**3 / t / 1e9}
+        measured = {}
+        for n in sizes:
+            a = tf.cast(tf.random.normal((n, n)), dtype)
+            b = tf.cast(tf.random.normal((n, n)), dtype)
+            t = time_reps(lambda a=a, b=b: tf.linalg.matmul(a, b).numpy(), 2, 5)["best_s"]
+            measured[f"tf.linalg.matmul {n}"] = 2 * n**3 / t / 1e9
         peak, source = best_peak(measured, out["theoretical"][f"{prec}_gflops"])
         out[prec] = {"measured_gflops": measured, "peak_gflops": peak, "source": source}
     return out
@@ -243,18 +248,15 @@ def train_entry(name: str):
                 out["flops_per_step"] = 3 * forward_flops(model) * batch
                 out["params"] = int(model.count_params())
             t = time_reps(lambda m=model: m.train_on_batch(x, y), 0, args.reps)
-            gflops = out["flops_per_step"] / t["median_s"] / 1e9
-            peak = peaks[prec]
-            t.update(build_and_first_step_s=round(first, 1), images_per_s=batch / t["median_s"],
-                     achieved_gflops=gflops, peak_gflops=peak["peak_gflops"],
-                     peak_source=peak["source"],
-                     utilisation=utilisation(gflops, peak["peak_gflops"], f"{name} {prec}"))
+            t.update(build_and_first_step_s=round(first, 1), images_per_s=batch / t["median_s"])
             out["variants"][prec] = t
             if prec == "fp32":
                 out["loader"] = loader_vs_memory(model, batches, 1 if args.quick else 2)
             del model
             keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("float32")
+        out["peaks"] = merge_peaks(peaks, tf_peaks(args.quick, args.threads))
+        add_utilisation(name, out["variants"], out["flops_per_step"], out["peaks"])
         return out
 
     return run

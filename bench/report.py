@@ -42,10 +42,12 @@ def training(sec: dict[str, Any]) -> list[str]:
            "batch capped for this CPU; the profile's batch is named). FLOPs: "
            "`torch.utils.flop_counter.FlopCounterMode` (PyTorch); for Keras an analytic count "
            "of the conv/dense layers, times 3 for forward + backward. **Peak**: the largest of "
-           "the kernels measured in the same child process just before the model (`torch.mm` "
-           "and a 3x3 `conv2d` in PyTorch, `tf.linalg.matmul` in Keras) and the CPU's "
-           "theoretical FMA peak; its source is named per row. No fraction can exceed 100 %: "
-           "the bench refuses one that does.", "",
+           "the kernels measured in the same child process before and after the model, the "
+           "best of 5 runs each and the better of the two times kept (`torch.mm` 2048^3 and "
+           "4096^3 and a 3x3 `conv2d` in PyTorch, `tf.linalg.matmul` 2048^3 and 4096^3 in "
+           "Keras), and the CPU's theoretical FMA peak at the clock `/proc/cpuinfo` reports; "
+           "its source is named per row. The step time is the median. No fraction can exceed "
+           "100 %: the bench refuses one that does.", "",
            "| model | profile | input | batch (profile) | GFLOP / step | fp32 s / step | "
            "GFLOP/s | % of fp32 peak | fp32 peak GFLOP/s (source) | bf16 s / step | % of bf16 "
            "peak | bf16 peak GFLOP/s (source) |",

@@ -13,8 +13,10 @@ import pytest
 
 from bench.common import (
     OK,
+    add_utilisation,
     best_peak,
     cpu_flags,
+    merge_peaks,
     native_bf16,
     theoretical_peak,
     utilisation,
@@ -107,6 +109,21 @@ def test_theoretical_peak_from_flags():
 def test_bf16_only_where_native():
     assert native_bf16({"avx2"})[0] is False and "skipped" in native_bf16({"avx2"})[1]
     assert native_bf16({"amx_bf16"})[0] and native_bf16({"avx512_bf16"})[0]
+
+
+def test_merge_peaks_keeps_each_kernels_better_figure():
+    theory = {"fp32_gflops": 100.0, "bf16_gflops": None, "basis": "x"}
+    before = {"theoretical": theory, "kernels": "k",
+              "fp32": {"measured_gflops": {"torch.mm 2048": 90.0, "conv2d 3x3": 95.0}}}
+    after = {"theoretical": theory, "kernels": "k",
+             "fp32": {"measured_gflops": {"torch.mm 2048": 120.0, "conv2d 3x3": 80.0}}}
+    merged = merge_peaks(before, after)["fp32"]
+    assert merged["measured_gflops"] == {"torch.mm 2048": 120.0, "conv2d 3x3": 95.0}
+    assert (merged["peak_gflops"], merged["source"]) == (120.0, "torch.mm 2048")
+    variants = {"fp32": {"median_s": 2.0}, "bf16": {"skipped": "no native bf16"}}
+    add_utilisation("m", variants, 200e9, {"fp32": merged})
+    assert variants["fp32"]["utilisation"] == pytest.approx(100 / 120)
+    assert "utilisation" not in variants["bf16"]
 
 
 def test_best_peak_and_refused_fraction():
