@@ -211,13 +211,19 @@ def _common_seed_gap(record: dict[str, Any], rerun: dict[str, Any]) -> tuple[int
 
 
 def rerun_section(results_root: Path, rerun_root: Path) -> list[str]:
-    """Markdown comparing every claim's verdict in the record with a second run's."""
-    lines = ["", "## A second run on a clean clone", "",
-             f"`{rerun_root.name}/<paper>/summary.json` holds the summaries of a second "
-             "`make reproduce` on a fresh clone (its default seed count); each claim's verdict "
-             "there beside the record's. The per-seed gap is the largest difference of any "
-             "reported per-seed value between the two runs over the seeds both ran (0 when "
-             "the rerun repeats the record's seeds exactly).", "",
+    """Markdown comparing every claim's verdict in the record with a second run's; the
+    section is titled by the first heading of ``rerun_root/README.md`` (which says how that
+    run was made)."""
+    readme = rerun_root / "README.md"
+    heads = [ln[2:].strip() for ln in (readme.read_text(encoding="utf-8").splitlines()
+                                        if readme.is_file() else []) if ln.startswith("# ")]
+    title = heads[0] if heads else "A second run"
+    where = os.path.relpath(rerun_root, results_root.parent)
+    lines = ["", f"## {title}", "",
+             f"`{where}/<paper>/summary.json` (how it was made: `{where}/README.md`); each "
+             "claim's verdict there beside the record's. The per-seed gap is the largest "
+             "difference of any reported per-seed value between the two runs over the seeds "
+             "both ran (0 when the rerun repeats the record's seeds exactly).", "",
              "| paper | claim (metric) | record | rerun | same verdict |",
              "| --- | --- | --- | --- | --- |"]
     runs = []
@@ -234,14 +240,14 @@ def rerun_section(results_root: Path, rerun_root: Path) -> list[str]:
                          f"{_verdict_cell(r) if r else 'not in the rerun'} | {same} |")
         n_common, gap = _common_seed_gap(record, rerun)
         runs.append(f"- {title}: rerun {rerun.get('date', '')}, {len(rerun.get('seeds', []))} "
-                    f"seeds, {rerun.get('wall_time_s', 0) / 60:.1f} min on "
-                    f"{machine_label(rerun.get('machine', {}))}; {n_common} seed(s) in both "
+                    f"seeds on {machine_label(rerun.get('machine', {}))} (record: "
+                    f"{machine_label(record.get('machine', {}))}); {n_common} seed(s) in both "
                     "runs, per-seed gap " + ("—" if gap is None else f"{gap:.3g}"))
     return [*lines, "", *runs] if runs else []
 
 
 def build_results_table(results_root: Path, figure_dir: Path | None = None,
-                        rerun_root: Path | None = None) -> str:
+                        rerun_roots: Sequence[Path] = ()) -> str:
     """Markdown for RESULTS.md from every ``results/*/summary.json``.
 
     Multi-seed rows show mean ± the half-width of the 95 % t interval and n; each claim gets a
@@ -299,7 +305,7 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None,
                   "`supports` when the 95 % t interval of the mean difference excludes 0 in the "
                   "claimed direction, `contradicts` when it excludes 0 the other way, "
                   "`inconclusive` otherwise.", "", *claim_lines]
-    if rerun_root is not None and rerun_root.is_dir():
+    for rerun_root in rerun_roots:
         lines += rerun_section(results_root, rerun_root)
     if figures:
         lines += ["", "## Spread over seeds", "", *figures]
@@ -323,11 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder holding <paper>/summary.json (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "RESULTS.md",
                         help="markdown file to write (default: %(default)s)")
-    parser.add_argument("--rerun", type=Path, default=None,
+    parser.add_argument("--rerun", type=Path, action="append",
                         help="folder of a second run's <paper>/summary.json to compare verdicts "
-                             "with (default: <results>/rerun when it exists)")
+                             "with; repeatable (default: every <results>/rerun*/ folder)")
     args = parser.parse_args(argv)
-    rerun = args.rerun or args.results / "rerun"
+    rerun = args.rerun or sorted(p for p in args.results.glob("rerun*") if p.is_dir())
     atomic_write_text(args.out, build_results_table(args.results, args.out.resolve().parent,
                                                     rerun))
     print(f"wrote {args.out}")

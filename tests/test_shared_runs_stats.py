@@ -88,7 +88,7 @@ def test_rerun_section_compares_verdicts_and_per_seed_values(tmp_path):
 
     record(tmp_path / "rec", [0, 1, 2], [0.61, 0.65, 0.63], [0.55, 0.58, 0.54])
     record(tmp_path / "rerun", [0, 1], [0.61, 0.66], [0.55, 0.70])  # seed 1 differs by 0.01
-    text = build_results_table(tmp_path / "rec", rerun_root=tmp_path / "rerun")
+    text = build_results_table(tmp_path / "rec", rerun_roots=[tmp_path / "rerun"])
     row = next(line for line in text.splitlines() if "| text fusion helps (mIoU) |" in line)
     assert "**supports**" in row and "(n=3)" in row and "(n=2)" in row and row.endswith("**no** |")
     assert "2 seed(s) in both runs, per-seed gap 0.01" in text
