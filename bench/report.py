@@ -44,8 +44,9 @@ def training(sec: dict[str, Any]) -> list[str]:
            "of the conv/dense layers, times 3 for forward + backward. **Peak**: the largest of "
            "the kernels measured in the same child process before and after the model, the "
            "best of 5 runs each and the better of the two times kept (`torch.mm` 2048^3 and "
-           "4096^3 and a 3x3 `conv2d` in PyTorch, `tf.linalg.matmul` 2048^3 and 4096^3 in "
-           "Keras), and the CPU's theoretical FMA peak at the clock `/proc/cpuinfo` reports; "
+           "4096^3, a 3x3 `conv2d` and a 1x1 `conv2d` (oneDNN's GEMM path) in PyTorch, "
+           "`tf.linalg.matmul` 2048^3 and 4096^3 in Keras), and the CPU's theoretical FMA "
+           "peak at the clock `/proc/cpuinfo` reports; "
            "its source is named per row. The step time is the median. No fraction can exceed "
            "100 %: the bench refuses one that does.", "",
            "| model | profile | input | batch (profile) | GFLOP / step | fp32 s / step | "

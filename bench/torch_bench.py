@@ -50,7 +50,8 @@ def torch_peaks(quick: bool, threads: int) -> dict[str, Any]:
     out: dict[str, Any] = {"theoretical": theoretical_peak(threads), "bf16_native": bf16_ok,
                            "bf16_note": bf16_note,
                            "kernels": f"torch.mm {' and '.join(f'{n}^3' for n in sizes)}; "
-                                      f"conv2d 3x3 {ch}->{ch} on {hw}x{hw}; best of 5"}
+                                      f"conv2d 3x3 {ch}->{ch} and 1x1 {2 * ch}->{2 * ch} "
+                                      f"(oneDNN) on {hw}x{hw}; best of 5"}
     for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         if prec == "bf16" and not bf16_ok:
             continue
@@ -60,9 +61,12 @@ def torch_peaks(quick: bool, threads: int) -> dict[str, Any]:
                 a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
                 mm = time_reps(lambda a=a, b=b: torch.mm(a, b), 2, 5)["best_s"]
                 measured[f"torch.mm {n}"] = 2 * n**3 / mm / 1e9
-            x, w = torch.randn(1, ch, hw, hw, dtype=dtype), torch.randn(ch, ch, 3, 3, dtype=dtype)
-            cv = time_reps(lambda x=x, w=w: F.conv2d(x, w, padding=1), 2, 5)["best_s"]
-        measured["conv2d 3x3"] = 2 * hw * hw * ch * ch * 9 / cv / 1e9
+            for k, c in ((3, ch), (1, 2 * ch)):  # 1x1: the GEMM of linear/MLP layers, oneDNN
+                x = torch.randn(1, c, hw, hw, dtype=dtype)
+                w = torch.randn(c, c, k, k, dtype=dtype)
+                cv = time_reps(lambda x=x, w=w, k=k: F.conv2d(x, w, padding=k // 2), 2,
+                               5)["best_s"]
+                measured[f"conv2d {k}x{k}"] = 2 * hw * hw * c * c * k * k / cv / 1e9
         peak, source = best_peak(measured, out["theoretical"][f"{prec}_gflops"])
         out[prec] = {"measured_gflops": measured, "peak_gflops": peak, "source": source}
     return out
@@ -486,8 +490,10 @@ def tile_s5mars(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     cfg = _s5mars_cfg(args.quick)
     d = cfg["dataset"]
-    h, w, crop, stride = (64, 96, 32, 24) if args.quick else (1024, 1536, int(d["eval_crop"]),
-                                                             int(d["eval_stride"]))
+    # the sliding-window evaluation of the profile, as the trainer and evaluate.py read it
+    h, w, crop, stride = (64, 96, 32, 24) if args.quick else (
+        1024, 1536, int(d.get("sliding_crop", d["crop_size"])),
+        int(d.get("sliding_stride", d["crop_size"])))
     rgb, _ = render_scene(np.random.default_rng(0), h, w)
     mean = d["mean"] if d["mean"] != "auto" else [0.5, 0.5, 0.5]
     std = d["std"] if d["std"] != "auto" else [0.25, 0.25, 0.25]
