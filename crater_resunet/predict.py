@@ -31,6 +31,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------------ probability maps
+def resolve_overlap(overlap: int | None, th: int, tw: int) -> int:
+    """The tile overlap in pixels: a quarter of the model tile by default; checked."""
+    if overlap is None:
+        overlap = min(th, tw) // 4
+    if not 0 <= overlap < min(th, tw):
+        raise UserError(f"overlap must be in [0, {min(th, tw)}) for this {th}x{tw} model, "
+                        f"got {overlap}")
+    return overlap
+
+
 def predict_probability(model, image: np.ndarray, mode: str = "auto", overlap: int | None = None,
                         batch_size: int = 8, tile_above: float = 2.0) -> np.ndarray:
     """(H, W) float32 crater probability of a float (H, W, 3) image in [0, 1].
@@ -53,11 +63,7 @@ def predict_probability(model, image: np.ndarray, mode: str = "auto", overlap: i
         raise ValueError(f"mode must be auto, resize or tile, got {mode!r}")
     from shared.tiles import iter_windows
 
-    if overlap is None:
-        overlap = min(th, tw) // 4
-    if not 0 <= overlap < min(th, tw):
-        raise UserError(f"overlap must be in [0, {min(th, tw)}) for this {th}x{tw} model, "
-                        f"got {overlap}")
+    overlap = resolve_overlap(overlap, th, tw)
     ph, pw = max(h, th), max(w, tw)
     padded = np.zeros((ph, pw, 3), dtype=np.float32)
     padded[:h, :w] = image

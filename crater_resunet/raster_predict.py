@@ -71,16 +71,12 @@ def stream_probability(model, scene, dst_prob, dst_mask, *, scale: float = 1.0,
     the number of windows predicted (each once). ``overlap`` defaults to a quarter tile."""
     from rasterio.windows import Window
 
-    from shared.runs import UserError
+    from crater_resunet.predict import resolve_overlap
     from shared.tiles import iter_windows
 
     th, tw = (int(v) for v in model.input_shape[1:3])
     H, W = model_grid(scene, scale)
-    if overlap is None:
-        overlap = min(th, tw) // 4
-    if not 0 <= overlap < min(th, tw):
-        raise UserError(f"overlap must be in [0, {min(th, tw)}) for this {th}x{tw} model, "
-                        f"got {overlap}")
+    overlap = resolve_overlap(overlap, th, tw)
     edge = "shift" if H >= th and W >= tw else "pad"
     windows = iter_windows(H, W, (th, tw), stride=(th - overlap, tw - overlap), edge=edge)
     acc = np.zeros((2 * th, W + tw), np.float32)
