@@ -2,7 +2,10 @@
 
 The raster is never loaded whole. The windows (``--tile_size``, ``--stride``) are planned once
 with ``shared.tiles.iter_windows`` and predicted exactly once each, one window row after the
-other: each window is read from disk, predicted in batches, and its softmax probabilities are
+other. The input rows of the current window row are held over the whole width in a ring
+(``RowReader``: each block of the file is decoded once, the next rows in a background thread
+while the model predicts), or read window by window where that ring would be too large
+(``WindowReader``). Windows are predicted in batches, and their softmax probabilities are
 blended into a rolling strip of ``tile_size`` rows with a smooth weight: zero in a margin of
 ``overlap/4`` along window sides that lie inside the raster (where a window lacks context),
 then a cosine ramp up to 1, and full weight on sides that lie on the raster border. The rows
@@ -13,13 +16,15 @@ exactly its whole-image prediction.
 Output: a tiled, deflate-compressed uint8 GeoTIFF with the input's CRS and transform, class
 indexes, 255 where the input is nodata, an embedded class colour table and, with
 ``--confidence``, a second band holding the blended maximum probability x 100. Memory: the
-batch of windows plus the strip, ``classes x tile_size x width`` float32 (independent of the
-raster's height).
+input ring, ``bands x (tile + stride) x width`` of the file's dtype, the output strip,
+``classes x tile_size x width`` float32, and a batch of windows (independent of the raster's
+height).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import resource
 import sys
@@ -52,19 +57,14 @@ def side_weight(n: int, margin: int, ramp: int, taper_start: bool, taper_end: bo
     return w
 
 
-def _to_float(block: np.ndarray, nodata, scale: float):
-    """(bands, h, w) -> float32 scaled features and (h, w) nodata mask (zeroed there)."""
-    if block.dtype.kind == "f":
-        bad = ~np.isfinite(block).all(axis=0)
-    else:
-        bad = np.zeros(block.shape[1:], bool)
+def nodata_mask(raw: np.ndarray, nodata) -> np.ndarray:
+    """(h, w) mask of the pixels of (bands, h, w) values that are not data: non-finite in any
+    band, or nodata in any."""
+    bad = ~np.isfinite(raw).all(axis=0) if raw.dtype.kind == "f" else \
+        np.zeros(raw.shape[1:], bool)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        bad |= (block == nodata).any(axis=0)
-    x = block.astype(np.float32)
-    if scale != 1.0:
-        x *= scale
-    x[:, bad] = 0.0
-    return x, bad
+        bad |= (raw == nodata).any(axis=0)
+    return bad
 
 
 def plan_windows(height: int, width: int, tile: int, stride: int) -> list[list]:
@@ -94,13 +94,16 @@ class Strip:
 
     def add(self, prob: np.ndarray, weight: np.ndarray, good: np.ndarray, row: int,
             col: int) -> None:
-        """Blend one window's (C, h, w) probabilities placed at raster ``(row, col)``."""
+        """Blend one window's (C, h, w) probabilities placed at raster ``(row, col)``
+        (``prob`` is weighted in place)."""
         if self.acc is None:
             self.acc = np.zeros((prob.shape[0], self.rows, self.width), np.float32)
         h = min(prob.shape[1], self.rows - (row - self.top))
         w = min(prob.shape[2], self.width - col)
         r0 = row - self.top
-        self.acc[:, r0:r0 + h, col:col + w] += prob[:, :h, :w] * weight[:h, :w]
+        p = prob[:, :h, :w]
+        np.multiply(p, weight[:h, :w], out=p)
+        self.acc[:, r0:r0 + h, col:col + w] += p
         self.wsum[r0:r0 + h, col:col + w] += weight[:h, :w]
         self.valid[r0:r0 + h, col:col + w] |= good[:h, :w]
 
@@ -110,10 +113,13 @@ class Strip:
         conf = np.full((n, self.width), NODATA_OUT, np.uint8) if confidence else None
         ok = (self.wsum[:n] > 0) & self.valid[:n]
         if self.acc is not None and ok.any():
-            part = self.acc[:, :n][:, ok]
-            cls[ok] = part.argmax(axis=0).astype(np.uint8)
+            best, arg = self.acc[0, :n].copy(), np.zeros((n, self.width), np.uint8)
+            for c in range(1, len(self.acc)):  # argmax over classes, first maximum wins
+                np.copyto(arg, np.uint8(c), where=self.acc[c, :n] > best)
+                np.maximum(best, self.acc[c, :n], out=best)
+            cls[ok] = arg[ok]
             if confidence:
-                best = part.max(axis=0) / self.wsum[:n][ok]
+                best = best[ok] / self.wsum[:n][ok]
                 conf[ok] = np.clip(np.rint(best * 100), 0, 100).astype(np.uint8)
         for a in (self.acc, self.wsum, self.valid):
             if a is not None:
@@ -124,31 +130,133 @@ class Strip:
         return cls, conf
 
 
-def read_windows(src, wins, tile: int, nodata, scale: float):
-    """(features (n, bands, tile, tile), nodata masks) of ``wins``, read from disk."""
-    from rasterio.windows import Window
+class RowReader:
+    """The input rows of the current window row over the whole width, in the file's dtype,
+    zeroed where a pixel is not data, with that mask, in a ring of ``tile + stride`` rows
+    (raster row ``r`` in slot ``r % (tile + stride)``). Consecutive window rows share
+    ``tile - stride`` rows, which stay, so every block of the file is decoded once (a windowed
+    GeoTIFF read decodes each block it touches, and GDAL's cache would have to hold two block
+    rows of 64-band blocks to spare that); the next ``stride`` rows are decoded in a background
+    thread while the model predicts the current row. Memory: ``bands x (tile + stride) x
+    width`` of the file's dtype (403 MB at 8,192 px wide in int8, tile 512, stride 256)."""
 
-    from shared.rasters import RasterError, read_window
+    def __init__(self, src, tile: int, stride: int, nodata):
+        from concurrent.futures import ThreadPoolExecutor
 
-    xs, bads = [], []
-    for win in wins:
+        self.src, self.tile, self.nodata, self.size = src, tile, nodata, tile + stride
+        width = max(src.width, tile)
+        self.raw = np.zeros((src.count, self.size, width), np.dtype(src.dtypes[0]))
+        self.bad = np.ones((self.size, width), bool)
+        self.end = 0  # rows < end are read, being read, or lie past the bottom
+        self.pool, self.pending = ThreadPoolExecutor(1, thread_name_prefix="rows"), None
+
+    @staticmethod
+    def nbytes(src, tile: int, stride: int) -> int:
+        return src.count * (tile + stride) * max(src.width, tile) * \
+            np.dtype(src.dtypes[0]).itemsize
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def start_row(self, row: int, next_row: int | None) -> None:
+        """Hold rows ``row .. row + tile`` (waiting for the background read), then start
+        reading the rows the next window row adds."""
+        if self.pending is not None:
+            self.pending.result()  # re-raises a read error
+            self.pending = None
+        self._read_upto(row + self.tile)
+        if next_row is not None:
+            assert next_row - row <= self.size - self.tile, "window rows further than stride"
+            self.pending = self.pool.submit(self._read_upto, next_row + self.tile)
+
+    def _read_upto(self, stop: int) -> None:
+        r, self.end = self.end, max(self.end, stop)
+        while r < stop:  # at most two runs of ring slots
+            slot = r % self.size
+            n = min(stop - r, self.size - slot)
+            self._read(r, slot, n)
+            r += n
+
+    def _read(self, row: int, slot: int, n: int) -> None:
+        from rasterio.errors import RasterioIOError
+        from rasterio.windows import Window
+
+        from shared.rasters import RasterError
+
+        inside, W = max(0, min(n, self.src.height - row)), self.src.width
+        raw, bad = self.raw[:, slot:slot + inside, :W], self.bad[slot:slot + inside, :W]
+        if inside:
+            try:
+                self.src.read(window=Window(0, row, W, inside), out=raw)
+            except RasterioIOError as exc:
+                raise TileInferenceError(str(RasterError(
+                    self.src.name, f"truncated or corrupt data in rows {row}..{row + inside} "
+                    f"({exc})"))) from None
+            bad[:] = nodata_mask(raw, self.nodata)
+            if bad.any():
+                raw[:, bad] = 0
+        self.raw[:, slot + inside:slot + n] = 0  # past the bottom: not data
+        self.bad[slot + inside:slot + n] = True
+
+    def window(self, win) -> tuple[list, np.ndarray]:
+        """``([(first row, (bands, h, tile) values), ...], (tile, tile) not-data mask)``."""
+        t, c, s0 = self.tile, win.col, win.row % self.size
+        if s0 + t <= self.size:
+            return [(0, self.raw[:, s0:s0 + t, c:c + t])], self.bad[s0:s0 + t, c:c + t]
+        k = self.size - s0  # the window wraps round the ring
+        parts = [(0, self.raw[:, s0:, c:c + t]), (k, self.raw[:, :t - k, c:c + t])]
+        return parts, np.concatenate([self.bad[s0:, c:c + t], self.bad[:t - k, c:c + t]])
+
+
+class WindowReader:
+    """Window by window from disk (each block decoded once per window touching it): the
+    fallback when a ``RowReader`` would exceed the memory allowed for it."""
+
+    def __init__(self, src, tile: int, nodata):
+        self.src, self.tile, self.nodata = src, tile, nodata
+
+    def start_row(self, row: int, next_row: int | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def window(self, win) -> tuple[list, np.ndarray]:
+        from rasterio.windows import Window
+
+        from shared.rasters import RasterError, read_window
+
         try:
-            raw = read_window(src, Window(win.col, win.row, tile, tile),
-                              fill_value=nodata if nodata is not None else 0)
+            raw = read_window(self.src, Window(win.col, win.row, self.tile, self.tile),
+                              fill_value=self.nodata if self.nodata is not None else 0)
         except RasterError as exc:
             raise TileInferenceError(str(exc)) from None
-        x, bad = _to_float(raw, nodata, scale)
-        xs.append(x)
-        bads.append(bad)
-    return xs, bads
+        bad = nodata_mask(raw, self.nodata)
+        bad[self.src.height - win.row:] = True  # boundless fill: not data
+        bad[:, self.src.width - win.col:] = True
+        raw[:, bad] = 0
+        return [(0, raw)], bad
 
 
-def predict_batch(model, text, xs: list[np.ndarray], device) -> np.ndarray:
-    """Softmax probabilities (n, C, tile, tile) of one batch of windows."""
+def to_batch(views: list, scale: float, out: np.ndarray) -> np.ndarray:
+    """Scaled float32 features (n, bands, tile, tile) of the windows ``views`` (readers'
+    ``window()``, already zero where a pixel is not data) in ``out[:n]``."""
+    for x, (parts, _) in zip(out, views):
+        for r0, raw in parts:
+            dst = x[:, r0:r0 + raw.shape[1]]
+            if scale != 1.0:
+                np.multiply(raw, np.float32(scale), out=dst, casting="unsafe")
+            else:
+                np.copyto(dst, raw, casting="unsafe")
+    return out[:len(views)]
+
+
+def predict_batch(model, text, xb: np.ndarray, device) -> np.ndarray:
+    """Softmax probabilities (n, C, tile, tile) of one batch of windows (n, bands, tile, tile)."""
     import torch
 
     with torch.inference_mode():
-        xb = torch.from_numpy(np.stack(xs)).to(device)
+        xb = torch.from_numpy(xb).to(device)
         return torch.softmax(model(xb, text).float(), dim=1).cpu().numpy()
 
 
@@ -197,23 +305,24 @@ def _open_input(input_tif: Path, in_chans):
     return src
 
 
-def _predict_row(src, wins, strip, model, text, ctx, stats, bar) -> None:
+def _predict_row(reader, wins, next_row, strip, model, text, ctx, stats, bar) -> None:
     """Predict one window row (each window once) and blend it into the strip."""
     tile, bs = ctx["tile"], ctx["batch_size"]
+    reader.start_row(wins[0].row, next_row)
     for i in range(0, len(wins), bs):
-        chunk = wins[i:i + bs]
-        xs, bads = read_windows(src, chunk, tile, ctx["nodata"], ctx["scale"])
-        keep = [j for j, bad in enumerate(bads) if not bad.all()]
-        stats["windows_skipped_nodata"] += len(chunk) - len(keep)
+        chunk = [(win, reader.window(win)) for win in wins[i:i + bs]]
         bar.update(len(chunk))
+        keep = [(win, view) for win, view in chunk if not view[1].all()]
+        stats["windows_skipped_nodata"] += len(chunk) - len(keep)
         if not keep:
             continue
-        probs = predict_batch(model, text, [xs[j] for j in keep], ctx["device"])
+        xb = to_batch([view for _, view in keep], ctx["scale"], ctx["batch"])
+        probs = predict_batch(model, text, xb, ctx["device"])
         stats["windows_predicted"] += len(keep)
         stats["num_classes"] = int(probs.shape[1])
-        for p, j in zip(probs, keep):
-            win, bad = chunk[j], bads[j]
-            w = blend_weight(win, tile, src.height, src.width, ctx["margin"], ctx["ramp"], bad)
+        for p, (win, (_, bad)) in zip(probs, keep):
+            w = blend_weight(win, tile, ctx["height"], ctx["width"], ctx["margin"],
+                             ctx["ramp"], bad)
             strip.add(p, w, ~bad, win.row, win.col)
 
 
@@ -233,10 +342,13 @@ def predict_raster(
     input_tif, output_tif, model, text=None, *, tile_size: int = 512, stride: int = 256,
     batch_size: int = 4, device="cpu", confidence: bool = False,
     input_scale: float | None = None, nodata: float | None = None, colormap=None,
-    margin: int | None = None, progress: bool = True, gdal_cache_mb: int = 128,
+    margin: int | None = None, progress: bool = True, max_rows_mb: int = 1024,
 ) -> dict:
     """Classify ``input_tif`` into ``output_tif``: plan, predict, blend, write; returns run
-    statistics (windows planned and predicted, peak RSS)."""
+    statistics (windows planned and predicted, the reader used, peak RSS).
+
+    The input is read by a ``RowReader`` (each block decoded once) unless its rows would take
+    more than ``max_rows_mb``; then window by window (``WindowReader``)."""
     import rasterio
     from tqdm import tqdm
 
@@ -246,7 +358,8 @@ def predict_raster(
     margin, ramp = _check_args(input_tif, tile_size, stride, batch_size, margin)
     t_start = time.time()
     stats = {"windows_predicted": 0, "windows_skipped_nodata": 0, "num_classes": None}
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb), \
+    # the reader decodes each block once: GDAL's block cache would only hold copies
+    with rasterio.Env(GDAL_CACHEMAX=64), \
             _open_input(input_tif, getattr(model, "in_chans", None)) as src:
         H, W = src.height, src.width
         nd = nodata if nodata is not None else src.nodata
@@ -255,17 +368,22 @@ def predict_raster(
             (1.0 / 127.0 if dtype.kind in "iu" else 1.0)
         plan = plan_windows(H, W, tile_size, stride)
         total = sum(len(r) for r in plan)
-        ctx = {"tile": tile_size, "batch_size": batch_size, "nodata": nd, "scale": scale,
-               "device": device, "margin": margin, "ramp": ramp}
+        rows_fit = RowReader.nbytes(src, tile_size, stride) <= max_rows_mb * 2**20
+        reader = RowReader(src, tile_size, stride, nd) if rows_fit else \
+            WindowReader(src, tile_size, nd)
+        ctx = {"tile": tile_size, "batch_size": batch_size, "scale": scale, "device": device,
+               "margin": margin, "ramp": ramp, "height": H, "width": W,
+               "batch": np.empty((batch_size, src.count, tile_size, tile_size), np.float32)}
         strip = Strip(tile_size, W)
         with geotiff_writer(output_tif, width=W, height=H, count=2 if confidence else 1,
                             dtype="uint8", crs=src.crs, transform=src.transform,
                             nodata=NODATA_OUT, blocksize=256) as dst:
             bar = tqdm(total=total, desc="windows", unit="win", disable=not progress)
-            for k, wins in enumerate(plan):
-                _predict_row(src, wins, strip, model, text, ctx, stats, bar)
-                end = plan[k + 1][0].row if k + 1 < len(plan) else H
-                write_rows(dst, strip, end - strip.top, confidence)
+            with contextlib.closing(reader):
+                for k, wins in enumerate(plan):
+                    nxt = plan[k + 1][0].row if k + 1 < len(plan) else None
+                    _predict_row(reader, wins, nxt, strip, model, text, ctx, stats, bar)
+                    write_rows(dst, strip, (H if nxt is None else nxt) - strip.top, confidence)
             bar.close()
             if colormap:
                 dst.write_colormap(1, colormap)
@@ -277,6 +395,7 @@ def predict_raster(
         "input": str(input_tif), "output": str(output_tif), "height": H, "width": W,
         "bands": bands, "dtype": dtype.name, "tile_size": tile_size, "stride": stride,
         "batch_size": batch_size, "margin": margin, "windows_total": total,
+        "reader": type(reader).__name__,
         "wall_s": round(time.time() - t_start, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     })
@@ -307,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input nodata value (default: from the file)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max_rows_mb", type=int, default=1024,
+                   help="memory for the input rows held in a ring (each block decoded once); "
+                        "above it, windows are read one by one")
     p.add_argument("--no_progress", action="store_true")
     return p
 
@@ -331,10 +453,11 @@ def _main(argv=None) -> int:
         args.input_tif, args.output_tif, model, text, tile_size=args.tile_size,
         stride=stride, batch_size=args.batch_size, device=dev,
         confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
-        colormap=colors, progress=not args.no_progress)
+        colormap=colors, progress=not args.no_progress, max_rows_mb=args.max_rows_mb)
     print(f"wrote {stats['output']}: {stats['width']}x{stats['height']}, "
           f"{stats['windows_predicted']} windows predicted "
-          f"({stats['windows_skipped_nodata']} all-nodata skipped), {stats['wall_s']} s, "
+          f"({stats['windows_skipped_nodata']} all-nodata skipped, {stats['reader']}), "
+          f"{stats['wall_s']} s, "
           f"peak RSS {stats['peak_rss_mb']} MB")
     return 0
 

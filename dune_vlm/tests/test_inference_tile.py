@@ -158,3 +158,41 @@ def test_each_window_predicted_exactly_once(tmp_path):
     assert stats["windows_total"] == planned == 9 * 8
     assert len(model.seen) == stats["windows_predicted"] == planned - \
         stats["windows_skipped_nodata"]
+
+
+def test_row_reader_decodes_each_row_once_and_equals_window_reads(tmp_path, monkeypatch):
+    """The ring reader (stride 48 of tile 64: windows wrap round the ring) reads every raster
+    row exactly once, and its map is the one of window-by-window reads."""
+    from dune_vlm import inference_tile
+
+    path, _ = raster(tmp_path, h=300, w=260)
+    reads = []
+    orig = inference_tile.RowReader._read
+
+    def spy(self, row, slot, n):
+        reads.extend(range(row, min(row + n, self.src.height)))
+        return orig(self, row, slot, n)
+
+    monkeypatch.setattr(inference_tile.RowReader, "_read", spy)
+    maps = []
+    for limit in (1024, 0):
+        out = tmp_path / f"map{limit}.tif"
+        stats = predict_raster(path, out, LocalNet().eval(), tile_size=64, stride=48,
+                               batch_size=3, confidence=True, progress=False,
+                               max_rows_mb=limit)
+        with rasterio.open(out) as dst:
+            maps.append(dst.read())
+        assert stats["reader"] == ("RowReader" if limit else "WindowReader")
+    assert sorted(reads) == list(range(300))
+    assert np.array_equal(maps[0], maps[1])
+
+
+def test_damaged_blocks_are_one_clear_error(tmp_path):
+    path, _ = raster(tmp_path, h=300, w=260)
+    data = path.read_bytes()
+    bad = tmp_path / "damaged.tif"
+    bad.write_bytes(data[:len(data) // 2])  # the header survives, later blocks are cut
+    with pytest.raises(TileInferenceError, match="damaged.tif.*(truncated or corrupt|readable)"):
+        predict_raster(bad, tmp_path / "o.tif", LocalNet().eval(), tile_size=64, stride=32,
+                       progress=False)
+    assert not (tmp_path / "o.tif").exists()
