@@ -160,12 +160,30 @@ def time_reps(fn: Callable[[], Any], warmup: int, reps: int) -> dict[str, Any]:
             "times_s": [round(t, 5) for t in times]}
 
 
-def alternate(memory: Callable[[], float], disk: Callable[[], float]) -> dict[str, float]:
-    """Blocks timed memory, disk, disk, memory (a drift of the machine weighs on both)."""
-    m = memory()
-    d = disk() + disk()
-    m += memory()
-    return {"memory_s": m, "disk_s": d}
+def alternate(a: Callable[[], float], b: Callable[[], float]) -> tuple[float, float]:
+    """Total seconds of ``a`` and of ``b``, run a, b, b, a (a drift of the machine weighs on
+    both)."""
+    ta = a()
+    tb = b() + b()
+    return ta + a(), tb
+
+
+def tiled_vs_pure(tiled: Callable[[], float], pure: Callable[[], float]) -> dict[str, Any]:
+    """A tiled predictor against its model's forwards alone. ``tiled()`` runs the predictor,
+    recording the forwards it makes, and returns its wall time; ``pure()`` replays the recorded
+    forwards alone and returns their time. After one untimed ``tiled()`` (allocations, tracing),
+    timed pure, tiled, tiled, pure."""
+    tiled()
+    walls: list[float] = []
+
+    def timed() -> float:
+        walls.append(tiled())
+        return walls[-1]
+
+    p, t = alternate(pure, timed)
+    return {"tiled_s": t / 2, "tiled_times_s": [round(w, 3) for w in walls],
+            "pure_forward_s": p / 2, "order": "pure, tiled, tiled, pure",
+            "overhead": t / p - 1.0}
 
 
 def set_threads(n: int) -> None:

@@ -30,6 +30,7 @@ from bench.common import (
     merge_peaks,
     native_bf16,
     theoretical_peak,
+    tiled_vs_pure,
     time_reps,
 )
 
@@ -214,11 +215,11 @@ def loader_vs_memory(model, batches, steps: int) -> dict[str, Any]:
             model.train_on_batch(*next(it))
         return time.perf_counter() - t0
 
-    t = alternate(memory, disk)
+    mem_s, disk_s = alternate(memory, disk)
     return {"steps_per_block": steps, "order": "memory, disk, disk, memory",
-            "memory_steps_per_s": 2 * steps / t["memory_s"],
-            "disk_steps_per_s": 2 * steps / t["disk_s"],
-            "disk_vs_memory": t["memory_s"] / t["disk_s"]}
+            "memory_steps_per_s": 2 * steps / mem_s,
+            "disk_steps_per_s": 2 * steps / disk_s,
+            "disk_vs_memory": mem_s / disk_s}
 
 
 def train_entry(name: str):
@@ -297,22 +298,19 @@ def tile_crater(args: argparse.Namespace) -> dict[str, Any]:
     image = np.repeat(gray[..., None], 3, axis=-1).astype(np.float32) / 255.0
     model = _crater_model(cfg, args.quick)
     rec = Recording(model)
-    predict_probability(rec, image, mode="tile", overlap=overlap)  # warm-up (tracing)
-    walls = []
-    for _ in range(max(1, min(args.reps, 2))):
+
+    def tiled() -> float:
         rec.shapes.clear()
         t0 = time.perf_counter()
         predict_probability(rec, image, mode="tile", overlap=overlap)
-        walls.append(time.perf_counter() - t0)
-    wall = float(np.median(walls))
-    pure = rec.replay_s()
-    return {"image": f"{size}x{size} (crater_resunet.data.synthetic.make_tile, grey as RGB)",
-            "predictor": "crater_resunet.predict.predict_probability (mode tile)",
-            "tile": th, "overlap": overlap, "tiled_s": wall,
-            "tiled_times_s": [round(w, 3) for w in walls], "pure_forward_s": pure,
-            "forward_calls": len(rec.shapes),
-            "windows_predicted": int(sum(s[0] for s in rec.shapes)),
-            "overhead": wall / pure - 1.0}
+        return time.perf_counter() - t0
+
+    out = tiled_vs_pure(tiled, rec.replay_s)
+    out.update(image=f"{size}x{size} (crater_resunet.data.synthetic.make_tile, grey as RGB)",
+               predictor="crater_resunet.predict.predict_probability (mode tile)", tile=th,
+               overlap=overlap, forward_calls=len(rec.shapes),
+               windows_predicted=int(sum(s[0] for s in rec.shapes)))
+    return out
 
 
 ENTRIES = {"train": {name: train_entry(name) for name in RECIPES},

@@ -33,6 +33,7 @@ from bench.common import (
     merge_peaks,
     native_bf16,
     theoretical_peak,
+    tiled_vs_pure,
     time_reps,
 )
 
@@ -296,11 +297,11 @@ def loader_vs_memory(rec: Recipe, step, steps: int) -> dict[str, Any]:
             step(rec.unpack(next(it)))
         return time.perf_counter() - t0
 
-    t = alternate(memory, disk)
+    mem_s, disk_s = alternate(memory, disk)
     return {"steps_per_block": steps, "order": "memory, disk, disk, memory",
-            "workers": rec.loader.num_workers, "memory_steps_per_s": 2 * steps / t["memory_s"],
-            "disk_steps_per_s": 2 * steps / t["disk_s"],
-            "disk_vs_memory": t["memory_s"] / t["disk_s"]}
+            "workers": rec.loader.num_workers, "memory_steps_per_s": 2 * steps / mem_s,
+            "disk_steps_per_s": 2 * steps / disk_s,
+            "disk_vs_memory": mem_s / disk_s}
 
 
 def train_entry(name: str):
@@ -389,21 +390,34 @@ def _make(v):
     return torch.randn(v[1]).to(v[2]) if v[0] == "tensor" else v[1]
 
 
-def _tiled(record: Recording, predict, reps: int) -> dict[str, Any]:
-    """Median wall of ``predict()`` (after one untimed call) and the replayed forwards of its
-    last repetition."""
-    predict()  # warm-up: the predictor's first call (allocations, readers) is not timed
-    walls = []
-    for _ in range(max(1, min(reps, 2))):
+def _tiled(record: Recording, predict) -> dict[str, Any]:
+    """``predict()`` against the forwards it makes, replayed alone (``tiled_vs_pure``)."""
+
+    def tiled() -> float:
         record.calls.clear()
         t0 = time.perf_counter()
         predict()
-        walls.append(time.perf_counter() - t0)
-    wall = float(np.median(walls))
-    pure = record.replay_s()
-    return {"tiled_s": wall, "tiled_times_s": [round(w, 3) for w in walls],
-            "pure_forward_s": pure, "forward_calls": len(record.calls),
-            "windows_predicted": record.windows(), "overhead": wall / pure - 1.0}
+        return time.perf_counter() - t0
+
+    out = tiled_vs_pure(tiled, record.replay_s)
+    out.update(forward_calls=len(record.calls), windows_predicted=record.windows())
+    return out
+
+
+def _decode_s(path) -> float:
+    """Seconds to decode every block of a GeoTIFF once, alone, one block row at a time (the
+    mapper's reading): a floor of its input cost that the mapper can hide only on idle cores."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.Env(GDAL_CACHEMAX=64), rasterio.open(path) as src:
+        bh = src.block_shapes[0][0]
+        buf = np.empty((src.count, bh, src.width), np.dtype(src.dtypes[0]))
+        t0 = time.perf_counter()
+        for r in range(0, src.height, bh):
+            n = min(bh, src.height - r)
+            src.read(window=Window(0, r, src.width, n), out=buf[:, :n])
+        return time.perf_counter() - t0
 
 
 def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
@@ -432,8 +446,9 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
         stats.update(predict_raster(src, out_dir / f"map_{size}.tif", rec.module, text,
                                     progress=False, **tc))
 
-    res = _tiled(rec, predict, args.reps)
-    res.update(raster=f"{size}x{size}x64 float32 GeoTIFF (dune_vlm.data.synthetic)", tile=tc,
+    res = _tiled(rec, predict)
+    res.update(input_decode_s=_decode_s(src), reader=stats.get("reader"),
+               raster=f"{size}x{size}x64 float32 GeoTIFF (dune_vlm.data.synthetic)", tile=tc,
                predictor="dune_vlm.inference_tile.predict_raster", notes=note,
                windows_planned=stats.get("windows_total"),
                windows_skipped_nodata=stats.get("windows_skipped_nodata", 0))
@@ -472,7 +487,7 @@ def tile_mars_cracknet(args: argparse.Namespace) -> dict[str, Any]:
             if hasattr(src, "close"):
                 src.close()
 
-    res = _tiled(rec, predict, args.reps)
+    res = _tiled(rec, predict)
     res.update(image=f"{size}x{size} RGB PNG (mars_cracknet.data.synthetic)",
                predictor="mars_cracknet.predict.predict_image", tile=kw or "defaults")
     return res
@@ -502,7 +517,7 @@ def tile_s5mars(args: argparse.Namespace) -> dict[str, Any]:
     model = DeepLabV3Plus(num_classes=int(cfg["net"]["num_classes"])).eval()
     rec = Recording(model)
     res = _tiled(rec, lambda: predict_sliding(rec.module, x, crop, stride,
-                                              int(cfg["net"]["num_classes"])), args.reps)
+                                              int(cfg["net"]["num_classes"])))
     res.update(image=f"{h}x{w} RGB (s5mars_ssl.data.synthetic.render_scene)", crop=crop,
                stride=stride, predictor="s5mars_ssl.augseg.utils.metrics.predict_sliding")
     return res
