@@ -17,6 +17,7 @@ the machine's peak, which is a bug of the bench, not a result.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -166,6 +167,23 @@ def alternate(a: Callable[[], float], b: Callable[[], float]) -> tuple[float, fl
     ta = a()
     tb = b() + b()
     return ta + a(), tb
+
+
+def loader_steps(step_s: float, quick: bool, block_s: float = 15.0) -> int:
+    """Steps per timed block of the loader comparison: blocks of about ``block_s`` seconds
+    (2 to 6 steps; one in quick runs), so that a block outlasts the machine's short stalls."""
+    return 1 if quick else min(6, max(2, math.ceil(block_s / step_s)))
+
+
+def fetch_rate(batches: Callable[[], Any], n: int) -> float:
+    """Batches per second of the loader alone: a fresh iteration, its first batch (worker
+    start-up) untimed, then ``n`` batches."""
+    it = batches()
+    next(it)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        next(it)
+    return n / (time.perf_counter() - t0)
 
 
 def tiled_vs_pure(tiled: Callable[[], float], pure: Callable[[], float]) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from bench.common import (
     alternate,
     best_peak,
     child_main,
+    fetch_rate,
+    loader_steps,
     merge_peaks,
     native_bf16,
     theoretical_peak,
@@ -219,7 +221,7 @@ def loader_vs_memory(model, batches, steps: int) -> dict[str, Any]:
     return {"steps_per_block": steps, "order": "memory, disk, disk, memory",
             "memory_steps_per_s": 2 * steps / mem_s,
             "disk_steps_per_s": 2 * steps / disk_s,
-            "disk_vs_memory": mem_s / disk_s}
+            "disk_vs_memory": mem_s / disk_s, "alone_batches_per_s": fetch_rate(batches, steps)}
 
 
 def train_entry(name: str):
@@ -252,7 +254,8 @@ def train_entry(name: str):
             t.update(build_and_first_step_s=round(first, 1), images_per_s=batch / t["median_s"])
             out["variants"][prec] = t
             if prec == "fp32":
-                out["loader"] = loader_vs_memory(model, batches, 1 if args.quick else 2)
+                out["loader"] = loader_vs_memory(model, batches,
+                                                 loader_steps(t["median_s"], args.quick))
             del model
             keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("float32")

@@ -30,6 +30,8 @@ from bench.common import (
     alternate,
     best_peak,
     child_main,
+    fetch_rate,
+    loader_steps,
     merge_peaks,
     native_bf16,
     theoretical_peak,
@@ -301,7 +303,7 @@ def loader_vs_memory(rec: Recipe, step, steps: int) -> dict[str, Any]:
     return {"steps_per_block": steps, "order": "memory, disk, disk, memory",
             "workers": rec.loader.num_workers, "memory_steps_per_s": 2 * steps / mem_s,
             "disk_steps_per_s": 2 * steps / disk_s,
-            "disk_vs_memory": mem_s / disk_s}
+            "disk_vs_memory": mem_s / disk_s, "alone_batches_per_s": fetch_rate(batches, steps)}
 
 
 def train_entry(name: str):
@@ -329,7 +331,8 @@ def train_entry(name: str):
             out["variants"][prec] = t
         out["peaks"] = merge_peaks(peaks, torch_peaks(args.quick, args.threads))
         add_utilisation(name, out["variants"], flops, out["peaks"])
-        out["loader"] = loader_vs_memory(rec, _step(rec, False), 1 if args.quick else 2)
+        steps = loader_steps(out["variants"]["fp32"]["median_s"], args.quick)
+        out["loader"] = loader_vs_memory(rec, _step(rec, False), steps)
         return out
 
     return run
