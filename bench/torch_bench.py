@@ -261,12 +261,27 @@ def _step(rec: Recipe, bf16: bool):
     return step
 
 
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding,
+                        _dilation, transposed, _output_padding, _groups, output_mask,
+                        out_shape=None) -> int:
+    """FLOPs of ``aten.convolution_backward``: each gradient asked for (input, weight) costs
+    the forward's ``2 x batch x spatial x prod(weight shape)``. Replaces torch's formula, which
+    ignores ``groups`` and counts a depthwise 3x3 conv's backward about ``groups`` times over
+    (torch 2.14: 38.8 GFLOP for a 0.15 GFLOP forward of 256 groups on 2 x 128 x 128)."""
+    spatial = x_shape[2:] if transposed else grad_out_shape[2:]
+    per_grad = 2 * grad_out_shape[0] * int(np.prod(spatial)) * int(np.prod(w_shape))
+    return per_grad * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def step_flops(rec: Recipe, batch) -> int:
-    """FLOPs of forward + loss + backward (fp32), counted by ``FlopCounterMode``."""
+    """FLOPs of forward + loss + backward (fp32), counted by ``FlopCounterMode`` with a
+    grouped-convolution-aware backward formula (:func:`conv_backward_flops`)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     rec.model.zero_grad(set_to_none=True)
-    with FlopCounterMode(display=False) as counter:
+    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         rec.loss(rec.model, batch).backward()
     rec.model.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())
