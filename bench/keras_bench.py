@@ -40,14 +40,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _threads(n: int) -> None:
-    import tensorflow as tf
+def _threads(name: str, n: int) -> None:
+    """The subproject's own thread cap (``set_threads`` of its trainer or model module)."""
+    import importlib
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
-    except RuntimeError:  # already initialised
-        pass
+    module = {"crater_resunet": "crater_resunet.train", "ice_patch_cnn": "ice_patch_cnn.model"}
+    importlib.import_module(module[name]).set_threads(n)
 
 
 def tf_peaks(quick: bool, threads: int) -> dict[str, Any]:
@@ -228,7 +226,7 @@ def train_entry(name: str):
     def run(args: argparse.Namespace) -> dict[str, Any]:
         import keras
 
-        _threads(args.threads)
+        _threads(name, args.threads)
         peaks = tf_peaks(args.quick, args.threads)
         cfg, make_model, batch, paper_batch, shape, batches, notes = RECIPES[name](args)
         x, y = (np.asarray(v) for v in next(batches()))
@@ -292,7 +290,7 @@ def tile_crater(args: argparse.Namespace) -> dict[str, Any]:
     from crater_resunet.data.synthetic import make_tile
     from crater_resunet.predict import predict_probability
 
-    _threads(args.threads)
+    _threads("crater_resunet", args.threads)
     cfg = _crater_cfg(args.quick)
     th = int(cfg["data"]["image_size"][0])
     size = 4 * th if args.quick else 1024
