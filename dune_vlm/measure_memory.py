@@ -90,7 +90,7 @@ def _child(args) -> dict:
     stats = predict_raster(args.input_tif, args.output_tif, model, text,
                            tile_size=args.tile_size, stride=args.stride,
                            batch_size=args.batch_size, confidence=args.confidence,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, max_rows_mb=args.max_rows_mb)
     stats["model"] = args.weights or args.model
     return stats
 
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile_size", type=int, default=512)
     p.add_argument("--stride", type=int, default=256)
     p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--max_rows_mb", type=int, default=1024,
+                   help="inference_tile's budget for its row reader (0: window by window)")
     p.add_argument("--confidence", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", default="datasets/dune_vlm/memory",
@@ -148,7 +150,8 @@ def main(argv=None) -> int:
         cmd = [sys.executable, "-m", "dune_vlm.measure_memory", "--child", "--input_tif",
                str(src), "--output_tif", str(out), "--model", args.model, "--tile_size",
                str(args.tile_size), "--stride", str(args.stride),
-               "--batch_size", str(args.batch_size), "--threads", str(args.threads)]
+               "--batch_size", str(args.batch_size), "--threads", str(args.threads),
+               "--max_rows_mb", str(args.max_rows_mb)]
         if args.weights:
             cmd += ["--weights", args.weights]
         if args.text_embed_path:
