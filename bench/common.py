@@ -186,6 +186,15 @@ def fetch_rate(batches: Callable[[], Any], n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def loader_record(steps: int, memory_s: float, disk_s: float,
+                  batches: Callable[[], Any]) -> dict[str, Any]:
+    """The loader comparison's figures from its two totals (:func:`alternate`), plus the
+    loader's own rate (:func:`fetch_rate`)."""
+    return {"steps_per_block": steps, "order": "memory, disk, disk, memory",
+            "memory_steps_per_s": 2 * steps / memory_s, "disk_steps_per_s": 2 * steps / disk_s,
+            "disk_vs_memory": memory_s / disk_s, "alone_batches_per_s": fetch_rate(batches, steps)}
+
+
 def tiled_vs_pure(tiled: Callable[[], float], pure: Callable[[], float]) -> dict[str, Any]:
     """A tiled predictor against its model's forwards alone. ``tiled()`` runs the predictor,
     recording the forwards it makes, and returns its wall time; ``pure()`` replays the recorded

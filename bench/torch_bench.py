@@ -30,7 +30,7 @@ from bench.common import (
     alternate,
     best_peak,
     child_main,
-    fetch_rate,
+    loader_record,
     loader_steps,
     merge_peaks,
     native_bf16,
@@ -315,11 +315,8 @@ def loader_vs_memory(rec: Recipe, step, steps: int) -> dict[str, Any]:
             step(rec.unpack(next(it)))
         return time.perf_counter() - t0
 
-    mem_s, disk_s = alternate(memory, disk)
-    return {"steps_per_block": steps, "order": "memory, disk, disk, memory",
-            "workers": rec.loader.num_workers, "memory_steps_per_s": 2 * steps / mem_s,
-            "disk_steps_per_s": 2 * steps / disk_s,
-            "disk_vs_memory": mem_s / disk_s, "alone_batches_per_s": fetch_rate(batches, steps)}
+    return {**loader_record(steps, *alternate(memory, disk), batches),
+            "workers": rec.loader.num_workers}
 
 
 def train_entry(name: str):
