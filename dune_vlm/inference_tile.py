@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import resource
 import sys
 import time
@@ -38,9 +37,9 @@ NODATA_OUT = 255
 
 
 
-# Budget of RowReader's ring of input rows; above it the mapper reads window by window (measured
-# on int8 LZW rasters: 4,096^2 in 26 s with the ring, 57 s window by window; 8,192^2 needs
-# 1,993 MB with the ring, 1,603 MB window by window).
+# Budget of RowReader's ring of input rows; above it the mapper reads window by window
+# (measured on int8 LZW rasters, whole process: 4,096^2 in 26 s with the ring, 57 s window by
+# window; 8,192^2 needs 1,993 MB with the ring, 1,603 MB window by window).
 MAX_ROWS_MB = 1024
 
 class TileInferenceError(ValueError):
@@ -61,16 +60,6 @@ def side_weight(n: int, margin: int, ramp: int, taper_start: bool, taper_end: bo
     if taper_end:
         w = np.minimum(w, ramp_fn(n - 1 - d))
     return w
-
-
-def nodata_mask(raw: np.ndarray, nodata) -> np.ndarray:
-    """(h, w) mask of the pixels of (bands, h, w) values that are not data: non-finite in any
-    band, or nodata in any."""
-    bad = ~np.isfinite(raw).all(axis=0) if raw.dtype.kind == "f" else \
-        np.zeros(raw.shape[1:], bool)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        bad |= (raw == nodata).any(axis=0)
-    return bad
 
 
 def plan_windows(height: int, width: int, tile: int, stride: int) -> list[list]:
@@ -187,7 +176,7 @@ class RowReader:
         from rasterio.errors import RasterioIOError
         from rasterio.windows import Window
 
-        from shared.rasters import RasterError
+        from shared.rasters import RasterError, nodata_mask
 
         inside, W = max(0, min(n, self.src.height - row)), self.src.width
         raw, bad = self.raw[:, slot:slot + inside, :W], self.bad[slot:slot + inside, :W]
@@ -198,7 +187,7 @@ class RowReader:
                 raise TileInferenceError(str(RasterError(
                     self.src.name, f"truncated or corrupt data in rows {row}..{row + inside} "
                     f"({exc})"))) from None
-            bad[:] = nodata_mask(raw, self.nodata)
+            bad[:] = nodata_mask(raw, self.nodata, any_band=True)
             if bad.any():
                 raw[:, bad] = 0
         self.raw[:, slot + inside:slot + n] = 0  # past the bottom: not data
@@ -230,14 +219,14 @@ class WindowReader:
     def window(self, win) -> tuple[list, np.ndarray]:
         from rasterio.windows import Window
 
-        from shared.rasters import RasterError, read_window
+        from shared.rasters import RasterError, nodata_mask, read_window
 
         try:
             raw = read_window(self.src, Window(win.col, win.row, self.tile, self.tile),
                               fill_value=self.nodata if self.nodata is not None else 0)
         except RasterError as exc:
             raise TileInferenceError(str(exc)) from None
-        bad = nodata_mask(raw, self.nodata)
+        bad = nodata_mask(raw, self.nodata, any_band=True)
         bad[self.src.height - win.row:] = True  # boundless fill: not data
         bad[:, self.src.width - win.col:] = True
         raw[:, bad] = 0

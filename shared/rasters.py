@@ -210,23 +210,25 @@ def to_gray(bands: np.ndarray) -> np.ndarray:
     return bands.astype(np.float32).mean(axis=0)
 
 
-def nodata_mask(bands: np.ndarray, nodata: float | None) -> np.ndarray:
+def nodata_mask(bands: np.ndarray, nodata: float | None, any_band: bool = False) -> np.ndarray:
     """(C, H, W) -> (H, W) bool, True where the pixel is no-data.
 
-    A pixel is no-data when every band equals ``nodata`` (no value check when ``nodata`` is
-    None; a NaN ``nodata`` means "not finite"), or when any band is NaN or infinite.
+    A pixel is no-data when every band equals ``nodata`` (any band, with ``any_band``; no value
+    check when ``nodata`` is None; a NaN ``nodata`` means "not finite"), or when any band is NaN
+    or infinite.
     """
     bands = np.asarray(bands)
     if bands.ndim == 2:
         bands = bands[None]
+    reduce = np.any if any_band else np.all
     if bands.dtype.kind == "f":
         finite = np.isfinite(bands)
         if nodata is None or not np.isfinite(nodata):
             return ~finite.all(axis=0)
-        return (bands == nodata).all(axis=0) | ~finite.all(axis=0)
+        return reduce(bands == nodata, axis=0) | ~finite.all(axis=0)
     if nodata is None:
         return np.zeros(bands.shape[1:], dtype=bool)
-    return (bands == nodata).all(axis=0)
+    return reduce(bands == nodata, axis=0)
 
 
 def to_uint8(gray: np.ndarray, invalid: np.ndarray | None,

@@ -253,6 +253,9 @@ def test_pixel_helpers_match_the_ice_chunker_rules():
     assert gray[0, 1] == pytest.approx(0.299 * 10 + 0.587 * 20 + 0.114 * 30)
     np.testing.assert_array_equal(nodata_mask(bands, 0), [[True, False], [False, False]])
     np.testing.assert_array_equal(nodata_mask(bands, None), np.zeros((2, 2), bool))
+    # any band at nodata (the dune mapper's rule): (1, 0) has bands 255, 0, 0
+    np.testing.assert_array_equal(nodata_mask(bands, 0, any_band=True),
+                                  [[True, False], [True, False]])
     f = bands.astype(np.float32)
     f[1, 1, 0] = np.nan  # NaN in one band only: invalid, with or without a nodata value
     for nd in (None, np.nan, 0):
