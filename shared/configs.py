@@ -15,6 +15,7 @@ Each subproject keeps only its own validation of values on top of this.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -42,12 +43,75 @@ def read_yaml_mapping(path: str | os.PathLike, error: type[Exception] = ValueErr
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: not valid YAML ({exc})") from None
+        raise error(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping at the top level")
     return data
+
+
+def yaml_problem(exc: BaseException) -> str:
+    """A YAML parser error in one line: what is wrong and where (``line L, column C``)."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())[:200]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+# Keys that count something: a value below 1 means nothing (checked when the schema's own value
+# is a positive integer).
+COUNT_KEYS = frozenset({
+    "batch_size", "epochs", "iterations", "num_classes", "n_classes", "crop_size", "patch_size",
+    "tile_size", "chunk_size", "size", "max_epochs", "total_iters", "image_size", "input_size",
+    "base_size", "width", "seeds", "stride"})
+# Keys that must be positive numbers when the schema's value is one.
+POSITIVE_KEYS = frozenset({"lr", "learning_rate", "base_lr", "scale", "input_scale"})
+
+
+def check_value(key: str, value: Any, schema_value: Any, source: str = "--set") -> None:
+    """``value`` may replace ``schema_value`` at ``key``: same kind (a number for a number, a
+    boolean for a boolean; ``null`` always), finite, and at least 1
+    for a count (``COUNT_KEYS``) or positive for a rate (``POSITIVE_KEYS``)."""
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}={value!r}: {what}")
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    leaf = key.rsplit(".", 1)[-1]
+    if value is None:
+        return
+    if isinstance(schema_value, bool):
+        if not isinstance(value, bool):
+            raise bad("expected true or false")
+    elif number(schema_value):
+        if not number(value):
+            raise bad(f"expected a number (like {schema_value!r})")
+        if isinstance(value, float) and not math.isfinite(value) and (
+                not isinstance(schema_value, float) or math.isfinite(schema_value)):
+            raise bad("expected a finite number")
+        if isinstance(schema_value, int) and schema_value >= 1 and leaf in COUNT_KEYS:
+            if value != int(value) or value < 1:
+                raise bad("expected a whole number of at least 1")
+        if schema_value > 0 and leaf in POSITIVE_KEYS and not value > 0:
+            raise bad("expected a positive number")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise bad("expected a finite number")
+
+
+def check_values(data: Mapping, schema: Mapping, source: str, prefix: str = "") -> None:
+    """``check_value`` for every leaf of ``data`` that the ``schema`` also has."""
+    for key, value in data.items():
+        if key not in schema:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(schema[key], Mapping):
+            check_values(value, schema[key], source, name + ".")
+        else:
+            check_value(name, value, schema[key], source)
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -136,6 +200,7 @@ def set_dotted(cfg: dict, key: str, value: Any, schema: Mapping | None = None,
             raise ConfigError(f"{source}: unknown config key {key!r} "
                               f"(no {part!r} under {where}; known: {options})")
         if i == len(parts) - 1:
+            check_value(key, value, known[part], source)
             node[part] = value
         else:
             if not isinstance(node.get(part), dict):
@@ -160,6 +225,7 @@ def load_config(spec: str | os.PathLike, profiles: Mapping[str, str | os.PathLik
         if bad:
             raise ConfigError(f"{path}: unknown config key(s) {', '.join(bad)} "
                               f"(not in {layers[0][0].name})")
+        check_values(data, schema, str(path))
         cfg = deep_merge(cfg, data)
     if sets is not None and not isinstance(sets, Mapping):
         sets = parse_set(sets)

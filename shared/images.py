@@ -29,6 +29,14 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
     the file holds ((H, W) or (H, W, C), uint8 or uint16). Multi-band or floating-point TIFFs
     that Pillow cannot hold are read with rasterio and returned as (H, W, C).
 
+    Any bit depth: with ``mode`` "RGB" or "L", a 16- or 32-bit integer or a floating-point
+    image is brought to 8 bits by one per-image percentile stretch (``stretch_to_uint8``:
+    never clipped to white, a float image in [0, 1] never becomes black), NaN and infinite
+    pixels are invalid (0), and an image without a single valid pixel is an error. The band
+    count is checked against what ``mode`` takes: "RGB" and "L" accept 1 (grey), 2 (grey +
+    alpha), 3 (RGB) or 4 (RGBA) bands, and a 64-band raster is an error naming the file and
+    both counts, never silently taken as RGB.
+
     Raises :class:`ImageReadError` naming the file when it is missing, empty, truncated, not
     an image, or larger than Pillow's decompression-bomb limit (``2 * Image.MAX_IMAGE_PIXELS``,
     about 179 Mpx; such scenes are read window by window with ``shared.rasters.open_scene``).
@@ -45,18 +53,83 @@ def read_image(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
     try:
         with _open_whole(path) as img:
             img.load()  # forces a full decode: truncated files fail here
-            if mode is not None and img.mode != mode:
-                img = img.convert(mode)
-            arr = np.asarray(img)
+            if mode in ("RGB", "L") and img.mode not in _EIGHT_BIT:
+                arr = _as_mode(path, _pillow_array(img), mode)
+            else:
+                if mode is not None and img.mode != mode:
+                    img = img.convert(mode)
+                arr = np.asarray(img)
     except UnidentifiedImageError:
         if path.suffix.lower() in {".tif", ".tiff"}:
             return _read_tiff_with_rasterio(path, mode)
         raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageReadError):
+            raise
         if path.suffix.lower() in {".tif", ".tiff"}:
             return _read_tiff_with_rasterio(path, mode)
         raise ImageReadError(path, f"truncated or corrupt image ({exc})") from None
     return np.ascontiguousarray(arr)
+
+
+# Pillow modes whose values are already 8-bit per band (converted by Pillow itself)
+_EIGHT_BIT = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+STRETCH_PERCENTILES = (0.1, 99.9)
+
+
+def _pillow_array(img: Image.Image) -> np.ndarray:
+    arr = np.asarray(img)
+    if img.mode.startswith("I;16") and arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def stretch_to_uint8(arr: np.ndarray, path: str | os.PathLike = "<array>",
+                     percentiles: tuple[float, float] = STRETCH_PERCENTILES) -> np.ndarray:
+    """Any-depth image -> uint8 by one stretch over all its bands.
+
+    uint8 is returned unchanged; other integer and float images map the ``percentiles`` of
+    their finite values linearly onto 0..255 (clipped outside), so a 16-bit scene keeps its
+    contrast and a float image in [0, 1] is not rounded to black. NaN and infinite pixels
+    become 0; an image with no finite pixel at all is an ``ImageReadError``.
+    """
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    data = arr.astype(np.float64, copy=False)
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise ImageReadError(path, "has no valid pixel (every value is NaN or infinite)")
+    lo, hi = np.percentile(data[finite], percentiles)
+    if hi <= lo:
+        hi = lo + 1.0
+    with np.errstate(invalid="ignore"):
+        out = np.clip(np.rint((data - lo) * (255.0 / (hi - lo))), 0, 255)
+    out[~finite] = 0
+    return out.astype(np.uint8)
+
+
+def _as_mode(path: Path, arr: np.ndarray, mode: str | None) -> np.ndarray:
+    """(H, W) or (H, W, C) of any depth -> what ``mode`` promises, with the band count checked."""
+    if mode not in ("RGB", "L"):
+        return arr
+    bands = 1 if arr.ndim == 2 else arr.shape[-1]
+    if bands not in (1, 2, 3, 4):
+        want = "an RGB image" if mode == "RGB" else "a greyscale image"
+        raise ImageReadError(path, f"has {bands} bands, but this model takes {want} (1, 3 or 4 "
+                                   "bands: grey, RGB or RGBA); pass a 1- or 3-band image or a "
+                                   "model made for this band count")
+    if arr.ndim == 3:
+        arr = arr[..., 0] if bands in (1, 2) else arr[..., :3]
+    arr = stretch_to_uint8(arr, path)
+    if mode == "L" and arr.ndim == 3:
+        luma = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        arr = np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+    elif mode == "RGB" and arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    return arr
 
 
 def _too_large(path: Path, size: tuple[int, int] | None) -> ImageReadError:
@@ -99,11 +172,7 @@ def _read_tiff_with_rasterio(path: Path, mode: str | None) -> np.ndarray:
     arr = np.moveaxis(arr, 0, -1)
     if arr.shape[-1] == 1:
         arr = arr[..., 0]
-    if mode == "L" and arr.ndim == 3:
-        arr = arr[..., :3].mean(axis=-1).astype(arr.dtype)
-    elif mode == "RGB" and arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(_as_mode(path, arr, mode))
 
 
 def read_mask(

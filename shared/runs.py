@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -133,10 +134,12 @@ def cli_main(main: Callable[[Sequence[str] | None], int | None],
     ``user_errors`` adds a subproject's own error classes. A ``RunInterrupted`` exits with
     128 + the signal number, a bare Ctrl-C with 130.
     """
+    from shared.atomic import CheckpointSetError
     from shared.images import ImageReadError
     from shared.rasters import RasterError
 
-    errors = (UserError, ConfigError, ImageReadError, RasterError, *user_errors)
+    errors = (UserError, ConfigError, ImageReadError, RasterError, CheckpointSetError,
+              *user_errors)
     try:
         return int(main(argv) or 0)
     except RunInterrupted as exc:
@@ -146,7 +149,7 @@ def cli_main(main: Callable[[Sequence[str] | None], int | None],
         print("interrupted (SIGINT)", file=sys.stderr)
         return 130
     except errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EACCES):
@@ -154,6 +157,12 @@ def cli_main(main: Callable[[Sequence[str] | None], int | None],
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """An error message on one line (a third-party message may span many)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def quiet_tensorflow(level: str = "3") -> None:
@@ -181,15 +190,66 @@ def quiet_tensorflow(level: str = "3") -> None:
 
 def check_not_inputs(outputs: Iterable[str | os.PathLike | None],
                      inputs: Iterable[str | os.PathLike | None]) -> None:
-    """Refuse an output path that is one of the input paths (it would destroy the input)."""
-    ins = {}
-    for p in inputs:
-        if p is not None:
-            ins[Path(p).resolve()] = p
-    for out in outputs:
-        if out is not None and Path(out).resolve() in ins:
-            raise UserError(f"{out}: the output would overwrite the input "
-                            f"{ins[Path(out).resolve()]}; choose another output path")
+    """Refuse an output path that is one of the inputs, lies inside one or contains one."""
+    check_paths(outputs, inputs)
+
+
+def _flat(values: Iterable[Any]) -> list[Path]:
+    out: list[Path] = []
+    for v in values:
+        if v is None or v == "":
+            continue
+        if isinstance(v, (list, tuple, set)):
+            out += _flat(v)
+        else:
+            out.append(Path(v))
+    return out
+
+
+def check_paths(outputs: Iterable[Any], inputs: Iterable[Any] = ()) -> None:
+    """The one check of a command's paths before it writes anything.
+
+    Every output (file or folder) is refused when it is an input, lies inside an input folder,
+    or contains an input (``--overwrite`` could delete it, a survey would read its own output),
+    and when it lies under a regular file. Symbolic links are resolved first. ``None`` entries
+    (options not given) and nested lists (``nargs``) are allowed.
+    """
+    ins = [(p, p.resolve()) for p in _flat(inputs)]
+    for out in _flat(outputs):
+        check_output_dir(out.parent)
+        real = out.resolve()
+        for given, src in ins:
+            if real == src:
+                what = "would overwrite the input"
+            elif src in real.parents:
+                what = "lies inside the input"
+            elif real in src.parents:
+                what = "contains the input"
+            else:
+                continue
+            raise UserError(f"{out}: the output {what} {given}; choose an output path outside "
+                            "the command's inputs")
+
+
+def declare_paths(parser: argparse.ArgumentParser, inputs: Sequence[str] = (),
+                  outputs: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """Declare which options (``dest`` names) of ``parser`` are inputs and which are outputs.
+
+    The parser's ``parse_args`` / ``parse_known_args`` then run ``check_paths`` on the parsed
+    values, so every CLI that declares its paths gets the same refusal before anything is
+    written. Options missing from a namespace (another subcommand) are skipped.
+    """
+    parser._contract_paths = (tuple(inputs), tuple(outputs))  # type: ignore[attr-defined]
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, extra = original(args, namespace)
+        ins, outs = parser._contract_paths  # type: ignore[attr-defined]
+        check_paths([getattr(ns, d, None) for d in outs], [getattr(ns, d, None) for d in ins])
+        return ns, extra
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+    return parser
 
 
 def check_output_dir(path: str | os.PathLike) -> Path:
@@ -201,6 +261,56 @@ def check_output_dir(path: str | os.PathLike) -> Path:
                 raise UserError(f"{path}: cannot write there, {parent} is a file")
             break
     return path
+
+
+def check_torch_device(device: Any) -> None:
+    """``--device`` names a device this machine has: one line, not a CUDA traceback later."""
+    name = str(device).strip().lower()
+    if name in ("", "auto", "cpu", "none"):
+        return
+    if name.startswith("cuda"):
+        import torch
+
+        index = name.partition(":")[2]
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA GPU is available on this machine "
+                            "(use --device cpu or auto)")
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UserError(f"--device {device}: this machine has "
+                            f"{torch.cuda.device_count()} CUDA device(s)")
+        return
+    if name.startswith("mps"):
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise UserError(f"--device {device}: MPS is not available on this machine")
+        return
+    raise UserError(f"--device {device}: unknown device (expected auto, cpu, cuda or cuda:N)")
+
+
+# --------------------------------------------------------------------------- numeric options
+def _number_type(kind: type, test: Callable[[float], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if isinstance(value, float) and not math.isfinite(value) or not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+# argparse ``type=`` validators: a bad value is one usage error (exit 2) before anything runs.
+positive_int = _number_type(int, lambda v: v >= 1, "whole number of at least 1")
+nonnegative_int = _number_type(int, lambda v: v >= 0, "whole number of at least 0")
+finite_float = _number_type(float, lambda v: True, "finite number")
+positive_float = _number_type(float, lambda v: v > 0, "positive finite number")
+nonnegative_float = _number_type(float, lambda v: v >= 0, "finite number of at least 0")
+fraction = _number_type(float, lambda v: 0 <= v <= 1, "number between 0 and 1")
+open_fraction = _number_type(float, lambda v: 0 <= v < 1, "number in [0, 1)")
 
 
 # --------------------------------------------------------------------------- signals
@@ -261,11 +371,14 @@ class RunDir:
     # -- opening ----------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, cfg: Mapping[str, Any], *, resume: bool = False,
-             overwrite: bool = False, allow_on_resume: Iterable[str] = ()
-             ) -> tuple[RunDir, dict[str, Any]]:
+             overwrite: bool = False, allow_on_resume: Iterable[str] = (),
+             inputs: Iterable[Any] = ()) -> tuple[RunDir, dict[str, Any]]:
+        """``inputs``: the paths the run reads (data folders, an init checkpoint); the run
+        folder may neither be, contain nor lie inside one of them."""
         if resume and overwrite:
             raise UserError("--resume and --overwrite exclude each other")
         check_output_dir(path)
+        check_paths([path], inputs)
         run = cls(path)
         run._created = not run.path.exists()
         run.path.mkdir(parents=True, exist_ok=True)
@@ -310,6 +423,11 @@ class RunDir:
         if contents and not overwrite:
             raise UserError(f"{self.path}: run folder is not empty; pass --resume to continue "
                             "that run or --overwrite to replace it")
+        if contents and not (self.path / CONFIG_NAME).is_file():
+            raise UserError(f"{self.path}: --overwrite refused: this folder is not a run folder "
+                            f"(no {CONFIG_NAME}; it holds {len(contents)} other entries, e.g. "
+                            f"{sorted(p.name for p in contents)[0]}); choose a new or empty "
+                            "run folder")
         for p in contents:
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
@@ -330,7 +448,9 @@ class RunDir:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and issubclass(exc_type, UserError):
+        # every user-error class of the project (UserError, ConfigError, the readers' and the
+        # subprojects' own errors) is a ValueError; a crash keeps its files for the post-mortem
+        if exc_type is not None and issubclass(exc_type, ValueError):
             self._undo_fresh_start()
         self.close()
 
