@@ -5,11 +5,12 @@
 
 For every image (any size; a small one is resized to the model input as in the paper, a large
 one is cut into overlapping tiles at its own resolution and the probabilities are averaged)
-it writes ``masks/<stem>_prob.png`` and ``masks/<stem>_mask.png``, the boxes of the
-thresholded mask's external contours (``cv2.findContours`` + ``boundingRect``, as in the paper)
-as YOLO detections ``labels/<stem>.txt`` (``class xc yc w h confidence``; confidence = mean
-probability inside the contour), one row per crater in ``craters.csv`` (centre, diameter,
-confidence) and the paper's figure ``figures/<stem>.png`` (image, ground truth, predicted
+it writes ``masks/<stem>_prob.png`` and ``masks/<stem>_mask.png`` (the cleaned crater mask),
+craters from :func:`crater_resunet.craters.extract_craters` (smoothing and closing before the
+threshold, one crater per blob, equivalent-circle diameter, crater NMS; ``--scales`` adds an
+image pyramid) as YOLO detections ``labels/<stem>.txt`` (``class xc yc w h confidence``; the
+box is the crater circle's bounding square, confidence = mean probability inside the blob),
+one row per crater in ``craters.csv`` (centre, diameter, confidence, peak, scale, nodata) and the paper's figure ``figures/<stem>.png`` (image, ground truth, predicted
 mask, image with boxes). When a YOLO label file is found (``--labels`` folder, else a
 ``labels/`` folder beside ``images/``) it also reports pixel scores and crater-level
 precision, recall and F1 by IoU matching of boxes (``metrics.json``).
@@ -248,27 +249,50 @@ class _Totals:
         return pix, crater_scores(self.crater)
 
 
+def image_craters(model, image: np.ndarray, opts: dict):
+    """Crater table, probability map and cleaned binary mask (uint8 0/1) of one plain image.
+
+    One scale (``opts["scales"]`` None): the probability of :func:`predict_probability`
+    (``mode``: resize or tiles); else the image pyramid of :mod:`crater_resunet.pyramid`
+    (tiles at every scale, merged by the crater NMS). Craters come from
+    :func:`crater_resunet.craters.extract_craters` (smoothing, closing, one crater per blob)."""
+    from crater_resunet.craters import crater_mask, extract_craters
+    from crater_resunet.pyramid import as_predictor, pyramid_craters
+
+    kw = dict(threshold=opts["threshold"], sigma=opts.get("sigma", 1.0),
+              closing=opts.get("closing", 1))
+    if opts.get("scales") is None:
+        prob = predict_probability(model, image, opts["mode"], opts["overlap"],
+                                   opts["batch_size"])
+        table, mask = extract_craters(prob, min_area=opts["min_area"], return_mask=True, **kw)
+    else:
+        fn, tile = as_predictor(model)
+        table, prob = pyramid_craters(image, fn, tile, opts["scales"], overlap=opts["overlap"],
+                                      batch_size=opts["batch_size"],
+                                      min_area=opts["min_area"], return_prob=True, **kw)
+        mask = crater_mask(prob, None, **kw)
+    return table, prob, mask.astype(np.uint8)
+
+
 def predict_image(model, path: Path, out: Path, totals: _Totals, opts: dict,
                   labels_dir: Path | None, figure: bool) -> tuple[list[dict], dict]:
     """One plain image (PNG/JPEG/BMP): masks, YOLO detections, scores when labelled."""
     import cv2
 
+    from crater_resunet.craters import crater_boxes, to_rows
     from crater_resunet.data import labels_to_mask, read_image_bgr, read_yolo_labels
     from crater_resunet.metrics import crater_counts, pixel_scores
     from shared.atomic import atomic_write_bytes, atomic_write_text
 
     image = read_image_bgr(path, channel_order=opts["channel_order"])
     h, w = image.shape[:2]
-    prob = predict_probability(model, image, opts["mode"], opts["overlap"], opts["batch_size"])
-    pred = (prob >= opts["threshold"]).astype(np.uint8)
-    boxes, confs = boxes_from_mask(prob, opts["threshold"], opts["min_area"])
+    table, prob, pred = image_craters(model, image, opts)
+    boxes, confs = crater_boxes(table), table["confidence"]
     for name, arr in (("prob", (prob * 255).round().astype(np.uint8)), ("mask", pred * 255)):
         ok, buf = cv2.imencode(".png", arr)
         atomic_write_bytes(out / "masks" / f"{path.stem}_{name}.png", buf.tobytes())
     atomic_write_text(out / "labels" / f"{path.stem}.txt", yolo_detections(boxes, confs, w, h))
-    rows = [{"image": path.name, "x": (x1 + x2) / 2, "y": (y1 + y2) / 2,
-             "diameter": ((x2 - x1) + (y2 - y1)) / 2, "width": x2 - x1, "height": y2 - y1,
-             "confidence": c} for (x1, y1, x2, y2), c in zip(boxes, confs)]
+    rows = to_rows(table, path.name)
     record = {"image": path.name, "craters_predicted": len(boxes)}
     label_path = find_label(path, labels_dir)
     truth = None
@@ -293,13 +317,23 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
                    channel_order: str = "bgr", figures: bool | int = True,
                    batch_size: int = 8, scale: float | None = None,
                    target_resolution: float | None = None,
-                   train_resolution: float | None = None) -> dict:
+                   train_resolution: float | None = None, scales=None, sigma: float = 1.0,
+                   closing: int = 1, drop_nodata: bool = False) -> dict:
     """Predict every image, write the outputs, return the metrics (when labels exist).
 
     Plain images (PNG/JPEG/BMP) as in the paper; rasters (GeoTIFF, JP2, ...; any bit depth)
     streamed through :mod:`crater_resunet.raster_predict` into GeoTIFFs and the catalogue
-    (``craters.csv``; ``craters.gpkg`` for georeferenced ones)."""
+    (``craters.csv``; ``craters.gpkg`` for georeferenced ones).
+
+    ``scales``: None (one scale, as before), ``"auto"`` (the image pyramid 1, 1/2, ... down to
+    one model tile, :func:`crater_resunet.pyramid.auto_scales`), or a list such as
+    ``[1, 0.5, 0.25]`` (relative to the raster's ``scale``); the scales are merged by the
+    crater NMS. ``sigma`` / ``closing``: smoothing and closing before the threshold
+    (:func:`crater_resunet.craters.extract_craters`); ``drop_nodata`` drops craters whose rim
+    reaches nodata instead of flagging them (``nodata`` column)."""
     from tqdm import tqdm
+
+    from crater_resunet.pyramid import parse_scales
 
     from crater_resunet import raster_predict as rp
     from shared.atomic import atomic_write_json
@@ -307,7 +341,8 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
     out = Path(out)
     opts = dict(threshold=threshold, mode=mode, overlap=overlap, iou_threshold=iou_threshold,
                 min_area=min_area, mask_shape=mask_shape, channel_order=channel_order,
-                batch_size=batch_size)
+                batch_size=batch_size, scales=parse_scales(scales), sigma=sigma,
+                closing=closing)
     totals, rows, per_image, layers, n_fig = _Totals(), [], [], [], 0
     for path in tqdm(images, desc="predict", unit="img", disable=len(images) < 3):
         if is_raster(path):
@@ -315,7 +350,8 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
             res = rp.predict_raster(model, path, out, scale=s, threshold=threshold,
                                     overlap=overlap,
                                     min_area=min_area, batch_size=batch_size,
-                                    channel_order=channel_order)
+                                    channel_order=channel_order, scales=opts["scales"],
+                                    sigma=sigma, closing=closing, drop_nodata=drop_nodata)
             rows += res["rows"]
             per_image.append(res["info"])
             if res["layer"]:
@@ -330,7 +366,8 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
     if layers:
         rp.write_catalogue_gpkg(out / "craters.gpkg", layers)
     result = {"images": len(images), "craters_predicted": len(rows), "threshold": threshold,
-              "iou_threshold": iou_threshold, "mode": mode, "per_image": per_image}
+              "iou_threshold": iou_threshold, "mode": mode, "scales": opts["scales"],
+              "per_image": per_image}
     if any("tp" in r for r in per_image):
         result["pixel"], result["crater"] = totals.scores()
         result["labelled_images"] = sum("tp" in r for r in per_image)
@@ -377,6 +414,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-resolution", type=float, metavar="M_PER_PX",
                         help="rasters: resample to this many metres per pixel (default: the "
                              "run config's data.resolution_m, when known)")
+    parser.add_argument("--scales", nargs="?", const="auto", default=None,
+                        metavar="auto|S1,S2,...",
+                        help="image pyramid: 'auto' (also --scales alone: 1, 1/2, 1/4, ... down "
+                             "to the scale at which the whole image fits one model tile) or a "
+                             "list like 1,0.5,0.25 (relative to --scale for rasters); the "
+                             "scales are merged by a crater NMS (DeepMoon criteria) into one "
+                             "catalogue with a 'scale' column (default: one scale)")
+    parser.add_argument("--smooth", type=float, default=1.0, metavar="SIGMA",
+                        help="Gaussian smoothing (px) of the probability before the threshold "
+                             "(1.0; 0 = none)")
+    parser.add_argument("--closing", type=int, default=1, metavar="PX",
+                        help="radius of the binary closing after the threshold (1; 0 = none)")
+    parser.add_argument("--drop-nodata", action="store_true",
+                        help="drop craters whose rim reaches nodata (default: keep them with "
+                             "nodata=1 in the catalogue)")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU to match a predicted box "
                         "to a true crater (0.5)")
     parser.add_argument("--min-area", type=float, default=None,
@@ -401,6 +453,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not 0.0 < args.threshold < 1.0 or not 0.0 < args.iou <= 1.0:
         parser.error("--threshold must be in (0, 1) and --iou in (0, 1]")
+    if not args.smooth >= 0 or args.closing < 0:
+        parser.error("--smooth and --closing must be >= 0")
     if not args.model.is_file():
         raise UserError(f"{args.model}: model file not found")
     if args.labels is not None and not args.labels.is_dir():
@@ -430,7 +484,9 @@ def main(argv=None) -> int:
                          figures=args.max_figures if args.max_figures > 0 else False,
                          batch_size=args.batch_size, scale=args.scale,
                          target_resolution=args.target_resolution,
-                         train_resolution=cfg["data"].get("resolution_m"))
+                         train_resolution=cfg["data"].get("resolution_m"),
+                         scales=args.scales, sigma=args.smooth, closing=args.closing,
+                         drop_nodata=args.drop_nodata)
     print(f"{res['images']} image(s), {res['craters_predicted']} crater(s) -> {args.out}")
     if "pixel" in res:
         p, c = res["pixel"], res["crater"]

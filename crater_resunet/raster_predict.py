@@ -24,8 +24,10 @@ import numpy as np
 GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM; bounded here
 RASTER_EXTS = (".tif", ".tiff", ".jp2", ".img", ".cub", ".lbl", ".vrt")
 MASK_NODATA = 255
-CATALOGUE_COLUMNS = ("image", "x", "y", "diameter", "width", "height", "confidence", "lon",
-                     "lat", "diameter_km")
+PIXEL_COLUMNS = ("image", "x", "y", "diameter", "width", "height", "confidence")
+GEO_COLUMNS = ("lon", "lat", "diameter_km")
+EXTRA_COLUMNS = ("peak", "scale", "nodata")
+CATALOGUE_COLUMNS = PIXEL_COLUMNS + GEO_COLUMNS + EXTRA_COLUMNS
 
 
 def model_grid(scene, scale: float) -> tuple[int, int]:
@@ -46,6 +48,10 @@ def read_model_window(scene, row: int, col: int, th: int, tw: int, scale: float,
                                       out_shape=(th, tw))
     img = img[:3] if img.shape[0] >= 3 else np.repeat(img[:1], 3, axis=0)
     x = np.moveaxis(img, 0, -1).astype(np.float32) / 255.0
+    if not valid.all():  # nodata -> the local mean of the valid pixels, never 0
+        from crater_resunet.pyramid import fill_invalid
+
+        x = fill_invalid(x, valid)
     if channel_order == "bgr":
         x = x[..., ::-1]
     return np.ascontiguousarray(x), valid
@@ -117,52 +123,51 @@ def stream_probability(model, scene, dst_prob, dst_mask, *, scale: float = 1.0,
     return n
 
 
-def detect_craters(prob_path: Path, mask_path: Path, min_area: float = 0.0,
-                   strip: int = 512, margin: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (N, 4) ``x1 y1 x2 y2`` on the model grid and confidences, from the written
-    mask in overlapping row strips (``boundingRect`` per external contour, as in the paper)."""
+def detect_craters(prob_path: Path, min_area: float = 0.0, strip: int = 512,
+                   margin: int = 256, threshold: float = 0.5, sigma: float = 1.0,
+                   closing: int = 1, nms: bool = True) -> dict:
+    """Crater table (:mod:`crater_resunet.craters`, model-grid pixels) of the written
+    probability GeoTIFF (NaN = nodata), extracted in overlapping row strips (smoothing,
+    threshold, closing, one crater per blob; a blob belongs to the strip holding its first
+    row), merged by the crater NMS."""
     import rasterio
 
-    from crater_resunet.predict import boxes_from_mask
+    from crater_resunet import craters as cr
 
-    boxes, confs = [], []
-    with rasterio.open(prob_path) as sp, rasterio.open(mask_path) as sm:
-        H, W = sm.height, sm.width
+    tables = []
+    with rasterio.open(prob_path) as sp:
+        H, W = sp.height, sp.width
         for s in range(0, H, strip):
-            h = min(strip + margin, H - s)
-            win = rasterio.windows.Window(0, s, W, h)
-            mask = sm.read(1, window=win)
-            prob = np.nan_to_num(sp.read(1, window=win), nan=0.0)
-            prob = np.where(mask == 1, np.maximum(prob, 0.5), np.minimum(prob, 0.49))
-            b, c = boxes_from_mask(prob, 0.5, min_area)
-            # a blob belongs to the strip holding its top row; one touching a strip's top
-            # edge continues from (or starts at the end of) the previous strip
-            keep = ((b[:, 1] <= strip) & ((b[:, 1] > 0) | (s == 0))) if len(b) \
-                else np.zeros(0, bool)
-            b = b[keep] + np.array([0, s, 0, s])
-            boxes.append(b)
-            confs.append(c[keep])
-    b, c = np.concatenate(boxes), np.concatenate(confs)
-    order = np.argsort(-c, kind="stable")
-    return b[order], c[order]
+            top = max(0, s - 8)  # context above the strip for the smoothing
+            h = min(strip + margin, H - top)
+            prob = sp.read(1, window=rasterio.windows.Window(0, top, W, h))
+            t = cr.extract_craters(prob, np.isfinite(prob), threshold=threshold, sigma=sigma,
+                                   closing=closing, min_area=min_area, nms=False)
+            first = t["top"] + top
+            # blobs starting on the strip's context rows belong to the previous strip
+            keep = (first >= s) & (first < s + strip) & ((t["top"] > 0) | (top == 0))
+            t = cr.take(t, keep)
+            t["y"] = t["y"] + top
+            tables.append(t)
+    table = cr.concat(tables)
+    return cr.crater_nms(table) if nms else table
 
 
-def catalogue_rows(scene, name: str, boxes: np.ndarray, confs: np.ndarray,
-                   scale: float) -> list[dict]:
-    """One row per crater: input-pixel centre (x = column, y = row, pixel edges at integers),
-    diameter, width, height, confidence; ``lon``/``lat``/``diameter_km`` when georeferenced."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 4) / scale
-    x, y = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    d = (w + h) / 2
-    rows = [{"image": name, "x": x[i], "y": y[i], "diameter": d[i], "width": w[i],
-             "height": h[i], "confidence": float(confs[i])} for i in range(len(b))]
-    if scene.georeferenced and len(b):
+def catalogue_rows(scene, name: str, table: dict) -> list[dict]:
+    """One row per crater of a table in input pixels: centre (x = column, y = row, pixel
+    edges at integers), diameter, width, height, confidence, peak, scale, nodata;
+    ``lon``/``lat``/``diameter_km`` when georeferenced."""
+    from crater_resunet.craters import to_rows
+
+    rows = to_rows(table, name)
+    if scene.georeferenced and rows:
+        x = np.array([r["x"] for r in rows])
+        y = np.array([r["y"] for r in rows])
         lon, lat = scene.pixel_to_lonlat(y - 0.5, x - 0.5)  # pixel-centre convention
         px_m = scene.pixel_size_m
         for i, r in enumerate(rows):
             r.update(lon=float(lon[i]), lat=float(lat[i]),
-                     diameter_km=float(d[i] * px_m / 1000.0) if px_m else None)
+                     diameter_km=float(r["diameter"] * px_m / 1000.0) if px_m else None)
     return rows
 
 
@@ -170,13 +175,14 @@ def write_catalogue_csv(path: Path, rows: list[dict]) -> None:
     from shared.atomic import atomic_write_text
 
     geo = any("lon" in r for r in rows)
-    cols = CATALOGUE_COLUMNS if geo else CATALOGUE_COLUMNS[:7]
+    cols = CATALOGUE_COLUMNS if geo else PIXEL_COLUMNS + EXTRA_COLUMNS
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(cols)
     for r in rows:
         writer.writerow(["" if r.get(c) is None else
-                         (r[c] if c == "image" else f"{r[c]:.9f}" if c in ("lon", "lat")
+                         (r[c] if c in ("image", "nodata") else f"{r[c]:.9f}"
+                          if c in ("lon", "lat") else f"{r[c]:.6g}" if c == "scale"
                           else f"{r[c]:.4f}") for c in cols])
     atomic_write_text(path, buf.getvalue())
 
@@ -208,44 +214,77 @@ def write_catalogue_gpkg(path: Path, layers: list[tuple[str, list[dict], object]
 def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0,
                    overlap: int | None = None,
                    threshold: float = 0.5, min_area: float = 0.0, batch_size: int = 8,
-                   channel_order: str = "bgr") -> dict:
+                   channel_order: str = "bgr", scales=None, sigma: float = 1.0,
+                   closing: int = 1, drop_nodata: bool = False) -> dict:
     """Probability and mask GeoTIFFs (input CRS, transform scaled to the model grid, nodata)
-    and the crater rows of one raster."""
+    and the crater rows of one raster. ``scales`` (None, ``"auto"`` or a list) are pyramid
+    factors relative to ``scale``; each extra level writes ``<stem>_s<factor>_prob.tif`` and
+    ``_mask.tif``; the levels are merged by the crater NMS."""
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         return _predict_raster(model, Path(path), Path(out), scale, overlap, threshold,
-                               min_area, batch_size, channel_order)
+                               min_area, batch_size, channel_order, scales, sigma, closing,
+                               drop_nodata)
 
 
 def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | None,
                     threshold: float, min_area: float, batch_size: int,
-                    channel_order: str) -> dict:
+                    channel_order: str, scales=None, sigma: float = 1.0, closing: int = 1,
+                    drop_nodata: bool = False) -> dict:
     from affine import Affine
 
+    from crater_resunet import craters as cr
+    from crater_resunet.pyramid import auto_scales, parse_scales
     from shared.rasters import RasterError, geotiff_writer, open_scene
 
+    factors = parse_scales(scales)
     with open_scene(path) as scene:
         if scene.all_invalid():
             raise RasterError(path, "every pixel is nodata/NaN: nothing to predict")
-        H, W = model_grid(scene, scale)
-        transform = scene.transform @ Affine.scale(scene.width / W, scene.height / H)
-        geo = dict(width=W, height=H, count=1, crs=scene.crs,
-                   transform=transform if scene.georeferenced else None)
-        prob_path = out / "masks" / f"{Path(path).stem}_prob.tif"
-        mask_path = out / "masks" / f"{Path(path).stem}_mask.tif"
-        prob_path.parent.mkdir(parents=True, exist_ok=True)
-        with geotiff_writer(prob_path, dtype="float32", nodata=float("nan"), **geo) as dp, \
-                geotiff_writer(mask_path, dtype="uint8", nodata=MASK_NODATA, **geo) as dm:
-            n = stream_probability(model, scene, dp, dm, scale=scale, overlap=overlap,
-                                   threshold=threshold, batch_size=batch_size,
-                                   channel_order=channel_order)
-        boxes, confs = detect_craters(prob_path, mask_path, min_area * scale * scale)
-        rows = catalogue_rows(scene, Path(path).name, boxes, confs, scale)
-        info = {"image": Path(path).name, "windows": n, "model_grid": [H, W], "scale": scale,
+        H0, W0 = model_grid(scene, scale)
+        th, tw = (int(v) for v in model.input_shape[1:3])
+        if factors is None:
+            factors = [1.0]
+        elif factors == "auto":
+            factors = auto_scales(H0, W0, (th, tw))
+        tables, levels, n = [], [], 0
+        for f in factors:
+            s = scale * f
+            H, W = model_grid(scene, s)
+            transform = scene.transform @ Affine.scale(scene.width / W, scene.height / H)
+            geo = dict(width=W, height=H, count=1, crs=scene.crs,
+                       transform=transform if scene.georeferenced else None)
+            tag = "" if f == 1.0 else f"_s{f:g}"
+            prob_path = out / "masks" / f"{Path(path).stem}{tag}_prob.tif"
+            mask_path = out / "masks" / f"{Path(path).stem}{tag}_mask.tif"
+            prob_path.parent.mkdir(parents=True, exist_ok=True)
+            with geotiff_writer(prob_path, dtype="float32", nodata=float("nan"), **geo) as dp, \
+                    geotiff_writer(mask_path, dtype="uint8", nodata=MASK_NODATA, **geo) as dm:
+                n += stream_probability(model, scene, dp, dm, scale=s, overlap=overlap,
+                                        threshold=threshold, batch_size=batch_size,
+                                        channel_order=channel_order)
+            # min_area is in input pixels at the base scale, then the same model-grid area at
+            # every pyramid level (the smallest blob the model resolves)
+            t = detect_craters(prob_path, min_area * scale * scale, threshold=threshold,
+                               sigma=sigma, closing=closing, nms=False)
+            sx, sy = W / scene.width, H / scene.height
+            t = cr.scaled(t, sx)
+            t["y"] = t["y"] * sx / sy
+            t["height"] = t["height"] * sx / sy
+            t["scale"] = np.full(len(t["x"]), s)
+            tables.append(t)
+            levels.append({"scale": s, "model_grid": [H, W], "craters": len(t["x"])})
+        table = cr.crater_nms(cr.concat(tables))
+        if drop_nodata:
+            table = cr.take(table, table["nodata"] == 0)
+        rows = catalogue_rows(scene, Path(path).name, table)
+        info = {"image": Path(path).name, "windows": n, "model_grid": [H0, W0], "scale": scale,
                 "craters_predicted": len(rows), "georeferenced": scene.georeferenced,
                 "crs": scene.crs.to_string() if scene.crs else None,
                 "stretch": scene.stretch}
+        if len(levels) > 1:
+            info["levels"] = levels
         xy = scene.xy
         crs = scene.crs.to_wkt() if scene.georeferenced else None
         return {"rows": rows, "info": info,
