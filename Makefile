@@ -13,7 +13,7 @@ PYTEST_FAST := -m "not slow"
         reproduce reproduce-cracks reproduce-dunes reproduce-s5mars reproduce-craters reproduce-ice
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 setup: $(STAMP)  ## create .venv with Python 3.11 and install everything (idempotent)
 
@@ -35,18 +35,19 @@ lint: setup  ## ruff, configured in pyproject.toml
 	$(VENV)/bin/ruff check .
 
 # One reproduce job per paper: <package>/reproduce.py, quick profile on embedded data, over
-# several seeds (REPRODUCE_ARGS="--seeds 5" for the committed record).
+# several seeds, written to the git-ignored results/local/<paper>/ (REPRODUCE_ARGS="--seeds 5
+# --record" rewrites the committed record results/<paper>/).
 reproduce_paper = $(PY) -m $(1).reproduce $(REPRODUCE_ARGS)
 
-reproduce-cracks: setup  ## Mars-CrackNet, quick profile -> results/mars_cracknet/
+reproduce-cracks: setup  ## Mars-CrackNet, quick profile -> results/local/mars_cracknet/
 	$(call reproduce_paper,mars_cracknet)
-reproduce-dunes: setup  ## dune VLM, quick profile -> results/dune_vlm/
+reproduce-dunes: setup  ## dune VLM, quick profile -> results/local/dune_vlm/
 	$(call reproduce_paper,dune_vlm)
-reproduce-s5mars: setup  ## S5Mars, quick profile -> results/s5mars_ssl/
+reproduce-s5mars: setup  ## S5Mars, quick profile -> results/local/s5mars_ssl/
 	$(call reproduce_paper,s5mars_ssl)
-reproduce-craters: setup  ## crater ResNet-UNet, quick profile -> results/crater_resunet/
+reproduce-craters: setup  ## crater ResNet-UNet, quick profile -> results/local/crater_resunet/
 	$(call reproduce_paper,crater_resunet)
-reproduce-ice: setup  ## HiRISE ice patches, quick profile -> results/ice_patch_cnn/
+reproduce-ice: setup  ## HiRISE ice patches, quick profile -> results/local/ice_patch_cnn/
 	$(call reproduce_paper,ice_patch_cnn)
 
 reproduce:  ## all five, one after the other, then RESULTS.md
@@ -54,7 +55,7 @@ reproduce:  ## all five, one after the other, then RESULTS.md
 	  $(MAKE) --no-print-directory reproduce-$$t || status=1; done; \
 	$(MAKE) --no-print-directory results; exit $$status
 
-results: setup  ## assemble RESULTS.md from results/*/summary.json
+results: setup  ## assemble RESULTS.md from results/*/summary.json (local runs marked)
 	$(PY) -m shared.results
 
 bench: setup  ## performance benchmarks -> BENCHMARKS.md, results/bench.json

@@ -29,21 +29,63 @@ PAPERS = {
     "ice_patch_cnn": "HiRISE ice patches (Gergácz & Kereszturi)",
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL = "local"  # results/local/<paper>/: a user's reproduce, git-ignored
+
+
+def results_dir(paper: str, record: bool = False, root: str | os.PathLike | None = None
+                ) -> Path:
+    """Where a reproduce writes: ``results/local/<paper>/`` (git-ignored, the default, so a
+    user's ``make reproduce-<paper>`` never rewrites the committed record) or, with
+    ``record=True`` (``reproduce.py --record``), the committed record ``results/<paper>/``."""
+    if paper not in PAPERS:
+        raise ValueError(f"unknown paper {paper!r}; expected one of {sorted(PAPERS)}")
+    base = Path(root) if root is not None else REPO_ROOT / "results"
+    return base / paper if record else base / LOCAL / paper
+
+
+def add_results_arguments(parser: argparse.ArgumentParser, paper: str,
+                          dest: str = "results") -> None:
+    """``--results DIR`` and ``--record`` of every reproduce.py (see :func:`results_dir`)."""
+    parser.add_argument("--results", dest=dest, type=Path, default=None, metavar="DIR",
+                        help=f"results folder (default: results/{LOCAL}/{paper}/, git-ignored; "
+                             f"with --record: the committed record results/{paper}/)")
+    parser.add_argument("--record", action="store_true",
+                        help=f"write the committed record results/{paper}/ instead of "
+                             f"results/{LOCAL}/{paper}/ (default: off)")
+
+
+def resolve_results(args: argparse.Namespace, paper: str, dest: str = "results") -> Path:
+    """The results folder of a reproduce: ``--results`` when given, else :func:`results_dir`."""
+    given = getattr(args, dest, None)
+    return Path(given) if given is not None else results_dir(paper, bool(args.record))
 
 
 def machine_info() -> dict[str, Any]:
     """CPU model, core count, GPU (when a framework already imported sees one), versions."""
+    from shared.precision import cpu_has_native_bf16
+
     cpu = platform.processor() or platform.machine()
+    ident: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name":
+                    cpu = value.strip()
+                elif key in ("cpu family", "model", "stepping") and key not in ident:
+                    ident[key] = value.strip()
+                elif not line.strip():
                     break
     except OSError:
         pass
     info: dict[str, Any] = {
         "cpu": cpu,
+        # family/model/stepping tell CPU generations apart where the model name does not
+        # (e.g. "AMD EPYC" on a VM); native bf16 decides what --precision auto runs
+        "cpu_id": " ".join(f"{k} {ident[k]}" for k in ("cpu family", "model", "stepping")
+                           if k in ident) or None,
+        "native_bf16": cpu_has_native_bf16(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "python": platform.python_version(),
@@ -67,7 +109,12 @@ def machine_info() -> dict[str, Any]:
 
 
 def machine_label(info: dict[str, Any]) -> str:
-    label = f"{info.get('cpu', '?')}, {info.get('cores', '?')} cores"
+    label = f"{info.get('cpu', '?')}"
+    if info.get("cpu_id"):
+        label += f" ({info['cpu_id']})"
+    label += f", {info.get('cores', '?')} cores"
+    if "native_bf16" in info:
+        label += ", native bf16" if info["native_bf16"] else ", no native bf16"
     if info.get("gpu"):
         label += f", {info['gpu']}"
     return label
@@ -140,38 +187,137 @@ def _claim_line(c: dict[str, Any]) -> str:
             f"paired difference {c['mean']:+.3f}, 95 % CI {interval}, n={c['n']} seeds")
 
 
+def metric_range(metric: str, values: Sequence[float]) -> tuple[float, float]:
+    """The range a metric can take, to clip intervals to: percentages [0, 100], kappa
+    [-1, 1], a loss [0, inf), shares and scores whose seeds all lie in [0, 1] [0, 1]."""
+    name = metric.lower()
+    vals = [float(v) for v in values if v is not None]
+    if "%" in metric:
+        return 0.0, 100.0
+    if "kappa" in name:
+        return -1.0, 1.0
+    if "loss" in name:
+        return 0.0, float("inf")
+    if vals and all(0.0 <= v <= 1.0 for v in vals):
+        return 0.0, 1.0
+    return float("-inf"), float("inf")
+
+
+def _clip(ci: Sequence[float], lo_hi: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = lo_hi
+    return max(float(ci[0]), lo), min(float(ci[1]), hi)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
 def plot_seeds(summary: dict[str, Any], path: Path) -> Path | None:
-    """One dot per seed and the 95 % interval for every multi-seed row of a summary."""
+    """The spread over seeds of one paper, legible at its saved size (1,100 px wide).
+
+    First one panel per claim: the two arms' per-seed values joined by one line per seed (the
+    pairing the claim is tested on), with the paired difference's mean, its 95 % interval and
+    the verdict. Then one panel per metric in a grid: one dot per seed (colour = seed, the same
+    in every panel), the mean (|) and the 95 % t interval clipped to the metric's range. Panels
+    that would repeat another's values exactly are drawn once.
+    """
     rows = [r for r in summary.get("rows", []) if isinstance(r.get("ours"), dict)]
-    if not rows:
+    claims = [c for c in summary.get("claims", []) if c.get("a_stats") and c.get("b_stats")]
+    if not rows and not claims:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1.5,
-                             0.45 * max(len([r for r in rows if r["metric"] == m])
-                                        for m in metrics) + 1.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    seeds = list(summary.get("seeds") or range(max(
+        [len(r["ours"]["values"]) for r in rows] +
+        [len(c["a_stats"]["values"]) for c in claims] or [0])))
+    colours = plt.get_cmap("tab10")
+
+    def seed_colour(i: int):
+        return colours(i % 10)
+
+    # drop panels whose values repeat another panel's exactly
+    seen: set = set()
+    claim_panels = []
+    for c in claims:
+        key = (tuple(c["a_stats"]["values"]), tuple(c["b_stats"]["values"]))
+        if key not in seen:
+            seen.add(key)
+            claim_panels.append(c)
+    metric_panels = []
+    for metric in dict.fromkeys(r["metric"] for r in rows):
         sub = [r for r in rows if r["metric"] == metric]
-        for y, row in enumerate(sub):
-            d = row["ours"]
-            ax.scatter(d["values"], [y] * len(d["values"]), s=14, color="tab:blue", alpha=0.7,
-                       zorder=3)
-            if d.get("ci95"):
-                ax.plot(d["ci95"], [y, y], color="black", lw=2, zorder=2)
-            ax.plot([d["mean"]], [y], marker="|", ms=14, color="black", zorder=4)
-        ax.set_yticks(range(len(sub)), [r["setting"] for r in sub], fontsize=7)
-        ax.set_title(metric, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-        if ax is not axes[0][0]:
-            ax.set_yticklabels([])
-    fig.suptitle(f"{summary.get('title', '')}: one dot per seed, bar = 95 % CI", fontsize=9)
-    fig.tight_layout()
+        key = tuple(tuple(r["ours"]["values"]) for r in sub)
+        if key not in seen:
+            seen.add(key)
+            metric_panels.append((metric, sub))
+
+    claim_cols, metric_cols = 3, 2
+    n_claim_rows = -(-len(claim_panels) // claim_cols)
+    n_metric_rows = -(-len(metric_panels) // metric_cols)
+    max_settings = max([len(sub) for _, sub in metric_panels] or [1])
+    claim_h, metric_h = 3.3 * n_claim_rows, (0.45 * max_settings + 1.3) * n_metric_rows
+    fig = plt.figure(figsize=(11, claim_h + metric_h + 1.2), layout="constrained")
+    parts = [h for h in (claim_h, metric_h) if h]
+    subs = list(fig.subfigures(len(parts), 1, height_ratios=parts)) if len(parts) > 1 else [fig]
+    if claim_panels:
+        sub_fig = subs.pop(0)
+        axes = sub_fig.subplots(n_claim_rows, claim_cols, squeeze=False).ravel()
+        sub_fig.suptitle("Claims: both arms' values, one line per seed (the pairs the "
+                         "claim is tested on)", fontsize=10)
+        for ax in axes[len(claim_panels):]:
+            ax.set_axis_off()
+        for ax, c in zip(axes, claim_panels):
+            a, b = c["a_stats"]["values"], c["b_stats"]["values"]
+            for i, (va, vb) in enumerate(zip(a, b)):
+                if va is None or vb is None:
+                    continue
+                ax.plot([0, 1], [va, vb], "-o", color=seed_colour(i), ms=4, lw=1.3)
+            ax.set_xticks([0, 1], [_wrap(str(c["a"]), 16), _wrap(str(c["b"]), 16)],
+                          fontsize=9)
+            ax.set_xlim(-0.25, 1.25)
+            ax.tick_params(axis="y", labelsize=9)
+            ax.set_ylabel(_wrap(c["metric"], 30), fontsize=9)
+            ci = c.get("ci95")
+            interval = f"[{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "(n < 2)"
+            ax.set_title(f"difference {c['mean']:+.3g}, 95 % CI {interval}\n"
+                         f"verdict: {c['verdict']}", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+    if metric_panels:
+        sub_fig = subs.pop(0)
+        axes = sub_fig.subplots(n_metric_rows, metric_cols, squeeze=False).ravel()
+        sub_fig.suptitle("Every metric: one dot per seed, | = mean, bar = 95 % t interval "
+                         "(clipped to the metric's range)", fontsize=10)
+        for ax in axes[len(metric_panels):]:
+            ax.set_axis_off()
+        for ax, (metric, sub) in zip(axes, metric_panels):
+            lo_hi = metric_range(metric, [v for r in sub for v in r["ours"]["values"]])
+            for y, row in enumerate(sub):
+                d = row["ours"]
+                for i, v in enumerate(d["values"]):
+                    if v is not None:
+                        ax.scatter([v], [y], s=24, color=seed_colour(i), zorder=3,
+                                   edgecolors="white", linewidths=0.4)
+                if d.get("ci95"):
+                    ax.plot(_clip(d["ci95"], lo_hi), [y, y], color="black", lw=2, zorder=2)
+                ax.plot([d["mean"]], [y], marker="|", ms=14, color="black", zorder=4)
+            ax.set_ylim(len(sub) - 0.4, -0.6)
+            ax.set_yticks(range(len(sub)), [_wrap(r["setting"], 34) for r in sub], fontsize=8)
+            ax.tick_params(axis="x", labelsize=8)
+            ax.set_title(_wrap(metric, 60), fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+    handles = [Line2D([], [], marker="o", ls="", color=seed_colour(i), label=f"seed {s}")
+               for i, s in enumerate(seeds)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9,
+               frameon=False)
+    fig.suptitle(f"{summary.get('title', '')}: spread over {len(seeds)} seeds", fontsize=11)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -246,6 +392,15 @@ def rerun_section(results_root: Path, rerun_root: Path) -> list[str]:
     return [*lines, "", *runs] if runs else []
 
 
+def summary_path(results_root: Path, paper: str) -> tuple[Path, bool]:
+    """``(path, local)``: a user's own run ``results/local/<paper>/summary.json`` when there is
+    one, else the committed record ``results/<paper>/summary.json``."""
+    local = results_root / LOCAL / paper / "summary.json"
+    if local.is_file():
+        return local, True
+    return results_root / paper / "summary.json", False
+
+
 def build_results_table(results_root: Path, figure_dir: Path | None = None,
                         rerun_roots: Sequence[Path] = ()) -> str:
     """Markdown for RESULTS.md from every ``results/*/summary.json``.
@@ -257,7 +412,9 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None,
     lines = [
         "# Results",
         "",
-        "Assembled by `make results` from `results/*/summary.json`; every number below comes from",
+        "Assembled by `make results` from `results/*/summary.json` (a row group marked *local "
+        "run* comes from your own `make reproduce-<paper>` in `results/local/`, not from the "
+        "committed record); every number below comes from",
         "a run of `make reproduce-<paper>` on the machine named in its row; `a ± b (n=N)` is",
         "the mean over N seeds ± the half-width of its 95 % t interval. The paper column is",
         "read from each subproject's config. Synthetic data is named as such: compare methods",
@@ -268,7 +425,9 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None,
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for paper, title in PAPERS.items():
-        path = results_root / paper / "summary.json"
+        path, local = summary_path(results_root, paper)
+        if local:
+            title = f"{title} (**local run**, results/{LOCAL}/{paper}/, not the record)"
         if not path.exists():
             lines.append(f"| {title} | not reproduced yet (`make reproduce` writes it) "
                          "| | | | | | | |")
@@ -289,14 +448,16 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None,
             )
     claim_lines, figures = [], []
     for paper, title in PAPERS.items():
-        path = results_root / paper / "summary.json"
+        path, local = summary_path(results_root, paper)
         if not path.exists():
             continue
+        if local:
+            title = f"{title} (local run)"
         summary = json.loads(path.read_text(encoding="utf-8"))
         for c in summary.get("claims", []):
             claim_lines.append(f"- {title}: {_claim_line(c)}")
         if figure_dir is not None:
-            fig = plot_seeds(summary, results_root / paper / "seeds.png")
+            fig = plot_seeds(summary, path.parent / "seeds.png")
             if fig is not None:
                 figures.append(f"![{title}]({os.path.relpath(fig, figure_dir)})")
     if claim_lines:
@@ -311,7 +472,7 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None,
         lines += ["", "## Spread over seeds", "", *figures]
     notes = []
     for paper in PAPERS:
-        path = results_root / paper / "summary.json"
+        path, _local = summary_path(results_root, paper)
         if path.exists():
             summary = json.loads(path.read_text(encoding="utf-8"))
             if summary.get("notes"):
