@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,8 @@ def check_values(data: Mapping, schema: Mapping, source: str, prefix: str = "") 
         if isinstance(value, Mapping) and isinstance(schema[key], Mapping):
             check_values(value, schema[key], source, name + ".")
         else:
+            if isinstance(schema[key], (int, float)) and not isinstance(schema[key], bool):
+                value = data[key] = _number_or_self(value)  # type: ignore[index]
             check_value(name, value, schema[key], source)
 
 
@@ -181,10 +184,23 @@ def parse_set(items: Iterable[str] | None) -> dict[str, Any]:
         if not key:
             raise ConfigError(f"--set {item!r}: empty key")
         try:
-            out[key] = yaml.safe_load(value)
+            out[key] = _number_or_self(yaml.safe_load(value))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+            raise ConfigError(f"--set {item!r}: value is not valid YAML "
+                              f"({yaml_problem(exc)})") from None
     return out
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number_or_self(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a command line means the number."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = float(value)
+        return int(number) if number.is_integer() and "." not in value and "e" not in \
+            value.lower() else number
+    return value
 
 
 def set_dotted(cfg: dict, key: str, value: Any, schema: Mapping | None = None,

@@ -36,6 +36,23 @@ class RasterError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+# Every raster format the readers take (GDAL drivers): the one suffix list of the project.
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".cub", ".lbl", ".vrt")
+# Band counts an RGB or greyscale model takes: grey, grey + alpha, RGB, RGBA.
+IMAGE_BAND_COUNTS = (1, 2, 3, 4)
+
+
+def check_bands(path: str | os.PathLike, count: int,
+                accepted: tuple[int, ...] = IMAGE_BAND_COUNTS, model: str = "this model"
+                ) -> None:
+    """A raster's band count is one that the model takes, else one line naming both (a
+    64-band embedding is never silently read as RGB)."""
+    if int(count) not in accepted:
+        takes = " or ".join(map(str, accepted))
+        raise RasterError(path, f"has {count} bands, but {model} takes {takes}-band input; "
+                                "pass an image with that band count or a model made for it")
+
+
 @dataclass(frozen=True)
 class RasterInfo:
     """What a raster holds, read from its header only."""

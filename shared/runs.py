@@ -190,8 +190,9 @@ def quiet_tensorflow(level: str = "3") -> None:
 
 def check_not_inputs(outputs: Iterable[str | os.PathLike | None],
                      inputs: Iterable[str | os.PathLike | None]) -> None:
-    """Refuse an output path that is one of the inputs, lies inside one or contains one."""
-    check_paths(outputs, inputs)
+    """Refuse an output path that is one of the inputs or lies inside one (an output folder
+    of new files may contain its inputs: ``predict scene.tif --out .``)."""
+    check_paths(outputs, inputs, containing=False)
 
 
 def _flat(values: Iterable[Any]) -> list[Path]:
@@ -206,13 +207,16 @@ def _flat(values: Iterable[Any]) -> list[Path]:
     return out
 
 
-def check_paths(outputs: Iterable[Any], inputs: Iterable[Any] = ()) -> None:
+def check_paths(outputs: Iterable[Any], inputs: Iterable[Any] = (), containing: bool = True
+                ) -> None:
     """The one check of a command's paths before it writes anything.
 
-    Every output (file or folder) is refused when it is an input, lies inside an input folder,
-    or contains an input (``--overwrite`` could delete it, a survey would read its own output),
-    and when it lies under a regular file. Symbolic links are resolved first. ``None`` entries
-    (options not given) and nested lists (``nargs``) are allowed.
+    Every output (file or folder) is refused when it is an input, lies inside an input folder
+    (a survey would read its own output next time), or, with ``containing``, contains an input
+    (a run folder that ``--overwrite`` empties, a file output); and when it lies under a
+    regular file. Symbolic links are resolved first. ``None`` entries (options not given) and
+    nested lists (``nargs``) are allowed. ``containing=False`` is for output folders that only
+    receive new files beside what is there.
     """
     ins = [(p, p.resolve()) for p in _flat(inputs)]
     for out in _flat(outputs):
@@ -223,7 +227,7 @@ def check_paths(outputs: Iterable[Any], inputs: Iterable[Any] = ()) -> None:
                 what = "would overwrite the input"
             elif src in real.parents:
                 what = "lies inside the input"
-            elif real in src.parents:
+            elif containing and real in src.parents:
                 what = "contains the input"
             else:
                 continue
@@ -232,20 +236,25 @@ def check_paths(outputs: Iterable[Any], inputs: Iterable[Any] = ()) -> None:
 
 
 def declare_paths(parser: argparse.ArgumentParser, inputs: Sequence[str] = (),
-                  outputs: Sequence[str] = ()) -> argparse.ArgumentParser:
+                  outputs: Sequence[str] = (), folders: Sequence[str] = ()
+                  ) -> argparse.ArgumentParser:
     """Declare which options (``dest`` names) of ``parser`` are inputs and which are outputs.
 
     The parser's ``parse_args`` / ``parse_known_args`` then run ``check_paths`` on the parsed
     values, so every CLI that declares its paths gets the same refusal before anything is
-    written. Options missing from a namespace (another subcommand) are skipped.
+    written. ``outputs`` are files or folders that must neither be, lie inside nor contain an
+    input; ``folders`` are output folders that only receive new files (they may contain an
+    input, e.g. ``--out .``). Options missing from a namespace (another subcommand) are skipped.
     """
-    parser._contract_paths = (tuple(inputs), tuple(outputs))  # type: ignore[attr-defined]
+    parser._contract_paths = (tuple(inputs), tuple(outputs), tuple(folders))  # type: ignore
     original = parser.parse_known_args
 
     def parse_known_args(args=None, namespace=None):
         ns, extra = original(args, namespace)
-        ins, outs = parser._contract_paths  # type: ignore[attr-defined]
-        check_paths([getattr(ns, d, None) for d in outs], [getattr(ns, d, None) for d in ins])
+        ins, outs, dirs = parser._contract_paths  # type: ignore[attr-defined]
+        sources = [getattr(ns, d, None) for d in ins]
+        check_paths([getattr(ns, d, None) for d in outs], sources)
+        check_paths([getattr(ns, d, None) for d in dirs], sources, containing=False)
         return ns, extra
 
     parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
@@ -261,31 +270,6 @@ def check_output_dir(path: str | os.PathLike) -> Path:
                 raise UserError(f"{path}: cannot write there, {parent} is a file")
             break
     return path
-
-
-def check_torch_device(device: Any) -> None:
-    """``--device`` names a device this machine has: one line, not a CUDA traceback later."""
-    name = str(device).strip().lower()
-    if name in ("", "auto", "cpu", "none"):
-        return
-    if name.startswith("cuda"):
-        import torch
-
-        index = name.partition(":")[2]
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: no CUDA GPU is available on this machine "
-                            "(use --device cpu or auto)")
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise UserError(f"--device {device}: this machine has "
-                            f"{torch.cuda.device_count()} CUDA device(s)")
-        return
-    if name.startswith("mps"):
-        import torch
-
-        if not torch.backends.mps.is_available():
-            raise UserError(f"--device {device}: MPS is not available on this machine")
-        return
-    raise UserError(f"--device {device}: unknown device (expected auto, cpu, cuda or cuda:N)")
 
 
 # --------------------------------------------------------------------------- numeric options
