@@ -360,19 +360,23 @@ def evaluate(model, setup: Setup, indices: np.ndarray) -> dict:
 
 
 def save_state(run_dir: Path, setup: Setup) -> None:
-    """``last.keras`` (weights and optimiser), then ``state.json`` that points at it."""
-    from shared.atomic import atomic_path, atomic_write_json
+    """``last.keras`` (weights and optimiser) and ``state.json``, committed as one unit."""
+    from shared.atomic import _json_default, atomic_files
 
-    with atomic_path(run_dir / "last.keras") as tmp:
-        setup.model.save(tmp)
-    setup.state["iterations"] = int(setup.model.optimizer.iterations.numpy())
-    atomic_write_json(run_dir / "state.json", setup.state)
+    # one unit (issue 27): a kill between the two files leaves the previous checkpoint
+    with atomic_files(run_dir, "last", ["last.keras", "state.json"]) as tmp:
+        setup.model.save(tmp["last.keras"])
+        setup.state["iterations"] = int(setup.model.optimizer.iterations.numpy())
+        tmp["state.json"].write_text(json.dumps(setup.state, indent=2, default=_json_default)
+                                     + "\n", encoding="utf-8")
 
 
 def load_state(run_dir: Path, setup: Setup) -> None:
     """Restore the model (with its optimiser) and the state of an earlier session."""
     from ice_patch_cnn.model import load_model
+    from shared.atomic import checked_files
 
+    checked_files(run_dir, "last", ["last.keras", "state.json"])
     state_path, last = run_dir / "state.json", run_dir / "last.keras"
     if not last.is_file() or not state_path.is_file():
         raise DataError(f"{run_dir}: nothing to resume (last.keras/state.json missing)")
@@ -459,7 +463,7 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None
             raise DataError("--data is required (a folder with 1/ and 0/ or an index CSV)")
     setup = build(cfg, data)
     try:
-        run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite)
+        run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite, inputs=[data])
     except BaseException:
         setup.loader.close()
         raise
@@ -521,13 +525,16 @@ def _start(setup: Setup, run, resume: bool, epochs: int | None, log) -> None:
 
 
 def _recorded_data(run_dir: Path) -> str | None:
+    from shared.atomic import checked_files
+
+    checked_files(run_dir, "last", ["last.keras", "state.json"])
     path = run_dir / "state.json"
     if not path.is_file():
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("data")
-    except json.JSONDecodeError:
-        return None
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise DataError(f"{path}: damaged training state, cannot resume ({exc})") from None
 
 
 def _summary(setup: Setup, version: str) -> dict:

@@ -30,10 +30,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from shared.rasters import RASTER_SUFFIXES as _RASTER_SUFFIXES
 from shared.rasters import RasterError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".jp2", ".img")
-RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img")
+# the shared raster list (ISIS .cub, PDS .LBL, VRT too: issue 27)
+RASTER_SUFFIXES = _RASTER_SUFFIXES
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", *RASTER_SUFFIXES)
 
 
 class PredictError(ValueError):
@@ -111,13 +113,14 @@ class RasterSource:
         import numpy as np
         import rasterio
 
-        from shared.rasters import raster_info
+        from shared.rasters import check_bands, raster_info
 
         self.path = path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             self.info = raster_info(path)
             self.ds = rasterio.open(path)
+        check_bands(path, self.info.count, model="Mars-CrackNet (an RGB or greyscale model)")
         self.height, self.width = self.info.height, self.info.width
         self.georef = self.info.crs is not None or not self.info.transform.is_identity
         self.bands = [1, 2, 3] if self.info.count >= 3 else [1]

@@ -40,11 +40,11 @@ METRICS = ("precision", "recall", "dice", "jaccard")
 ALLOW_ON_RESUME = ("epochs", "pretrain_epochs", "device", "amp", "num_workers")
 # the named flags: shortcuts for --set key=value
 FLAG_KEYS = ("mode", "model", "data", "epochs", "pretrain_epochs", "batch_size", "lr", "ratio",
-             "crop_size", "seed", "device", "amp")
+             "crop_size", "seed", "device", "amp", "threads")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from shared.runs import add_run_arguments
+    from shared.runs import add_run_arguments, positive_int
 
     p = argparse.ArgumentParser(
         description="Train Mars-CrackNet (ResUNet) or UNet for crack segmentation.",
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision: bf16 autocast on CPU, bf16/fp16 on CUDA")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: OMP_NUM_THREADS or 2)")
     return p
 
@@ -312,6 +312,9 @@ def evaluate(model, dataset, dist: Dist, threshold: float = 0.5, amp: bool = Fal
 
 
 # --------------------------------------------------------------------------- state
+LAST_FILES = ("last.safetensors", "last.state.pt")
+
+
 def save_state(run_dir: Path, r: Recipe, prog: Progress) -> None:
     """``last.safetensors`` (weights) and ``last.state.pt`` (optimizer, progress, RNG)."""
     import dataclasses
@@ -320,13 +323,16 @@ def save_state(run_dir: Path, r: Recipe, prog: Progress) -> None:
 
     from mars_cracknet.checkpoint import save_state as _save
     from mars_cracknet.checkpoint import save_weights
+    from shared.atomic import atomic_files
 
     if not r.dist.main:
         return
-    save_weights(run_dir / "last.safetensors", r.model, r.cfg["model"])
-    _save(run_dir / "last.state.pt", {"optimizer": r.optimizer.state_dict(),
-                                      "progress": dataclasses.asdict(prog),
-                                      "torch_rng": torch.get_rng_state()})
+    # one unit: a kill between the two files leaves the previous checkpoint (issue 27)
+    with atomic_files(run_dir, "last", list(LAST_FILES)) as tmp:
+        save_weights(tmp["last.safetensors"], r.model, r.cfg["model"])
+        _save(tmp["last.state.pt"], {"optimizer": r.optimizer.state_dict(),
+                                     "progress": dataclasses.asdict(prog),
+                                     "torch_rng": torch.get_rng_state()})
 
 
 def load_state(run_dir: Path, r: Recipe) -> Progress | None:
@@ -335,7 +341,9 @@ def load_state(run_dir: Path, r: Recipe) -> Progress | None:
 
     from mars_cracknet.checkpoint import load_state as _load
     from mars_cracknet.checkpoint import load_weights
+    from shared.atomic import checked_files
 
+    checked_files(run_dir, "last", list(LAST_FILES))
     path = run_dir / "last.state.pt"
     if not path.is_file():
         return None
@@ -351,7 +359,9 @@ def load_state(run_dir: Path, r: Recipe) -> Progress | None:
 
 def saved_stage(run_dir: Path) -> str | None:
     from mars_cracknet.checkpoint import load_state as _load
+    from shared.atomic import checked_files
 
+    checked_files(run_dir, "last", list(LAST_FILES))
     path = run_dir / "last.state.pt"
     return _load(path)["progress"]["stage"] if path.is_file() else None
 
@@ -473,7 +483,8 @@ def _open_run_dir(cfg, run_dir: Path, resume: bool, overwrite: bool, dist: Dist)
     if not dist.main:
         return None, cfg
     return RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
-                       allow_on_resume=ALLOW_ON_RESUME)
+                       allow_on_resume=ALLOW_ON_RESUME,
+                       inputs=[cfg["data"], cfg.get("init_weights")])
 
 
 def run(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
@@ -545,8 +556,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    torch.set_num_threads(max(1, args.threads or int(os.environ.get("OMP_NUM_THREADS", "2"))))
     cfg, run_dir = config_from_args(args)
+    default_threads = max(1, int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
+    if cfg.get("threads") is None and not args.resume:
+        # kept in the run config (issue 27): the thread count changes the last digits of the
+        # weights, so a resume must run with the same count (a different --threads is refused)
+        cfg["threads"] = default_threads
+    torch.set_num_threads(int(cfg.get("threads") or default_threads))
     summary = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
     t = summary["test_selected"]
     print(f"[{run_dir.name}] selected epoch {summary['selected_epoch']}: test " +
