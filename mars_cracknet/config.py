@@ -70,6 +70,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         ("eval_every", _is_int(cfg["eval_every"], 1), "an integer >= 1"),
         ("num_workers", _is_int(cfg["num_workers"], 0), "an integer >= 0"),
         ("seed", _is_int(cfg["seed"], 0), "an integer >= 0"),
+        ("threads", cfg.get("threads") is None or _is_int(cfg["threads"], 1),
+         "null or an integer >= 1"),
         ("init_weights", cfg["init_weights"] is None or isinstance(cfg["init_weights"], str),
          "null or a weights file"),
     ]
