@@ -68,7 +68,8 @@ def build_resunet(input_shape=(256, 256, 3), base_filters: int = 64, name: str =
         x = layers.Conv2DTranspose(f, 2, strides=2, padding="same", name=f"up{level + 1}")(x)
         x = layers.Concatenate(name=f"cat{level + 1}")([x, skips[level]])
         x = resnet_block(x, f, name=f"dec{level + 1}", bn_momentum=bn_momentum)
-    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
+    # float32 output under a mixed (bf16) policy: the sigmoid and the loss stay in float32
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="mask")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -163,3 +164,34 @@ def count_params(model) -> tuple[int, int]:
     trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
     total = sum(int(keras.ops.size(w)) for w in model.weights)
     return total, trainable
+
+
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+
+
+def set_precision(precision: str | None, device: str = "cpu") -> str:
+    """Set the Keras global dtype policy from ``--precision`` (auto, fp32, bf16; see
+    ``shared.precision``): bf16 = ``mixed_bfloat16`` (bf16 compute, float32 weights and
+    output). Call before building a model; returns the resolved ``fp32`` or ``bf16``."""
+    from shared.precision import resolve_precision
+
+    resolved = resolve_precision(precision, device)
+    keras.mixed_precision.set_global_policy(POLICIES[resolved])
+    return resolved
+
+
+def with_precision(model, precision: str | None):
+    """``model`` for prediction in ``precision`` (auto, fp32, bf16): a ResNet-UNet saved in
+    another precision is rebuilt under the wanted policy with the same weights (the graph is
+    the same, only the compute dtype changes). Other models are returned as they are."""
+    resolved = set_precision(precision)
+    want = POLICIES[resolved]
+    current = model.get_layer("enc1_conv1").dtype_policy.name \
+        if any(layer.name == "enc1_conv1" for layer in model.layers) else None
+    if current is None or current == want:
+        return model
+    base = int(model.get_layer("enc1_conv1").filters)
+    bn = model.get_layer("enc1_bn1").momentum
+    twin = build_resunet(tuple(model.input_shape[1:]), base, bn_momentum=float(bn))
+    twin.set_weights(model.get_weights())
+    return twin

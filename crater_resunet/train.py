@@ -74,6 +74,8 @@ def data_root_of(cfg: dict) -> Path:
 
 def validate(cfg: dict) -> Path:
     """The subproject's own checks of a resolved config; returns the data root."""
+    from crater_resunet.data import check_augmentation
+
     for name, v in (("train.epochs", cfg["train"]["epochs"]),
                     ("train.batch_size", cfg["train"]["batch_size"]),
                     ("model.base_filters", cfg["model"]["base_filters"])):
@@ -85,12 +87,38 @@ def validate(cfg: dict) -> Path:
     if cfg["data"]["mask_shape"] not in ("box", "ellipse"):
         raise UserError("data.mask_shape must be box or ellipse, got "
                         f"{cfg['data']['mask_shape']!r}")
+    try:
+        check_augmentation(cfg["data"].get("augmentation"))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     root = data_root_of(cfg)
     if not (root / "train" / "images").is_dir() or not (root / "valid" / "images").is_dir():
         raise UserError(f"{root}: expected a YOLO layout with train/images and valid/images "
                         "(for the quick profile run `python -m crater_resunet.prepare_pycda` "
                         "first)")
     return root
+
+
+def resolve_run_precision(cfg: dict) -> dict:
+    """``train.precision`` resolved for this machine (``auto`` -> ``bf16`` where the CPU has
+    native bf16, else ``fp32``; ``shared.precision``), so config.yaml records what ran."""
+    import copy
+
+    from shared.precision import resolve_precision
+
+    cfg = copy.deepcopy(cfg)
+    try:
+        cfg["train"]["precision"] = resolve_precision(cfg["train"].get("precision", "fp32"),
+                                                      _device_kind())
+    except ValueError as exc:
+        raise UserError(f"train.precision: {exc}") from None
+    return cfg
+
+
+def _device_kind() -> str:
+    """``cuda`` when TensorFlow sees a GPU (checked only once TensorFlow is imported)."""
+    tf = sys.modules.get("tensorflow")
+    return "cuda" if tf is not None and tf.config.list_physical_devices("GPU") else "cpu"
 
 
 # ------------------------------------------------------------------------------ the recipe
@@ -122,7 +150,7 @@ def build(cfg: dict, root: Path) -> Recipe:
         index_split,
         load_labels,
     )
-    from crater_resunet.model import build_resunet, compile_model
+    from crater_resunet.model import build_resunet, compile_model, set_precision
     from shared.seed import seed_everything
 
     dcfg, mcfg, tcfg = cfg["data"], cfg["model"], cfg["train"]
@@ -137,6 +165,7 @@ def build(cfg: dict, root: Path) -> Recipe:
     train_base = base_dataset(train_idx, labels=train_labels, **common)
     valid_ds = epoch_batches(base_dataset(valid_idx, labels=valid_labels, **common),
                              len(valid_idx), int(tcfg["batch_size"]))
+    set_precision(tcfg.get("precision", "fp32"))
     strategy, scope = _strategy()
     with scope:
         model = build_resunet((*size, 3), int(mcfg["base_filters"]),
@@ -167,7 +196,8 @@ def epoch_data(r: Recipe, epoch: int):
     augment = bool(r.cfg["data"].get("augment", False))
     return epoch_batches(r.train_base, len(r.train_idx), int(r.cfg["train"]["batch_size"]),
                          shuffle_seed=derive_seed(seed, "shuffle", epoch),
-                         augment_seed=derive_seed(seed, "augment", epoch) if augment else None)
+                         augment_seed=derive_seed(seed, "augment", epoch) if augment else None,
+                         augmentation=r.cfg["data"].get("augmentation"))
 
 
 def _stop_check(stop):
@@ -263,6 +293,7 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
     from shared.runs import GracefulStop, RunDir
 
     root = validate(cfg)
+    cfg = resolve_run_precision(cfg)
     run_folder, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite)
     with run_folder as rd, GracefulStop() as stop:
         log = rd.logger("crater_resunet.train")
@@ -319,6 +350,7 @@ def _finish(rd, r: Recipe, state: dict, log) -> dict:
     import keras
 
     from crater_resunet.model import count_params
+    from shared.results import machine_info
     from shared.runs import code_version
 
     r.model.load_weights(rd.file(BEST))
@@ -330,6 +362,8 @@ def _finish(rd, r: Recipe, state: dict, log) -> dict:
         "profile": r.cfg.get("profile"), "data_root": str(r.root),
         "code_version": code_version(Path(__file__).parent),
         "backend": keras.backend.backend(),
+        "precision": r.cfg["train"].get("precision", "fp32"),
+        "machine": machine_info(),
         "replicas": getattr(r.strategy, "num_replicas_in_sync", 1) if r.strategy else 1,
         "base_filters": int(r.cfg["model"]["base_filters"]),
         "image_size": list(r.cfg["data"]["image_size"]),
@@ -363,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)),
                         help="CPU threads (default: $OMP_NUM_THREADS or 2)")
     parser.add_argument("--quiet", action="store_true", help="no per-batch Keras output")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                        help="arithmetic (same as --set train.precision=...): auto = bf16 "
+                             "(mixed_bfloat16) on a CPU with native bf16, else fp32 (default: "
+                             "the profile's train.precision: auto in quick, fp32 in paper)")
     return parser
 
 
@@ -372,6 +410,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.data is not None:
         args.overrides = [*args.overrides, f"data.root={args.data}"]
+    if args.precision is not None:
+        args.overrides = [*args.overrides, f"train.precision={args.precision}"]
     cfg = run_config(args, PROFILES)
     run_dir = args.run_dir or REPO_ROOT / "runs" / "crater_resunet" / str(cfg.get("profile", "run"))
     from shared.runs import quiet_tensorflow

@@ -305,10 +305,113 @@ def base_dataset(index: SplitIndex, image_size=(256, 256), mask_shape: str = "bo
     return ds.cache() if cache else ds
 
 
+# Augmentation that carries across bodies and instruments (the quick profile; the paper has
+# none): the keys of ``data.augmentation``, each off when null or absent.
+AUGMENTATION_KEYS = ("scale", "rotate", "brightness", "contrast", "gamma", "blur")
+
+
+def check_augmentation(aug: dict | None) -> dict:
+    """The ``data.augmentation`` mapping, checked: ``scale: [lo, hi]`` zoom factors (log-
+    uniform; > 1 zooms in), ``rotate: true`` (any angle; reflected borders), ``brightness: b``
+    (added offset in [-b, b]), ``contrast: [lo, hi]`` and ``gamma: [lo, hi]`` (log-uniform
+    factors), ``blur: sigma`` (Gaussian blur of up to ``sigma`` px on half the samples)."""
+    aug = dict(aug or {})
+    unknown = sorted(set(aug) - set(AUGMENTATION_KEYS))
+    if unknown:
+        raise ValueError(f"data.augmentation: unknown key(s) {', '.join(unknown)}; "
+                         f"expected {', '.join(AUGMENTATION_KEYS)}")
+    for key in ("scale", "contrast", "gamma"):
+        v = aug.get(key)
+        if v is not None and not (isinstance(v, (list, tuple)) and len(v) == 2
+                                  and 0 < float(v[0]) <= float(v[1]) < 100):
+            raise ValueError(f"data.augmentation.{key} must be [lo, hi] with 0 < lo <= hi, "
+                             f"got {v!r}")
+    for key in ("brightness", "blur"):
+        v = aug.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and 0 <= float(v) < 100):
+            raise ValueError(f"data.augmentation.{key} must be a number >= 0, got {v!r}")
+    if aug.get("rotate") not in (None, True, False):
+        raise ValueError(f"data.augmentation.rotate must be true or false, got "
+                         f"{aug.get('rotate')!r}")
+    return aug
+
+
+def _log_uniform(tf, lo_hi, seed):
+    lo, hi = (float(v) for v in lo_hi)
+    u = tf.random.stateless_uniform((), seed, 0.0, 1.0)
+    return tf.exp(tf.math.log(lo) + u * (tf.math.log(hi) - tf.math.log(lo)))
+
+
+def _affine(tf, both, angle, zoom):
+    """Rotate by ``angle`` (radians) and zoom by ``zoom`` about the centre; reflected edges;
+    bilinear for every channel (the mask channel is re-thresholded by the caller)."""
+    h = tf.cast(tf.shape(both)[0], tf.float32)
+    w = tf.cast(tf.shape(both)[1], tf.float32)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    c, s = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    # output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2)
+    a2 = cx - c * cx + s * cy
+    b2 = cy - s * cx - c * cy
+    transform = tf.stack([c, -s, a2, s, c, b2, 0.0, 0.0])[None]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=both[None], transforms=transform, output_shape=tf.shape(both)[:2],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+    return out[0]
+
+
+def _blur(tf, img, sigma):
+    """Separable Gaussian blur of (H, W, 3) with a 9-tap kernel of std ``sigma``."""
+    r = tf.range(-4.0, 5.0)
+    k = tf.exp(-0.5 * tf.square(r / tf.maximum(sigma, 1e-3)))
+    k = k / tf.reduce_sum(k)
+    x = tf.pad(img[None], [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
+    kx = tf.tile(tf.reshape(k, (1, 9, 1, 1)), (1, 1, 3, 1))
+    ky = tf.tile(tf.reshape(k, (9, 1, 1, 1)), (1, 1, 3, 1))
+    x = tf.nn.depthwise_conv2d(x, kx, [1, 1, 1, 1], "VALID")
+    x = tf.nn.depthwise_conv2d(x, ky, [1, 1, 1, 1], "VALID")
+    return x[0]
+
+
+def augment_pair(img, mask, seed, aug: dict | None = None):
+    """One seeded augmentation of an (image, mask) pair (TensorFlow, stateless): a random
+    flip and 90-degree turn, then the ``data.augmentation`` ops (see
+    :func:`check_augmentation`). The same ``seed`` gives the same result."""
+    import math
+
+    import tensorflow as tf
+
+    aug = check_augmentation(aug)
+    both = tf.concat([img, mask], axis=-1)
+    both = tf.image.stateless_random_flip_left_right(both, seed)
+    k = tf.random.stateless_uniform((), seed + 1, 0, 4, dtype=tf.int32)
+    both = tf.image.rot90(both, k)
+    if aug.get("rotate") or aug.get("scale"):
+        angle = (tf.random.stateless_uniform((), seed + 2, -math.pi / 4, math.pi / 4)
+                 if aug.get("rotate") else tf.constant(0.0))
+        zoom = _log_uniform(tf, aug["scale"], seed + 3) if aug.get("scale") else \
+            tf.constant(1.0)
+        both = _affine(tf, both, angle, zoom)
+    img, mask = both[..., :3], tf.cast(both[..., 3:] >= 0.5, tf.float32)
+    if aug.get("blur"):
+        sigma = tf.random.stateless_uniform((), seed + 4, 0.3, float(aug["blur"]) + 0.3)
+        on = tf.random.stateless_uniform((), seed + 5) < 0.5
+        img = tf.cond(on, lambda: _blur(tf, img, sigma), lambda: img)
+    if aug.get("gamma"):
+        img = tf.pow(tf.clip_by_value(img, 0.0, 1.0), _log_uniform(tf, aug["gamma"], seed + 6))
+    if aug.get("contrast"):
+        mean = tf.reduce_mean(img)
+        img = (img - mean) * _log_uniform(tf, aug["contrast"], seed + 7) + mean
+    if aug.get("brightness"):
+        b = float(aug["brightness"])
+        img = img + tf.random.stateless_uniform((), seed + 8, -b, b)
+    return tf.clip_by_value(img, 0.0, 1.0), mask
+
+
 def epoch_batches(base, n: int, batch_size: int, shuffle_seed: int | None = None,
-                  augment_seed: int | None = None):
+                  augment_seed: int | None = None, augmentation: dict | None = None):
     """Batches of one pass over ``base`` (``n`` elements): shuffled with ``shuffle_seed`` and
-    augmented (seeded random flips and 90-degree turns) from ``augment_seed`` when given.
+    augmented from ``augment_seed`` when given (seeded random flips and 90-degree turns, plus
+    the ``augmentation`` ops of :func:`augment_pair`).
 
     A trainer passes seeds derived from (run seed, epoch), so epoch ``k`` draws the same order
     and augmentation whether the run was interrupted before it or not.
@@ -319,17 +422,11 @@ def epoch_batches(base, n: int, batch_size: int, shuffle_seed: int | None = None
     if shuffle_seed is not None:
         ds = ds.shuffle(n, seed=int(shuffle_seed), reshuffle_each_iteration=False)
     if augment_seed is not None:
-        def aug(img, mask, s):
-            both = tf.concat([img, mask], axis=-1)
-            both = tf.image.stateless_random_flip_left_right(both, s)
-            k = tf.random.stateless_uniform((), s + 1, 0, 4, dtype=tf.int32)
-            both = tf.image.rot90(both, k)
-            return both[..., :3], both[..., 3:]
-
+        aug = check_augmentation(augmentation)
         start = int(augment_seed) % (2**30)
         counter = tf.data.Dataset.counter(start).map(lambda c: tf.stack([c, c + 7]))
         ds = tf.data.Dataset.zip((ds, counter)).map(
-            lambda pair, s: aug(pair[0], pair[1], tf.cast(s, tf.int32)),
+            lambda pair, s: augment_pair(pair[0], pair[1], tf.cast(s, tf.int32), aug),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
