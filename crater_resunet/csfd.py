@@ -107,7 +107,7 @@ def read_diameters(path: str | Path) -> tuple[np.ndarray, str, dict]:
 
 def write_csfd_figure(catalogue_csv: str | Path, png: str | Path, *, area: float | None = None,
                       binning: str = "pseudo-log", truth_csv: str | Path | None = None,
-                      title: str | None = None) -> Path:
+                      title: str | None = None, truth_label: str = "true") -> Path:
     """Cumulative and R-plot panels of a catalogue (and of a true one, ``truth_csv``, in the
     other colour). ``area`` in km^2 (or px^2 for pixel catalogues); without it densities are
     per unit area of 1 and the axis says so."""
@@ -120,7 +120,7 @@ def write_csfd_figure(catalogue_csv: str | Path, png: str | Path, *, area: float
 
     sets = [("predicted", *read_diameters(catalogue_csv)[:2], "tab:red")]
     if truth_csv is not None:
-        sets.append(("true", *read_diameters(truth_csv)[:2], "tab:blue"))
+        sets.append((truth_label, *read_diameters(truth_csv)[:2], "tab:blue"))
     unit = sets[0][2]
     if any(s[2] != unit for s in sets):
         raise UserError(f"{truth_csv}: diameters in {sets[1][2]}, {catalogue_csv} in {unit}")
@@ -142,9 +142,12 @@ def write_csfd_figure(catalogue_csv: str | Path, png: str | Path, *, area: float
                             label=f"{label} ({len(d)} craters)")
         axes[0].set_ylabel(f"cumulative N(≥D) per {aunit}")
         axes[1].set_ylabel("R = D³ n / (A ΔD)")
+        from matplotlib.ticker import NullFormatter
+
         for ax, name in zip(axes, ("cumulative", "R-plot")):
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(f"diameter D ({unit})")
             ax.set_title(f"{name} ({binning} bins)", fontsize=10)
             ax.grid(True, which="both", alpha=0.3)

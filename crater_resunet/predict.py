@@ -154,19 +154,26 @@ def figure_rows(rows: list[dict], path: str | os.PathLike, title: str | None = N
 
     h, w = rows[0]["image"].shape[:2]
     aspect = w / h
-    fig, axes = plt.subplots(len(rows), 4, figsize=(4 * 2.6 * min(aspect, 3), 2.8 * len(rows)),
+    with_truth = any(row.get("truth") is not None for row in rows)
+    ncol = 4 if with_truth else 3  # no empty ground-truth panel when nothing is labelled
+    fig, axes = plt.subplots(len(rows), ncol,
+                             figsize=(ncol * 2.6 * min(aspect, 3), 2.8 * len(rows)),
                              squeeze=False)
-    heads = ["image", "ground truth", "predicted mask", "predicted boxes"]
+    heads = ["image", "ground truth", "predicted mask", "predicted craters (boxes)"]
+    if not with_truth:
+        heads.pop(1)
     for r, row in enumerate(rows):
         truth = row.get("truth")
         panels = [row["image"], truth if truth is not None else np.zeros(row["pred"].shape),
                   row["pred"], draw_boxes(row["image"], row["boxes"])]
+        if not with_truth:
+            panels.pop(1)
         for c, (ax, panel) in enumerate(zip(axes[r], panels)):
             ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None,
                       vmin=0 if panel.ndim == 2 else None, vmax=1 if panel.ndim == 2 else None)
             ax.set_xticks([])
             ax.set_yticks([])
-            if c == 1 and truth is None:
+            if with_truth and c == 1 and truth is None:
                 ax.set_title("no ground truth", fontsize=9)
             elif r == 0:
                 ax.set_title(heads[c], fontsize=9)
@@ -305,9 +312,19 @@ def predict_image(model, path: Path, out: Path, totals: _Totals, opts: dict,
         record.update({"craters_true": len(gt_boxes), **cc,
                        **pixel_scores(truth, prob, opts["threshold"])})
     if figure:
-        figure_rows([{"image": to_display(image, opts["channel_order"]), "truth": truth,
+        from crater_resunet.figures import circles, write_overlay
+
+        shown = to_display(image, opts["channel_order"])
+        figure_rows([{"image": shown, "truth": truth,
                       "pred": pred, "boxes": boxes, "name": path.name}],
                     out / "figures" / f"{path.stem}.png")
+        true_circles = None
+        if label_path is not None:
+            true_circles = np.stack([labels[:, 1] * w, labels[:, 2] * h,
+                                     (labels[:, 3] * w + labels[:, 4] * h) / 2], axis=1) \
+                if len(labels) else np.zeros((0, 3))
+        write_overlay(shown, circles(rows), out / "figures" / f"{path.stem}_overlay.png",
+                      true_circles)
     return rows, record
 
 
@@ -351,7 +368,10 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
                                     overlap=overlap,
                                     min_area=min_area, batch_size=batch_size,
                                     channel_order=channel_order, scales=opts["scales"],
-                                    sigma=sigma, closing=closing, drop_nodata=drop_nodata)
+                                    sigma=sigma, closing=closing, drop_nodata=drop_nodata,
+                                    figure=bool(figures) and (figures is True
+                                                              or n_fig < int(figures)))
+            n_fig += bool(res["info"].get("overlay"))
             rows += res["rows"]
             per_image.append(res["info"])
             if res["layer"]:

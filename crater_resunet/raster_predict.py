@@ -24,6 +24,7 @@ import numpy as np
 GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM; bounded here
 RASTER_EXTS = (".tif", ".tiff", ".jp2", ".img", ".cub", ".lbl", ".vrt")
 MASK_NODATA = 255
+OVERLAY_MAX_PIXELS = 4096 * 4096  # native-resolution overlay figures up to this size
 PIXEL_COLUMNS = ("image", "x", "y", "diameter", "width", "height", "confidence")
 GEO_COLUMNS = ("lon", "lat", "diameter_km")
 EXTRA_COLUMNS = ("peak", "scale", "nodata")
@@ -215,23 +216,25 @@ def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0,
                    overlap: int | None = None,
                    threshold: float = 0.5, min_area: float = 0.0, batch_size: int = 8,
                    channel_order: str = "bgr", scales=None, sigma: float = 1.0,
-                   closing: int = 1, drop_nodata: bool = False) -> dict:
+                   closing: int = 1, drop_nodata: bool = False, figure: bool = False) -> dict:
     """Probability and mask GeoTIFFs (input CRS, transform scaled to the model grid, nodata)
     and the crater rows of one raster. ``scales`` (None, ``"auto"`` or a list) are pyramid
     factors relative to ``scale``; each extra level writes ``<stem>_s<factor>_prob.tif`` and
-    ``_mask.tif``; the levels are merged by the crater NMS."""
+    ``_mask.tif``; the levels are merged by the crater NMS. ``figure``: the predicted circles
+    on the raster at native resolution with a scale bar (``figures/<stem>_overlay.png``;
+    rasters up to ``OVERLAY_MAX_PIXELS``)."""
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         return _predict_raster(model, Path(path), Path(out), scale, overlap, threshold,
                                min_area, batch_size, channel_order, scales, sigma, closing,
-                               drop_nodata)
+                               drop_nodata, figure)
 
 
 def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | None,
                     threshold: float, min_area: float, batch_size: int,
                     channel_order: str, scales=None, sigma: float = 1.0, closing: int = 1,
-                    drop_nodata: bool = False) -> dict:
+                    drop_nodata: bool = False, figure: bool = False) -> dict:
     from affine import Affine
 
     from crater_resunet import craters as cr
@@ -285,6 +288,15 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
                 "stretch": scene.stretch}
         if len(levels) > 1:
             info["levels"] = levels
+        if figure and scene.height * scene.width <= OVERLAY_MAX_PIXELS:
+            from crater_resunet.figures import circles, write_overlay
+
+            img, _ = scene.read_uint8(0, 0, scene.height, scene.width,
+                                      gray=scene.count not in (3, 4))
+            img = img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1)
+            png = out / "figures" / f"{Path(path).stem}_overlay.png"
+            write_overlay(img, circles(rows), png, pixel_size_m=scene.pixel_size_m)
+            info["overlay"] = str(png)
         xy = scene.xy
         crs = scene.crs.to_wkt() if scene.georeferenced else None
         return {"rows": rows, "info": info,

@@ -49,7 +49,9 @@ def test_tiny_train_and_predict(tmp_path):
     for p in images:
         assert (out / "labels" / f"{p.stem}.txt").is_file()
         assert (out / "masks" / f"{p.stem}_prob.png").is_file()
-    assert len(list((out / "figures").glob("*.png"))) == 1
+    # figures=1: one image's paper figure and its native-resolution overlay of circles
+    assert sorted(f.name for f in (out / "figures").glob("*.png")) == [
+        f"{images[0].stem}.png", f"{images[0].stem}_overlay.png"]
     assert (out / "craters.csv").read_text().startswith("image,x,y,diameter")
     assert json.loads((out / "metrics.json").read_text())["images"] == 2
 
