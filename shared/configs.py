@@ -101,6 +101,8 @@ def check_value(key: str, value: Any, schema_value: Any, source: str = "--set") 
             raise bad("expected a positive number")
     elif isinstance(value, float) and not math.isfinite(value):
         raise bad("expected a finite number")
+    elif number(value) and leaf in COUNT_KEYS and value < 0:  # unset (null) in the schema
+        raise bad("expected a whole number of at least 0")
 
 
 def check_values(data: Mapping, schema: Mapping, source: str, prefix: str = "") -> None:

@@ -165,6 +165,71 @@ def one_line(exc: BaseException, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+@contextlib.contextmanager
+def library_noise():
+    """Hold back what a third-party loader prints while it runs (Keras/TF: Python warnings,
+    absl and C++ lines on fd 2), so that a refusal stays one line.
+
+    On an exception everything held back is dropped (the caller's one-line error names the
+    file); on success each distinct Python warning is shown once and the native output is
+    written back to stderr.
+    """
+    import tempfile
+    import warnings
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    sink = tempfile.TemporaryFile()
+    ok = False
+    try:
+        os.dup2(sink.fileno(), 2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        ok = True
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if ok:
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+            if text.strip():
+                sys.stderr.write(text)
+            seen = set()
+            for w in caught:
+                key = (str(w.message), w.category)
+                if key not in seen:
+                    seen.add(key)
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        sink.close()
+
+
+# Input-layer names of the Keras subprojects' models: a foreign model's error says whose it is.
+KERAS_MODEL_OWNERS = {"chunk": "ice_patch_cnn (HiRISE ice-patch chunk classifier)",
+                      "image": "crater_resunet (crater ResNet-UNet)"}
+
+
+def keras_model_owner(path: str | os.PathLike) -> str | None:
+    """Which subproject a ``.keras`` file's model belongs to, from its input layer's name and
+    input shape in ``config.json`` (read without deserialising anything), or None."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            cfg = json.loads(zf.read("config.json"))
+        layers = cfg["config"]["layers"]
+        first = layers[0]
+        name = first.get("name") or first["config"].get("name")
+        shape = first["config"].get("batch_shape") or first["config"].get("batch_input_shape")
+    except (OSError, KeyError, IndexError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+    owner = KERAS_MODEL_OWNERS.get(str(name))
+    if owner is None:
+        return None
+    return f"{owner}, input {tuple(shape[1:]) if shape else '?'}"
+
+
 def quiet_tensorflow(level: str = "3") -> None:
     """Import Keras/TensorFlow with the process's native stderr (fd 2) sent to /dev/null.
 
