@@ -148,8 +148,25 @@ def main(argv: list[str] | None = None) -> int:
                              else REPO_ROOT / "results" / "bench.json")
     md_out = args.markdown or (RUN_DIR / "quick.md" if args.quick
                                else REPO_ROOT / "BENCHMARKS.md")
-    only = {e.strip() for e in args.only.split(",")} if args.only else None
+    only = {e.strip() for e in args.only.split(",") if e.strip()} if args.only else None
+    known = {e for s in sections for entries in PLAN[s].values() for e in entries}
+    if only is not None and (not only or only - known):  # issue 27: a typo ran nothing and
+        print(f"error: --only: unknown entr(ies) {sorted(only - known) or [args.only]} in "
+              f"sections {sections}; expected some of {sorted(known)}",  # replaced the report
+              file=sys.stderr)
+        return 2
     jobs = plan(args.quick, sections, only)
+    if not jobs:
+        print("error: nothing to run (no entry selected)", file=sys.stderr)
+        return 2
+    from shared.runs import UserError, check_output_dir
+
+    try:  # an output under a regular file: one line, not a traceback at the end of the run
+        check_output_dir(json_out.parent)
+        check_output_dir(md_out.parent)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     started = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench ({tag}): {len(jobs)} children, logs in {RUN_DIR / tag}", flush=True)
     t0 = time.perf_counter()

@@ -483,6 +483,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from shared.runs import UserError, check_output_dir
 
     check_output_dir(args.out)
+    from shared.runs import check_paths
+
+    # issue 27: chunks written inside an input folder would be chunked again next time
+    check_paths([args.out], args.inputs, containing=False)
     try:
         cfg = load_config(args.config)
         spec = ChunkSpec.from_config(

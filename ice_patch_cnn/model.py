@@ -84,7 +84,7 @@ def load_model(path, compile: bool = False):
 
     import keras
 
-    from shared.runs import UserError
+    from shared.runs import UserError, keras_model_owner, library_noise
 
     path = Path(path)
     if not path.is_file():
@@ -97,8 +97,13 @@ def load_model(path, compile: bool = False):
         if "config.json" not in zf.namelist():
             raise UserError(f"{path}: not a .keras model (no config.json in the archive; "
                             "a file of another framework?)")
+    owner = keras_model_owner(path)
+    if owner is not None and not owner.startswith("ice_patch_cnn"):
+        raise UserError(f"{path}: a model of another subproject ({owner}), not an "
+                        "ice_patch_cnn chunk classifier")
     try:
-        return keras.models.load_model(path, safe_mode=True, compile=compile)
+        with library_noise():  # Keras' warnings would bury the one-line refusal (issue 27)
+            return keras.models.load_model(path, safe_mode=True, compile=compile)
     except (ValueError, TypeError, KeyError, OSError, AttributeError,
             zipfile.BadZipFile) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

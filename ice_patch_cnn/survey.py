@@ -313,6 +313,9 @@ def _csv(rows: Sequence[dict], fields: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+SURVEY_FILES = ("images.csv", "all_chunks.csv", "survey_report.json", "contact_sheet.png")
+
+
 def run_survey(predictions_dir: str | Path, out: str | Path | None = None,
                rules: Rules = Rules(), truth: str | Path | None = None,
                chunk_truth: str | Path | None = None, sheet: int = 16) -> dict:
@@ -371,8 +374,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ice_patch_cnn.config import ConfigError, load_config
-    from shared.runs import UserError
+    from shared.runs import UserError, check_paths
 
+    # issue 27: a survey written among the prediction CSVs it reads (--out <predictions>/chunks)
+    # would be read as predictions by every later survey; nor may it replace a truth file
+    check_paths([args.out, *(args.out / n for n in SURVEY_FILES if args.out)],
+                [args.predictions / "chunks", args.truth, args.chunk_truth], containing=False)
     try:
         rules = Rules.from_config(load_config(args.config)["rules"])
         report = run_survey(args.predictions, args.out, rules, args.truth, args.chunk_truth,

@@ -7,7 +7,7 @@ import argparse
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
-    from shared.runs import add_run_arguments
+    from shared.runs import add_run_arguments, positive_int
 
     what = ("supervised baseline (labelled crops only, OHEM cross-entropy)" if mode == "supervised"
             else "semi-supervised S5Mars method: mean teacher + AugIN + SAM-Mix + soft-to-hard "
@@ -32,7 +32,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                         "ckpt_best.pth / ckpt.pth (teacher weights; net.init_weights=student "
                         "for the student)")
     p.add_argument("--data-root", default=None, help="override dataset.root")
-    p.add_argument("--iterations", type=int, default=None, help="override trainer.iterations")
+    p.add_argument("--iterations", type=positive_int, default=None, help="override trainer.iterations")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if mode == "semi":
         p.add_argument("--no-augin", action="store_true", help="switch AugIN off")
@@ -48,7 +48,7 @@ def _overrides(args, mode: str) -> list[str]:
     ov = [f"mode={mode}"]
     if args.data_root:
         ov.append(f"dataset.root={args.data_root}")
-    if args.iterations:
+    if args.iterations is not None:
         ov.append(f"trainer.iterations={args.iterations}")
     if args.pretrained:
         ov.append(f"net.pretrained={args.pretrained}")
@@ -74,8 +74,9 @@ def _main(mode: str, argv=None) -> int:
     from s5mars_ssl.augseg.utils.config import PROFILES, REPO_ROOT, validate
     from shared.runs import run_config
 
-    args.overrides = list(args.overrides) + (_overrides(args, mode) if not args.resume or
-                                             args.config else [])
+    # the shortcut flags count on --resume too: a value that differs from the run's config is
+    # refused by RunDir.open, never silently dropped (issue 27)
+    args.overrides = list(args.overrides) + _overrides(args, mode)
     cfg = run_config(args, PROFILES)
     validate(cfg)
     run_dir = args.run_dir or (REPO_ROOT / "runs" / "s5mars_ssl" /

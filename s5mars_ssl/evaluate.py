@@ -65,6 +65,9 @@ def _main(argv=None) -> int:
     p.add_argument("--stride", type=int, default=None, help="sliding window stride")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="write the result as JSON here")
+    from shared.runs import declare_paths
+
+    declare_paths(p, inputs=["checkpoint", "data_root", "list"], outputs=["out"])
     args = p.parse_args(argv)
     res = evaluate_checkpoint(args.checkpoint, args.weights, args.data_root, args.list,
                               args.mode, args.crop, args.stride, args.device)

@@ -103,6 +103,10 @@ def _main(argv=None) -> int:
     if args.crop < 32 or args.stride < 1:
         raise UserError("--crop must be >= 32 and --stride >= 1")
     check_output_dir(args.out)
+    from shared.runs import check_paths
+
+    # issue 27: the output folder is neither an input nor inside one
+    check_paths([args.out], [*args.input, args.checkpoint], containing=False)
     inputs: list[Path] = []
     for item in args.input:
         path = Path(item)

@@ -443,7 +443,11 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
     distributed, rank, _, _ = _dist_info()
     rd = None
     if rank == 0:
-        rd, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite)
+        net = cfg.get("net", {})
+        rd, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
+                              inputs=[cfg["dataset"]["root"],
+                                      *(resolve_path(net[k]) for k in ("pretrained", "init")
+                                        if net.get(k))])
     try:
         with GracefulStop() as stop:
             return _train(cfg, rd, resume, device, amp, progress, stop)
