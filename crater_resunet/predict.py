@@ -434,10 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-resolution", type=float, metavar="M_PER_PX",
                         help="rasters: resample to this many metres per pixel (default: the "
                              "run config's data.resolution_m, when known)")
-    parser.add_argument("--scales", nargs="?", const="auto", default=None,
-                        metavar="auto|S1,S2,...",
-                        help="image pyramid: 'auto' (also --scales alone: 1, 1/2, 1/4, ... down "
-                             "to the scale at which the whole image fits one model tile) or a "
+    parser.add_argument("--scales", default=None, metavar="auto|S1,S2,...",
+                        help="image pyramid: 'auto' (1, 1/2, 1/4, ... down to the scale at "
+                             "which the whole image fits one model tile) or a "
                              "list like 1,0.5,0.25 (relative to --scale for rasters); the "
                              "scales are merged by a crater NMS (DeepMoon criteria) into one "
                              "catalogue with a 'scale' column (default: one scale)")
