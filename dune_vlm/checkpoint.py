@@ -78,8 +78,11 @@ def read_file(path: str | os.PathLike, map_location="cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    from shared.runs import library_noise
+
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with library_noise():  # torch's pickle-protocol warning would precede the one line
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):

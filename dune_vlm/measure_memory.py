@@ -99,20 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Measure peak RSS of inference_tile on generated 64-band rasters of the "
                     "given sizes (each mapped in a fresh process).")
-    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192],
+    from shared.runs import declare_paths, nonnegative_int, positive_int
+
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=[2048, 8192],
                    help="raster sides in pixels (default: 2048 8192)")
     p.add_argument("--dtype", default="int8", choices=["int8", "float32"])
     p.add_argument("--model", default="pixel", choices=["pixel", "paper"],
                    help="stand-in model when no --weights is given")
     p.add_argument("--weights", help="a trained dune_vlm checkpoint instead of a stand-in")
     p.add_argument("--text_embed_path")
-    p.add_argument("--tile_size", type=int, default=512)
-    p.add_argument("--stride", type=int, default=256)
-    p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--max_rows_mb", type=int, default=1024,
+    p.add_argument("--tile_size", type=positive_int, default=512)
+    p.add_argument("--stride", type=positive_int, default=256)
+    p.add_argument("--batch_size", type=positive_int, default=4)
+    p.add_argument("--max_rows_mb", type=nonnegative_int, default=1024,
                    help="inference_tile's budget for its row reader (0: window by window)")
     p.add_argument("--confidence", action="store_true")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--workdir", default="datasets/dune_vlm/memory",
                    help="where rasters are generated (default: %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the generated rasters")
@@ -122,10 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--input_tif", help=argparse.SUPPRESS)
     p.add_argument("--output_tif", help=argparse.SUPPRESS)
-    return p
+    # issue 27: no output may be, hold or lie inside an input (--out onto --weights)
+    return declare_paths(p, inputs=["weights", "text_embed_path", "input_tif"],
+                         outputs=["out", "output_tif"], folders=["workdir"])
 
 
 def main(argv=None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.child:
         stats = _child(args)
@@ -162,6 +172,10 @@ def main(argv=None) -> int:
             cmd.append("--no_progress")
         t0 = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 2:  # the child's one-line user error, without what torch printed
+            errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+            print(errors[-1] if errors else proc.stderr[-2000:].rstrip(), file=sys.stderr)
+            return 2
         if proc.returncode != 0:
             print(proc.stderr[-2000:], file=sys.stderr)
             return 1

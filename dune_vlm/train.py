@@ -290,8 +290,12 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
     from shared.seed import seed_everything
 
     dev, rank, world = _setup_device(device, threads)
+    from dune_vlm.utils.config import resolve_path
+
     run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
-                           allow_on_resume=("train.epochs",))
+                           allow_on_resume=("train.epochs",),
+                           inputs=[resolve_path(cfg["data"]["root"]),
+                                   resolve_path(cfg["text"]["embed_path"])])
     with run, GracefulStop() as stop:
         log = run.logger("dune_vlm.train")
         seed_everything(int(cfg["train"]["seed"]))

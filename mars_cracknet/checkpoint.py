@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from shared.atomic import atomic_path
+from shared.runs import library_noise
 
 
 class CheckpointError(ValueError):
@@ -82,7 +83,8 @@ def load_state(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: training state not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with library_noise():  # torch's warnings would precede the one-line refusal
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
         raise CheckpointError(f"{path}: not a readable training state ({_first_line(exc)})"
                               ) from None
@@ -188,7 +190,8 @@ def read_any(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str],
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with library_noise():
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
         raise CheckpointError(f"{path}: not a loadable weights-only torch file "
                               f"({_first_line(exc)})") from None

@@ -119,8 +119,11 @@ def safe_load(path: str | os.PathLike, device: str = "cpu"):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    from shared.runs import library_noise
+
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        with library_noise():  # torch's warnings would precede the one-line refusal
+            return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
         raise CheckpointError(f"{path}: refused, not a plain weights file ({first[:160]})"
