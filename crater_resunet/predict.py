@@ -475,6 +475,12 @@ def main(argv=None) -> int:
         parser.error("--threshold must be in (0, 1) and --iou in (0, 1]")
     if not args.smooth >= 0 or args.closing < 0:
         parser.error("--smooth and --closing must be >= 0")
+    from crater_resunet.pyramid import parse_scales
+
+    try:
+        parse_scales(args.scales)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not args.model.is_file():
         raise UserError(f"{args.model}: model file not found")
     if args.labels is not None and not args.labels.is_dir():
