@@ -132,7 +132,8 @@ def finish_parser(parser: argparse.ArgumentParser, set_example: str | None = Non
                 action.option_strings = [dashed if o == opt else o
                                          for o in action.option_strings]
                 action.option_strings.append(opt)  # still parsed, hidden below
-        if len(action.option_strings) > 1:  # old spellings keep parsing but leave --help
+        if len(action.option_strings) > 1 and not isinstance(
+                action, argparse.BooleanOptionalAction):  # old spellings parse, not shown
             action.option_strings = [s for s in action.option_strings
                                      if s.startswith("-") and not s.startswith("--")] + [
                 next(s for s in action.option_strings if s.startswith("--"))]
@@ -147,3 +148,45 @@ def finish_parser(parser: argparse.ArgumentParser, set_example: str | None = Non
                 and not isinstance(action, argparse._HelpAction)):
             action.help = (action.help + " " if action.help else "") + "(default: %(default)s)"
     return parser
+
+
+def check_keras_device(name: str) -> str:
+    """``--device`` of the Keras CLIs: ``auto``, ``cpu`` (GPUs hidden from TensorFlow) or
+    ``gpu``/``cuda`` (a ``UserError``, exit code 2, when TensorFlow sees none). Call it before
+    the first TensorFlow import for ``cpu``; ``gpu`` imports TensorFlow to look."""
+    spec = str(name).strip().lower()
+    if spec == "auto":
+        return spec
+    if spec == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+        return spec
+    if spec in ("gpu", "cuda") or spec.startswith(("gpu:", "cuda:")):
+        from shared.runs import quiet_tensorflow
+
+        quiet_tensorflow()  # TensorFlow's C++ start-up lines would bury the one-line error
+        import tensorflow as tf
+
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+                gpus = tf.config.list_physical_devices("GPU")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if not gpus:
+            raise UserError(f"--device {name}: TensorFlow sees no GPU on this machine; use "
+                            "--device cpu or auto")
+        return spec
+    raise UserError(f"--device {name}: not a device (expected auto, cpu or gpu)")
+
+
+def help_first(main: Any, argv: Sequence[str] | None, *args: Any) -> int | None:
+    """``--help`` before any framework import: when ``-h``/``--help`` is asked, call
+    ``main(*args, argv)`` (whose parser prints the help and exits) before the caller imports
+    its error classes from torch-importing modules. Returns None otherwise."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in given or "--help" in given:
+        return main(*args, argv)
+    return None

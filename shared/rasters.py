@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -851,3 +851,90 @@ def open_scene(path: str | os.PathLike,
             _borrow_from_pair(scene, path)
         return scene
     raise RasterError(path, f"not a readable raster ({_short(error)})")
+
+
+# --------------------------------------------------------------------------- class masks
+def describe_class_band(dst: Any, names: Sequence[str] | Mapping[int, str],
+                        colors: Mapping[int, Sequence[int]], *, band: int = 1,
+                        description: str = "class", nodata: int | None = None) -> None:
+    """What a GIS shows for a class (or binary) mask band of an open GeoTIFF being written:
+    the band description, a colour table (``nodata`` transparent) and one ``CLASS_<value>``
+    metadata item per class name (read back with ``src.tags(band)``). Pair it with
+    :func:`write_class_sidecars` after the file is closed for GDAL category names, a raster
+    attribute table and a QGIS style."""
+    names = dict(enumerate(names)) if not isinstance(names, Mapping) else dict(names)
+    dst.set_band_description(band, description)
+    table = {int(k): tuple(int(c) for c in (*tuple(v)[:3], 255)) for k, v in colors.items()}
+    if nodata is not None:
+        table[int(nodata)] = (0, 0, 0, 0)
+    dst.write_colormap(band, table)
+    dst.update_tags(band, **{f"CLASS_{int(k)}": str(v) for k, v in names.items()})
+
+
+def _qml(names: Mapping[int, str], colors: Mapping[int, Sequence[int]], band: int) -> str:
+    from xml.sax.saxutils import quoteattr
+
+    entries = "\n".join(
+        f'        <paletteEntry value="{int(k)}" color="#{int(colors[k][0]):02x}'
+        f'{int(colors[k][1]):02x}{int(colors[k][2]):02x}" alpha="255" '
+        f'label={quoteattr(str(v))}/>' for k, v in sorted(names.items()))
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.28.0" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="paletted" band="{band}" opacity="1" alphaBand="-1" nodataColor="">
+      <rasterTransparency/>
+      <minMaxOrigin><limits>None</limits><extent>WholeRaster</extent></minMaxOrigin>
+      <colorPalette>
+{entries}
+      </colorPalette>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" invertColors="0"/>
+    <rasterresampler maxOversample="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+
+
+def _aux_xml(names: Mapping[int, str], colors: Mapping[int, Sequence[int]], band: int) -> str:
+    from xml.sax.saxutils import escape
+
+    top = max(names) if names else -1
+    categories = "\n".join(f"      <Category>{escape(str(names.get(i, '')))}</Category>"
+                           for i in range(top + 1))
+    fields = [("Value", 0, 5), ("Class", 2, 2), ("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8)]
+    defs = "\n".join(f'      <FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type>'
+                     f'<Usage>{u}</Usage></FieldDefn>' for i, (n, t, u) in enumerate(fields))
+    rows = "\n".join(
+        f'      <Row index="{r}"><F>{int(k)}</F><F>{escape(str(v))}</F>'
+        + "".join(f"<F>{int(c)}</F>" for c in tuple(colors[k])[:3]) + "</Row>"
+        for r, (k, v) in enumerate(sorted(names.items())))
+    return f"""<PAMDataset>
+  <PAMRasterBand band="{band}">
+    <CategoryNames>
+{categories}
+    </CategoryNames>
+    <GDALRasterAttributeTable tableType="thematic">
+{defs}
+{rows}
+    </GDALRasterAttributeTable>
+  </PAMRasterBand>
+</PAMDataset>
+"""
+
+
+def write_class_sidecars(path: str | os.PathLike, names: Sequence[str] | Mapping[int, str],
+                         colors: Mapping[int, Sequence[int]], *, band: int = 1) -> list[Path]:
+    """Beside a class GeoTIFF: ``<file>.aux.xml`` (GDAL category names and a thematic raster
+    attribute table: QGIS's identify tool and ``gdalinfo`` show the class names) and
+    ``<stem>.qml`` (a QGIS paletted style with the class names as labels, which QGIS loads with
+    the layer). Both written atomically; returns their paths."""
+    from shared.atomic import atomic_write_text
+
+    path = Path(path)
+    names = dict(enumerate(names)) if not isinstance(names, Mapping) else dict(names)
+    aux = atomic_write_text(path.with_name(path.name + ".aux.xml"),
+                            _aux_xml(names, colors, band))
+    qml = atomic_write_text(path.with_suffix(".qml"), _qml(names, colors, band))
+    return [Path(aux), Path(qml)]

@@ -43,6 +43,25 @@ def results_dir(paper: str, record: bool = False, root: str | os.PathLike | None
     return base / paper if record else base / LOCAL / paper
 
 
+RELATIVE_SUFFIXES = (".json", ".yaml", ".yml", ".log", ".txt", ".csv")
+
+
+def relativize_paths(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> int:
+    """Rewrite the text records in ``folder`` (JSON, YAML, logs, CSV) with paths below the
+    repository made relative to it, so that a committed record names no machine's absolute
+    path. Returns the number of files changed (each rewritten atomically)."""
+    prefix = str(Path(root) if root is not None else REPO_ROOT).rstrip("/") + "/"
+    changed = 0
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_file() or path.suffix not in RELATIVE_SUFFIXES:
+            continue
+        text = path.read_text(encoding="utf-8", errors="strict")
+        if prefix in text:
+            atomic_write_text(path, text.replace(prefix, ""))
+            changed += 1
+    return changed
+
+
 def add_results_arguments(parser: argparse.ArgumentParser, paper: str,
                           dest: str = "results") -> None:
     """``--results DIR`` and ``--record`` of every reproduce.py (see :func:`results_dir`)."""
@@ -168,11 +187,31 @@ def write_summary(
     return atomic_write_json(out / "summary.json", summary)
 
 
+def significant_decimals(uncertainty: float | None, default: int = 3) -> int:
+    """Decimals that show an uncertainty to two significant digits (0.0123 -> 4, 1.76 -> 1,
+    23.4 -> 0): a mean and its interval are rounded to what the interval supports."""
+    import math
+
+    if uncertainty is None or not math.isfinite(uncertainty) or uncertainty <= 0:
+        return default
+    return max(0, 1 - math.floor(math.log10(uncertainty)))
+
+
+def format_claim(c: dict[str, Any]) -> str:
+    """``"-0.65, 95 % CI [-2.4, +1.1]"``: a paired difference rounded to its interval."""
+    ci = c.get("ci95")
+    if not ci:
+        return f"{c['mean']:+.3g}, no interval (n < 2)"
+    d = significant_decimals(c.get("half_width") or (ci[1] - ci[0]) / 2)
+    return f"{c['mean']:+.{d}f}, 95 % CI [{ci[0]:+.{d}f}, {ci[1]:+.{d}f}]"
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, dict):  # shared.stats.describe
-        digits = 3 if abs(value["mean"]) < 10 else 2
+        digits = significant_decimals(value.get("half_width"),
+                                      3 if abs(value["mean"]) < 10 else 2)
         return format_mean_ci(value, digits)
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -180,11 +219,9 @@ def _fmt(value: Any) -> str:
 
 
 def _claim_line(c: dict[str, Any]) -> str:
-    ci = c.get("ci95")
-    interval = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "no interval (n < 2)"
     sign = ">" if c.get("direction", "greater") == "greater" else "<"
     return (f"**{c['verdict']}** — {c['claim']}: {c['a']} {sign} {c['b']} on {c['metric']}; "
-            f"paired difference {c['mean']:+.3f}, 95 % CI {interval}, n={c['n']} seeds")
+            f"paired difference {format_claim(c)}, n={c['n']} seeds")
 
 
 def metric_range(metric: str, values: Sequence[float]) -> tuple[float, float]:
@@ -332,9 +369,7 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _verdict_cell(c: dict[str, Any]) -> str:
-    ci = c.get("ci95")
-    interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
-    return f"**{c['verdict']}**, {c['mean']:+.3f}{interval} (n={c['n']})"
+    return f"**{c['verdict']}**, {format_claim(c)} (n={c['n']})"
 
 
 def _common_seed_gap(record: dict[str, Any], rerun: dict[str, Any]) -> tuple[int, float | None]:
@@ -485,7 +520,9 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Assemble RESULTS.md from results/*/summary.json (one row group per paper).")
+        prog="planetary-results",
+        description="Assemble RESULTS.md from results/*/summary.json (one row group per paper; "
+                    "a local run in results/local/<paper>/ is shown instead, marked local).")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "results",
                         help="folder holding <paper>/summary.json (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "RESULTS.md",

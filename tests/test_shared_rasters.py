@@ -74,3 +74,34 @@ def test_writer_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_class_band_metadata_and_gis_sidecars(tmp_path):
+    """A class mask carries its band description, colour table and class names, and a GDAL
+    .aux.xml (category names, raster attribute table) and QGIS .qml lie beside it."""
+    import xml.etree.ElementTree as ET
+
+    from shared.rasters import describe_class_band, write_class_sidecars
+
+    names, colors = ["bare", "dune", "ridge"], {0: (10, 20, 30), 1: (200, 150, 0), 2: (0, 70, 160)}
+    path = tmp_path / "classes.tif"
+    with geotiff_writer(path, width=8, height=8, count=1, dtype="uint8",
+                        crs=CRS.from_epsg(32633), transform=from_origin(0, 80, 10, 10),
+                        nodata=255) as dst:
+        dst.write(np.tile(np.arange(8, dtype=np.uint8) % 3, (8, 1))[None])
+        describe_class_band(dst, names, colors, description="landform class", nodata=255)
+    aux, qml = write_class_sidecars(path, names, colors)
+    with rasterio.open(path) as src:
+        assert src.descriptions == ("landform class",)
+        cmap = src.colormap(1)
+        assert cmap[1] == (200, 150, 0, 255) and cmap[255][3] == 0
+        assert {k: v for k, v in src.tags(1).items() if k.startswith("CLASS_")} == \
+            {"CLASS_0": "bare", "CLASS_1": "dune", "CLASS_2": "ridge"}
+    band = ET.parse(aux).getroot().find("PAMRasterBand")
+    assert [c.text for c in band.find("CategoryNames")] == names
+    rows = band.find("GDALRasterAttributeTable").findall("Row")
+    assert [[f.text for f in r] for r in rows][2] == ["2", "ridge", "0", "70", "160"]
+    entries = ET.parse(qml).getroot().find("pipe/rasterrenderer/colorPalette")
+    assert [(e.get("value"), e.get("label"), e.get("color")) for e in entries][1] == \
+        ("1", "dune", "#c89600")
+    assert qml == path.with_suffix(".qml") and aux.name == "classes.tif.aux.xml"
