@@ -387,7 +387,10 @@ def analyze_folder(folder: Path, out: Path | None = None, **kwargs: Any
     from tqdm import tqdm
 
     rows, pooled = [], {m: [] for m in LIST_MEASURES}
-    for path in tqdm(_list_masks(folder), desc=f"analysis {folder.name}", leave=False):
+    from shared.cli import progress_enabled
+
+    for path in tqdm(_list_masks(folder), desc=f"analysis {folder.name}", leave=False,
+                     disable=not progress_enabled()):
         res = analyze_mask(read_binary_mask(path), **kwargs)
         rows.append({"image": path.stem, **{k: res[k] for k in SCALAR_MEASURES},
                      "mean_angle": _mean(res["intersection_angles"]),
@@ -528,7 +531,10 @@ def compare(folder_a: Path, folder_b: Path, out: Path, labels: tuple[str, str] |
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.cli import finish_parser
+
     p = argparse.ArgumentParser(
+        prog="cracknet-analysis",
         description="Crack-network analysis of binary crack masks: surface crack ratio, "
                     "intersection angles, segmentation ratios, segment lengths, width, "
                     "clods, fractal dimension; PDFs and a two-sample KS comparison.",
@@ -539,17 +545,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="analyse two folders and compare them (KS test per measure)")
     p.add_argument("--labels", nargs=2, metavar=("LABEL_A", "LABEL_B"),
                    help="names of the two sets in plots and tables")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder (required)")
     p.add_argument("--prune-factor", type=float, default=1.0,
                    help="prune spurs shorter than this x local width (default 1)")
     p.add_argument("--angle-near", type=float, default=1.0,
                    help="segment direction measured from this many widths ... (default 1)")
     p.add_argument("--angle-far", type=float, default=3.0, help="... to this many (default 3)")
-    p.add_argument("--min-clod-area", type=int, default=10)
-    p.add_argument("--exclude-border-clods", action="store_true")
+    p.add_argument("--min-clod-area", type=int, default=10,
+                   help="smallest clod counted, in pixels")
+    p.add_argument("--exclude-border-clods", action="store_true",
+                   help="leave out clods touching the image border")
     p.add_argument("--segmentation-ratio", choices=sorted(SEGMENTATION_RATIOS),
-                   default="t_junction")
-    a = p.parse_args(argv)
+                   default="t_junction", help="which junctions the segmentation ratio counts")
+    a = finish_parser(p).parse_args(argv)
     if (a.masks is None) == (a.compare is None):
         p.error("give either a mask folder or --compare A B")
     if a.prune_factor < 0 or not 0 <= a.angle_near < a.angle_far:

@@ -18,13 +18,15 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    from shared.cli import finish_parser
+
+    p = argparse.ArgumentParser(prog="cracknet-convert", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("src", type=Path, help="original .pth/.pt (or one of ours)")
     p.add_argument("dst", type=Path, help="output .safetensors")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
-    return p
+    return finish_parser(p)
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +51,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import help_first
+
+    if (rc := help_first(_main, argv)) is not None:
+        return rc
     from mars_cracknet.checkpoint import CheckpointError
     from shared.runs import cli_main
 

@@ -38,7 +38,11 @@ def blend_window(size: int, floor: float = 0.05) -> np.ndarray:
 
 def pick_device(pref: str = "auto", local_rank: int | None = None) -> torch.device:
     """The one device picker: ``auto`` is CUDA when available, else the CPU; under torchrun
-    (``local_rank``) each process takes its own GPU."""
+    (``local_rank``) each process takes its own GPU. A device that is not there is a
+    ``UserError`` (one line, exit code 2)."""
+    from shared.cli import check_torch_device
+
+    check_torch_device(pref)
     if pref == "auto":
         pref = "cuda" if torch.cuda.is_available() else "cpu"
     if pref.startswith("cuda") and local_rank is not None:

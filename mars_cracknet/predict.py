@@ -16,9 +16,9 @@ precision, recall, Dice and Jaccard (``metrics.csv``, ``metrics.json``).
 
 Examples::
 
-    python -m mars_cracknet.predict runs/mars_cracknet/resunet_semi test/imgs --out pred/
-    python -m mars_cracknet.predict best.safetensors ESP_012345_1234_RED.JP2 --out pred/ \\
-        --tile 1024 --overlay
+    python -m mars_cracknet.predict test/imgs --model runs/mars_cracknet/resunet_semi --out pred/
+    python -m mars_cracknet.predict ESP_012345_1234_RED.JP2 --model best.safetensors \\
+        --out pred/ --tile 1024 --overlay
 """
 
 from __future__ import annotations
@@ -43,29 +43,51 @@ class PredictError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import add_precision_argument, add_progress_argument, finish_parser
+
     p = argparse.ArgumentParser(
+        prog="cracknet-predict",
         description="Predict crack masks with a Mars-CrackNet / UNet checkpoint (tiled, any "
                     "size; GeoTIFF in, GeoTIFF out).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::")[1] if "Examples::" in __doc__ else None)
-    p.add_argument("checkpoint", type=Path,
-                   help="a run folder (its best.safetensors), our .safetensors, or an original "
-                        "Mars-CrackNet torch.save(net.state_dict()) .pth file (ResUNet or UNet)")
-    p.add_argument("input", type=Path, help="an image or a folder of images")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--model", choices=["auto", "resunet", "unet"], default="auto",
-                   help="network (default: read from the checkpoint)")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                   help="images or folders of images (the old form MODEL INPUT, with the "
+                        "checkpoint first and no --model, still works)")
+    p.add_argument("--model", type=Path, metavar="PATH",
+                   help="trained weights: a run folder (its best.safetensors), our "
+                        ".safetensors, or an original Mars-CrackNet torch.save(net.state_dict()) "
+                        ".pth file (ResUNet or UNet)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (required)")
+    p.add_argument("--arch", choices=["auto", "resunet", "unet"], default="auto",
+                   help="network (default: auto, read from the checkpoint)")
+    p.add_argument("--threshold", type=float, default=0.5, help="crack probability threshold")
     p.add_argument("--tile", type=int, default=512, help="tile side, a multiple of 32")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels")
     p.add_argument("--prob", action="store_true", help="also write the probability map")
     p.add_argument("--overlay", action="store_true", help="also write an overlay PNG")
-    p.add_argument("--overlay-max", type=int, default=4096)
+    p.add_argument("--overlay-max", type=int, default=4096,
+                   help="largest side of the overlay PNG in pixels")
     p.add_argument("--masks", type=Path, help="ground-truth masks: report P, R, Dice, Jaccard")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    return p
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N; a device that "
+                   "is not there is an error")
+    add_precision_argument(p)
+    add_progress_argument(p, aliases=())
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return finish_parser(p)
+
+
+def _resolve_model_args(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    """The vocabulary's ``--model PATH`` plus the old spellings: positional ``CHECKPOINT INPUT``
+    and ``--model {auto,resunet,unet}`` for the architecture."""
+    if args.model is not None and str(args.model) in ("auto", "resunet", "unet") \
+            and not args.model.exists():
+        args.arch, args.model = str(args.model), None
+    if args.model is None:
+        if len(args.inputs) < 2:
+            p.error("--model PATH is required (the trained weights)")
+        args.model = args.inputs.pop(0)
+    args.checkpoint = args.model
 
 
 # --------------------------------------------------------------------------- sources
@@ -233,6 +255,13 @@ class TiffOutputs:
             self.paths["prob"] = out_dir / f"{stem}_prob.tif"
         self.files = {k: stack.enter_context(geotiff_writer(p, **kw))
                       for k, p in self.paths.items()}
+        from shared.rasters import describe_class_band
+
+        describe_class_band(self.files["mask"], {0: "background", 255: "crack"},
+                            {0: (0, 0, 0), 255: (230, 30, 30)},
+                            description="crack mask (255 = crack, 0 = background)")
+        if "prob" in self.files:
+            self.files["prob"].set_band_description(1, "crack probability x 255")
 
     def write(self, row0: int, m, p, valid) -> None:
         import numpy as np
@@ -348,7 +377,9 @@ def predict_image(model, source, out_dir: Path, *, threshold: float = 0.5, tile:
     return result
 
 
-def list_inputs(path: Path) -> list[Path]:
+def list_inputs(path: Path | list[Path]) -> list[Path]:
+    if isinstance(path, list):
+        return [f for one in path for f in list_inputs(one)]
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -369,7 +400,11 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
     from shared.atomic import atomic_write_json, atomic_write_text
 
     device = str(pick_device(args.device))
-    inputs = list_inputs(args.input)
+    if args.precision is not None:
+        from shared.cli import precision_to_amp
+
+        args.amp = precision_to_amp(args.precision, device)
+    inputs = list_inputs(args.inputs)
     if args.masks is not None and not args.masks.is_dir():
         raise PredictError(f"{args.masks}: mask folder not found")
     gt_paths: dict[Path, Path] = {}
@@ -380,10 +415,13 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
                 raise PredictError(f"{args.masks}/{path.stem}.png: no ground-truth mask for "
                                    f"{path}")
             gt_paths[path] = gt_path
-    model, name = load_model(args.checkpoint, args.model, device)
+    model, name = load_model(args.checkpoint, args.arch, device)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in tqdm(inputs, desc="predict", disable=len(inputs) < 2):
+    from shared.cli import progress_enabled
+
+    show = progress_enabled(args.no_progress) and len(inputs) >= 2
+    for path in tqdm(inputs, desc="predict", disable=not show):
         gt = None
         if args.masks is not None:
             gt_path = gt_paths[path]
@@ -417,6 +455,7 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
 def _main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
+    _resolve_model_args(args, p)
     if args.tile < 32 or args.tile % 32:
         p.error("--tile must be a positive multiple of 32")
     if not 0 <= args.overlap < args.tile:
@@ -428,7 +467,7 @@ def _main(argv: list[str] | None = None) -> int:
     from shared.runs import check_not_inputs, check_output_dir
 
     check_output_dir(args.out)
-    check_not_inputs([args.out], [args.input, args.checkpoint])
+    check_not_inputs([args.out], [*args.inputs, args.checkpoint])
     torch.set_num_threads(max(1, args.threads))
     result = predict_all(args)
     msg = f"predicted {result['n_images']} image(s) with {result['model']} -> {args.out}"
@@ -441,6 +480,10 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.cli import help_first
+
+    if (rc := help_first(_main, argv)) is not None:
+        return rc
     from mars_cracknet.checkpoint import CheckpointError
     from mars_cracknet.data.mars import DatasetError
     from shared.runs import cli_main

@@ -52,10 +52,14 @@ class Tee(io.TextIOBase):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import finish_parser
+    from shared.results import add_results_arguments
+
     p = argparse.ArgumentParser(
+        prog="cracknet-reproduce",
         description="Mars-CrackNet reproduction over seeds (quick profile, synthetic data): "
                     "modes a, b, c, paired claims, crack-network analysis -> "
-                    "results/mars_cracknet/.")
+                    "results/local/mars_cracknet/ (--record: results/mars_cracknet/).")
     p.add_argument("--config", "--profile", dest="config", default="quick",
                    help="profile or YAML (default: quick; every size comes from it)")
     p.add_argument("--seeds", type=int, default=None,
@@ -64,12 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also vary the synthetic data: data seeds data_seed..+N-1 (default 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (e.g. --set epochs=2)")
-    p.add_argument("--datasets", type=Path, default=REPO_ROOT / "datasets/mars_cracknet")
-    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs/mars_cracknet/reproduce")
-    p.add_argument("--results", type=Path, default=REPO_ROOT / "results/mars_cracknet")
+    p.add_argument("--datasets", type=Path, default=REPO_ROOT / "datasets/mars_cracknet",
+                   help="synthetic data folder (default: datasets/mars_cracknet)")
+    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs/mars_cracknet/reproduce",
+                   help="run folders (default: runs/mars_cracknet/reproduce)")
+    add_results_arguments(p, "mars_cracknet")
     p.add_argument("--no-analysis", action="store_true", help="skip the crack analysis")
-    p.add_argument("--threads", type=int, default=2)
-    return p
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return finish_parser(p, set_example="epochs=2")
 
 
 # --------------------------------------------------------------------------- training
@@ -169,31 +175,48 @@ def plot_examples(data: Path, stems: list[str], runs: dict[str, Path], path: Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
     import torch
+    from matplotlib.patches import Patch
 
     from mars_cracknet.checkpoint import load_model
     from mars_cracknet.data.mars import find_image, load_image, load_mask
     from mars_cracknet.inference import predict_tensor
     from shared.atomic import atomic_path
 
+    def overlay(img, pred, gt):
+        """The image in grey with the prediction drawn on it against the ground truth:
+        green = crack found, red = false crack, blue = crack missed."""
+        grey = img.mean(axis=2, keepdims=True).repeat(3, axis=2) / 255.0 * 0.8
+        out = grey.copy()
+        for mask, colour in ((pred & gt, (0.1, 0.85, 0.1)), (pred & ~gt, (0.95, 0.1, 0.1)),
+                             (~pred & gt, (0.2, 0.45, 1.0))):
+            out[mask] = colour
+        return out
+
     models = {label: load_model(run_dir)[0] for label, run_dir in runs.items()}
     cols = 2 + len(models)
-    fig, axes = plt.subplots(len(stems), cols, figsize=(2.2 * cols, 2.2 * len(stems)),
+    fig, axes = plt.subplots(len(stems), cols, figsize=(2.6 * cols, 2.6 * len(stems) + 0.6),
                              squeeze=False)
     for r, stem in enumerate(stems):
         img = load_image(find_image(data / "imgs", stem))
-        panels = [("image", img), ("ground truth", load_mask(find_image(data / "masks", stem)))]
+        gt = load_mask(find_image(data / "masks", stem)) > 0
+        panels = [("image", img / 255.0), ("ground truth on image", overlay(img, gt, gt))]
         x = torch.from_numpy(img.copy()).permute(2, 0, 1).float()[None] / 255.0
-        panels += [(label, predict_tensor(m, x)[0, 0].numpy() > 0.5)
+        panels += [(label, overlay(img, predict_tensor(m, x)[0, 0].numpy() > 0.5, gt))
                    for label, m in models.items()]
         for c, (title, arr) in enumerate(panels):
-            axes[r, c].imshow(arr, cmap=None if arr.ndim == 3 else "gray")
+            axes[r, c].imshow(np.clip(arr, 0, 1))
             axes[r, c].set_axis_off()
             if r == 0:
-                axes[r, c].set_title(title, fontsize=8)
-    fig.tight_layout()
+                axes[r, c].set_title(title, fontsize=10)
+    fig.legend(handles=[Patch(color=(0.1, 0.85, 0.1), label="crack found (or ground truth)"),
+                        Patch(color=(0.95, 0.1, 0.1), label="false crack"),
+                        Patch(color=(0.2, 0.45, 1.0), label="crack missed")],
+               loc="lower center", ncol=3, fontsize=10, frameon=False)
+    fig.tight_layout(rect=(0, 0.5 / (2.6 * len(stems) + 0.6), 1, 1))
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -304,6 +327,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     data_seeds = list(range(d0, d0 + a.data_seeds))
     if not seeds or not data_seeds:
         raise UserError("--seeds and --data-seeds must be at least 1")
+    from shared.results import resolve_results
+
+    a.results = resolve_results(a, "mars_cracknet")
     a.results.mkdir(parents=True, exist_ok=True)
     tee = Tee(sys.stdout, a.results / "reproduce.log")
     sys.stdout = tee
@@ -325,17 +351,26 @@ def _main(argv: Sequence[str] | None = None) -> int:
             tee.save()
         import json
 
+        from shared.results import format_claim
+
         for c in json.loads(path.read_text())["claims"]:
-            print(f"claim {c['claim']}: mean difference {c['mean']:+.4f}, 95 % CI "
-                  f"{c['ci95']}, n={c['n']} -> {c['verdict']}")
+            print(f"claim {c['claim']}: mean difference {format_claim(c)}, n={c['n']} -> "
+                  f"{c['verdict']}")
         print(f"done in {wall:.1f} s -> {a.results}")
     finally:
         sys.stdout = tee.stream
         tee.save()
+    from shared.results import relativize_paths
+
+    relativize_paths(a.results)  # a record names no machine's absolute path
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import help_first
+
+    if (rc := help_first(_main, argv)) is not None:
+        return rc
     from mars_cracknet.checkpoint import CheckpointError
     from mars_cracknet.data.mars import DatasetError
     from shared.runs import cli_main

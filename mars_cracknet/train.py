@@ -13,7 +13,7 @@ test set (``lists/mars_test.txt``) is evaluated once at the end, for that epoch 
 Examples::
 
     python -m mars_cracknet.train --config quick --mode mars --run-dir runs/a
-    python -m mars_cracknet.train --mode semi --data /data/cracks --run-dir runs/c --amp
+    python -m mars_cracknet.train --mode semi --data /data/cracks --run-dir runs/c --precision bf16
     python -m mars_cracknet.train --run-dir runs/a --resume
     python -m mars_cracknet.train --config quick --run-dir runs/a2 --set init_weights=100.pth
     torchrun --nproc_per_node=2 -m mars_cracknet.train --config quick --run-dir runs/ddp
@@ -44,29 +44,39 @@ FLAG_KEYS = ("mode", "model", "data", "epochs", "pretrain_epochs", "batch_size",
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import add_precision_argument, finish_parser, hidden_alias
     from shared.runs import add_run_arguments, positive_int
 
     p = argparse.ArgumentParser(
+        prog="cracknet-train",
         description="Train Mars-CrackNet (ResUNet) or UNet for crack segmentation.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::")[1])
-    add_run_arguments(p, default_config="paper", config_aliases=("--profile",))
-    p.add_argument("--mode", choices=["mars", "earth", "earth_mars", "semi"])
-    p.add_argument("--model", choices=["resunet", "unet"])
-    p.add_argument("--data", help="dataset root with imgs/, masks/, lists/")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--pretrain-epochs", type=int, dest="pretrain_epochs")
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--ratio", type=float, help="Dice weight w in (1-w)*BCE + w*Dice")
-    p.add_argument("--crop-size", type=int, dest="crop_size")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--amp", action="store_true", default=None,
-                   help="mixed precision: bf16 autocast on CPU, bf16/fp16 on CUDA")
+    add_run_arguments(p, default_config="quick", config_aliases=("--profile",))
+    p.add_argument("--mode", choices=["mars", "earth", "earth_mars", "semi"],
+                   help="training scheme: (a) mars, (b) earth, earth_mars, (c) semi "
+                   "(default: the config's mode)")
+    p.add_argument("--arch", dest="model", choices=["resunet", "unet"],
+                   help="network (default: the config's model, resunet)")
+    hidden_alias(p, "--model", dest="model", choices=["resunet", "unet"])
+    p.add_argument("--data", help="dataset root with imgs/, masks/, lists/ (default: the "
+                   "config's data)")
+    p.add_argument("--epochs", type=int, help="epochs (default: the config's)")
+    p.add_argument("--pretrain-epochs", type=int, dest="pretrain_epochs",
+                   help="auto-encoder epochs of mode semi (default: the config's)")
+    p.add_argument("--batch-size", type=int, dest="batch_size",
+                   help="batch size (default: the config's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
+    p.add_argument("--ratio", type=float, help="Dice weight w in (1-w)*BCE + w*Dice "
+                   "(default: the config's)")
+    p.add_argument("--crop-size", type=int, dest="crop_size",
+                   help="random training crop side (default: the config's)")
+    p.add_argument("--seed", type=int, help="random seed (default: the config's)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ... (default: the config's, auto)")
+    add_precision_argument(p, default=None)
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: OMP_NUM_THREADS or 2)")
-    return p
+    return finish_parser(p, set_example="epochs=3")
 
 
 # --------------------------------------------------------------------------- distributed
@@ -266,8 +276,11 @@ def train_one_epoch(r: Recipe, prog: Progress, stop) -> bool:
                         num_workers=int(r.cfg["num_workers"]), drop_last=False)
     r.model.train()
     t0, seen = time.perf_counter(), 0
+    from shared.cli import progress_enabled  # bars only on a terminal (not make, CI)
+
     bar = tqdm(loader, desc=f"{r.stage['name']} {prog.epoch + 1}/{r.stage['epochs']}",
-               disable=not r.dist.main, leave=False, dynamic_ncols=True, mininterval=1.0)
+               disable=not (r.dist.main and progress_enabled()), leave=False,
+               dynamic_ncols=True, mininterval=1.0)
     for x, y in bar:
         x, y = x.to(r.dist.device), y.to(r.dist.device)
         loss = _step(r, x, y)
@@ -545,6 +558,10 @@ def config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     for key in FLAG_KEYS:
         if getattr(args, key, None) is not None:
             cfg[key] = getattr(args, key)
+    if getattr(args, "precision", None) is not None:  # --precision (or the old --amp)
+        from shared.cli import precision_to_amp
+
+        cfg["amp"] = precision_to_amp(args.precision, cfg.get("device") or "auto")
     data = Path(cfg["data"])
     if not data.is_absolute() and not data.exists() and (REPO_ROOT / data).exists():
         cfg["data"] = str(REPO_ROOT / data)
@@ -571,6 +588,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import help_first
+
+    if (rc := help_first(_main, argv)) is not None:
+        return rc
     from mars_cracknet.checkpoint import CheckpointError
     from mars_cracknet.data.mars import DatasetError
     from shared.runs import cli_main

@@ -138,26 +138,31 @@ def _append_list(out: Path, name: str, stems: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mars_cracknet.data.mars import DatasetError, find_image, load_image, load_mask
+    from shared.cli import finish_parser
 
-    p = argparse.ArgumentParser(description="Mars-CrackNet preprocessing: labelme JSON to "
+    p = argparse.ArgumentParser(prog="python -m mars_cracknet.data.pre",
+                                description="Mars-CrackNet preprocessing: labelme JSON to "
                                 "masks, and random labelled crops from large images.")
     sub = p.add_subparsers(dest="cmd", required=True)
     lm = sub.add_parser("labelme", help="labelme JSON files -> imgs/, masks/, lists/<list>.txt")
-    lm.add_argument("json", nargs="+", type=Path)
-    lm.add_argument("--out", type=Path, required=True)
+    lm.add_argument("json", nargs="+", type=Path, help="labelme JSON files")
+    lm.add_argument("--out", type=Path, required=True, help="dataset root to write (required)")
     lm.add_argument("--list", default="mars_train", help="list file to append to")
-    lm.add_argument("--line-width", type=int, default=3)
+    lm.add_argument("--line-width", type=int, default=3, help="crack line width in pixels")
     lm.add_argument("--labels", nargs="*", help="shape labels that are cracks (default: all)")
     cr = sub.add_parser("crops", help="random labelled crops from large images")
     cr.add_argument("--images", type=Path, required=True, help="folder of large images")
     cr.add_argument("--masks", type=Path, required=True, help="folder of their masks")
-    cr.add_argument("--out", type=Path, required=True)
+    cr.add_argument("--out", type=Path, required=True, help="dataset root to write (required)")
     cr.add_argument("--n", type=int, default=50, help="crops per image (default 50)")
     cr.add_argument("--size", type=int, default=336, help="crop side (default 336)")
-    cr.add_argument("--list", default="mars_train")
-    cr.add_argument("--seed", type=int, default=0)
+    cr.add_argument("--list", default="mars_train", help="list file to append to")
+    cr.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
+    for parser in (p, lm, cr):
+        finish_parser(parser)
     a = p.parse_args(argv)
+    from mars_cracknet.data.mars import DatasetError, find_image, load_image, load_mask
+
     try:
         if a.cmd == "labelme":
             stems = []
