@@ -430,12 +430,19 @@ class RunDir:
         check_paths([path], inputs)
         run = cls(path)
         run._created = not run.path.exists()
+        lock_existed = (run.path / LOCK_NAME).exists()
         run.path.mkdir(parents=True, exist_ok=True)
         run._acquire_lock()
         try:
             cfg = run._apply_contract(dict(cfg), resume, overwrite, tuple(allow_on_resume))
         except BaseException:
             run.close()
+            if not lock_existed:  # a refused start leaves the folder as it found it
+                with contextlib.suppress(OSError):
+                    (run.path / LOCK_NAME).unlink()
+                if run._created:
+                    with contextlib.suppress(OSError):
+                        run.path.rmdir()
             raise
         return run, cfg
 

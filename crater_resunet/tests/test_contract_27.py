@@ -72,11 +72,11 @@ def test_evaluate_catalog_json_onto_its_prediction_is_refused(tmp_path):
     from crater_resunet.evaluate_catalog import cli
 
     pred = tmp_path / "craters.csv"
-    pred.write_text("x,y,diameter_px\n10,10,4\n")
+    pred.write_text("x,y,diameter\n10,10,4\n")
     truth = tmp_path / "truth.csv"
-    truth.write_text("x,y,diameter_px\n10,10,4\n")
+    truth.write_text("x,y,diameter\n10,10,4\n")
     rc = cli([str(pred), str(truth), "--json", str(pred)])
-    assert rc == 2 and pred.read_text() == "x,y,diameter_px\n10,10,4\n"
+    assert rc == 2 and pred.read_text() == "x,y,diameter\n10,10,4\n"
 
 
 _CHILD = r"""
