@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS = REPO_ROOT / "results" / "crater_resunet"
 RUNS = REPO_ROOT / "runs" / "crater_resunet"
 
 
@@ -48,7 +47,9 @@ class _Tee:
         return False
 
 
-def _curves(history: dict, path: Path) -> None:
+def _curves(histories: dict, path: Path) -> None:
+    """Learning curves of every seed: loss, thresholded Dice and accuracy, train (dashed) and
+    held-out (solid), one colour per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,16 +57,20 @@ def _curves(history: dict, path: Path) -> None:
 
     from shared.atomic import atomic_path
 
-    epochs = range(1, len(history["loss"]) + 1)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, key, title in zip(axes, ("loss", "dice_t", "accuracy"),
-                              ("loss (0.5 BCE + 0.5 (1 - Dice))", "Dice (thresholded 0.5)",
-                               "pixel accuracy")):
-        ax.plot(epochs, history[key], label="train")
-        ax.plot(epochs, history[f"val_{key}"], label="valid")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for i, (seed, history) in enumerate(histories.items()):
+        epochs = range(1, len(history["loss"]) + 1)
+        color = f"C{i % 10}"
+        for ax, key in zip(axes, ("loss", "dice_t", "accuracy")):
+            ax.plot(epochs, history[key], "--", color=color, lw=1)
+            ax.plot(epochs, history[f"val_{key}"], "-", color=color, lw=1.5,
+                    label=f"seed {seed}")
+    for ax, title in zip(axes, ("loss (0.5 BCE + 0.5 (1 - Dice))", "Dice (thresholded 0.5)",
+                                "pixel accuracy")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, title="held-out (solid),\ntrain (dashed)", title_fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
@@ -114,14 +119,20 @@ def train_seeds(cfg: dict, seeds: list[int], runs: Path, retrain: bool = False,
     return out
 
 
-def evaluate_seed(run_dir: Path, cfg: dict, root: Path) -> dict:
-    """Held-out scores of one seed's best model: Keras evaluation of the held-out tiles (from
-    the training summary) and crater-level scores of tiled prediction on the held-out strip
-    (when the data has one)."""
-    from crater_resunet.model import load_model
+def evaluate_seed(run_dir: Path, cfg: dict, root: Path, lunar: dict | None = None,
+                  figures: bool = True) -> dict:
+    """Held-out scores of one seed's best model, predicted in the run's precision: Keras
+    evaluation of the held-out tiles (from the training summary), crater-level and catalogue
+    scores of tiled prediction on the held-out strip (when the data has one), the share of
+    1-px-wide or -high detections there, the bf16/fp32 mask agreement, and the recall of the
+    named lunar craters on the WAC mosaic with the image pyramid (``lunar``: the data of
+    ``crater_resunet.lunar.prepare_lunar``; never trained on)."""
+    from crater_resunet.model import load_model, with_precision
     from crater_resunet.predict import run_prediction
 
-    model = load_model(run_dir / "best.keras", compile=False)
+    fp32 = load_model(run_dir / "best.keras", compile=False)
+    precision = str(cfg["train"].get("precision", "fp32"))
+    model = with_precision(fp32, precision)
     pcfg = cfg["predict"]
     common = dict(threshold=float(pcfg["threshold"]), iou_threshold=float(pcfg["iou_threshold"]),
                   min_area=float(pcfg["min_area"]), mask_shape=cfg["data"]["mask_shape"],
@@ -132,11 +143,52 @@ def evaluate_seed(run_dir: Path, cfg: dict, root: Path) -> dict:
     strip_dir = root / "valid_strip" / "images"
     strip = None
     if strip_dir.is_dir():
-        strip = run_prediction(model, sorted(strip_dir.glob("*.png")),
-                               run_dir / "predict_valid_strip", figures=True, mode="tile",
+        strip_images = sorted(strip_dir.glob("*.png"))
+        pred_dir = run_dir / "predict_valid_strip"
+        strip = run_prediction(model, strip_images, pred_dir, figures=figures, mode="tile",
                                overlap=int(pcfg["overlap"]), **common)
-        strip["catalogue"] = strip_catalogue_scores(root, run_dir / "predict_valid_strip")
-    return {"tiles": tiles, "strip": strip, "common": common}
+        strip["catalogue"] = strip_catalogue_scores(root, pred_dir)
+        strip["thin"] = thin_detections(pred_dir / "craters.csv")
+        strip["agreement"] = precision_agreement(fp32, model, strip_images, cfg, precision)
+    lunar_res = None
+    if lunar is not None:
+        from crater_resunet.lunar import evaluate_lunar
+
+        lunar_res = evaluate_lunar(model, run_dir / "lunar", data=lunar, scales="auto",
+                                   threshold=common["threshold"], min_area=common["min_area"],
+                                   channel_order=common["channel_order"], figures=figures)
+    return {"tiles": tiles, "strip": strip, "lunar": lunar_res, "common": common,
+            "precision": precision}
+
+
+def thin_detections(catalogue_csv: Path) -> dict:
+    """How many detections are 1 px wide or 1 px high (the stripes of a poorly trained model
+    cut pixel by pixel); the catalogue's ``width``/``height`` are the blobs' boxes."""
+    import csv
+
+    with Path(catalogue_csv).open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    thin = sum(1 for r in rows if min(float(r["width"]), float(r["height"])) <= 1.0)
+    return {"detections": len(rows), "thin": thin,
+            "fraction": thin / len(rows) if rows else 0.0}
+
+
+def precision_agreement(fp32, model, images: list[Path], cfg: dict, precision: str) -> dict:
+    """Share of pixels where the fp32 model and ``model`` (the run's precision) give the same
+    mask (threshold ``predict.threshold``) on ``images``, predicted in tiles."""
+
+    from crater_resunet.data import read_image_bgr
+    from crater_resunet.predict import predict_probability
+
+    th = float(cfg["predict"]["threshold"])
+    same = total = 0
+    for p in images:
+        img = read_image_bgr(p, channel_order=cfg["data"]["channel_order"])
+        masks = [predict_probability(m, img, "tile", int(cfg["predict"]["overlap"])) >= th
+                 for m in ((fp32, model) if model is not fp32 else (fp32,))]
+        same += int((masks[0] == masks[-1]).sum())
+        total += masks[0].size
+    return {"precision": precision, "pixels": total, "agreement": same / max(total, 1)}
 
 
 def strip_catalogue_scores(root: Path, pred_dir: Path) -> dict:
@@ -188,6 +240,13 @@ ROWS = [
      "precision", None),
     ("valid strip (whole, tiled)", "catalogue F1 (DeepMoon criteria, px)", "catalogue", "f1",
      None),
+    ("valid strip (whole, tiled)", "detections 1 px wide or high (fraction)", "thin",
+     "fraction", None),
+    ("valid strip (whole, tiled)", "mask agreement of the run's precision with fp32",
+     "agreement", "agreement", None),
+    ("Moon: LRO WAC global mosaic, pyramid", "named-crater recall (DeepMoon criteria, km)",
+     "lunar", "recall", None),
+    ("Moon: LRO WAC global mosaic, pyramid", "craters predicted", "lunar", "predicted", None),
     ("train tiles", "Dice, thresholded 0.5", "train", "dice_t", None),
     ("train tiles", "accuracy", "train", "accuracy", ("train", "accuracy")),
     ("train tiles", "loss", "train", "loss", ("train", "loss")),
@@ -203,12 +262,8 @@ def summary_rows(per_seed: list[dict], reported: dict) -> list[dict]:
     for setting, metric, source, key, rep in ROWS:
         values = []
         for s in per_seed:
-            if source in ("strip", "catalogue"):
-                src = (s["strip"]["crater"] if source == "strip" else s["strip"]["catalogue"]) \
-                    if s["strip"] else None
-            else:
-                src = s["train"]["evaluate_best_model"][source]
-            if src is not None:
+            src = _source(s, source)
+            if src is not None and src.get(key) is not None:
                 values.append(float(src[key]))
         if values:
             rows.append({"setting": setting, "metric": metric,
@@ -217,23 +272,37 @@ def summary_rows(per_seed: list[dict], reported: dict) -> list[dict]:
     return rows
 
 
+def _source(seed_result: dict, source: str) -> dict | None:
+    """The dict of one seed's results that a summary row reads."""
+    strip = seed_result["strip"]
+    if source == "strip":
+        return strip["crater"] if strip else None
+    if source in ("catalogue", "thin", "agreement"):
+        return strip[source] if strip else None
+    if source == "lunar":
+        return seed_result["lunar"]
+    return seed_result["train"]["evaluate_best_model"][source]
+
+
 def reproduce(args) -> int:
     import json
 
     from crater_resunet.prepare_pycda import convert, fetch_pycda
-    from crater_resunet.train import PROFILES, data_root_of
+    from crater_resunet.train import PROFILES, data_root_of, resolve_run_precision
     from shared.configs import load_config
+    from shared.results import resolve_results
 
     t0 = time.time()
-    cfg = load_config(args.config, PROFILES, args.overrides)
+    cfg = resolve_run_precision(load_config(args.config, PROFILES, args.overrides))
     paper = load_config("paper", PROFILES)
     root = data_root_of(cfg)
-    results = Path(args.results) if args.results else RESULTS
+    results = resolve_results(args, "crater_resunet")
+    fetch = args.results is None  # an explicit --results folder never downloads anything
     # 1. data (real: one split of the pycda tile; no data seed to vary)
     if (root / "prepare.json").is_file() and not args.reprepare:
         prep = json.loads((root / "prepare.json").read_text())
         print(f"data: reusing {root}")
-    elif args.results is None:
+    elif fetch:
         image, labels = fetch_pycda(REPO_ROOT / "datasets" / "crater_resunet" / "cache")
         prep = convert(image, labels, root, tile=int(cfg["data"]["image_size"][0]))
     else:
@@ -243,34 +312,55 @@ def reproduce(args) -> int:
             c = prep[split]
             print(f"data: {split}: {c['tiles']} tiles, {c['csv_craters']} craters "
                   f"({c['boxes']} boxes over the tiles)")
+    lunar = None
+    if not args.no_lunar:
+        from crater_resunet.lunar import prepare_lunar
+
+        lunar = prepare_lunar()
+        print(f"moon: {lunar['mosaic']} and {lunar['n_craters']} named craters "
+              f"({'; '.join(lunar['sources'])}); evaluation only")
     # 2. one training run per seed, 3. held-out evaluation per seed
     from shared.runs import quiet_tensorflow
 
     quiet_tensorflow()
     seeds = [int(cfg["seed"]) + i for i in range(args.seeds)]
     runs = Path(args.runs) if args.runs else RUNS
+    print(f"precision: {cfg['train']['precision']}")
     per_seed = []
     for seed, run_dir, summary in train_seeds(cfg, seeds, runs, args.retrain, args.threads):
-        ev = evaluate_seed(run_dir, cfg, root)
-        per_seed.append({"seed": seed, "run_dir": run_dir, "train": summary, **ev})
-        v = summary["evaluate_best_model"]["valid"]
-        line = (f"seed {seed}: valid loss {v['loss']:.4f} dice_t {v['dice_t']:.4f} accuracy "
-                f"{v['accuracy']:.4f} soft dice {v['dice_coefficient']:.4f}")
-        if ev["strip"]:
-            sc = ev["strip"]["crater"]
-            cat = ev["strip"]["catalogue"]
-            line += (f" | strip craters (IoU) P {sc['crater_precision']:.4f} R "
-                     f"{sc['crater_recall']:.4f} F1 {sc['crater_f1']:.4f} | catalogue "
-                     f"(DeepMoon) R {cat['recall']:.4f} P {cat['precision']:.4f} F1 "
-                     f"{cat['f1']:.4f}")
-        print(line, flush=True)
+        t = time.time()
+        ev = evaluate_seed(run_dir, cfg, root, lunar, figures=not per_seed)
+        per_seed.append({"seed": seed, "run_dir": run_dir, "train": summary, **ev,
+                         "evaluate_seconds": round(time.time() - t, 1)})
+        print(seed_line(seed, summary, ev), flush=True)
     write_results(cfg, paper, prep, root, seeds, per_seed, results, t0)
     return 0
 
 
+def seed_line(seed: int, summary: dict, ev: dict) -> str:
+    """One log line per seed, figures rounded to three places."""
+    v = summary["evaluate_best_model"]["valid"]
+    line = (f"seed {seed}: train {summary['train_seconds']:.0f} s, valid loss {v['loss']:.3f} "
+            f"dice_t {v['dice_t']:.3f} accuracy {v['accuracy']:.3f} soft dice "
+            f"{v['dice_coefficient']:.3f}")
+    if ev["strip"]:
+        sc, cat, thin = ev["strip"]["crater"], ev["strip"]["catalogue"], ev["strip"]["thin"]
+        line += (f" | strip: craters (IoU) P {sc['crater_precision']:.3f} R "
+                 f"{sc['crater_recall']:.3f} F1 {sc['crater_f1']:.3f}; catalogue (DeepMoon) "
+                 f"R {cat['recall']:.3f} P {cat['precision']:.3f} F1 {cat['f1']:.3f}; "
+                 f"1-px {thin['thin']}/{thin['detections']}; {ev['precision']}/fp32 masks "
+                 f"agree {ev['strip']['agreement']['agreement']:.4f}")
+    if ev["lunar"]:
+        lu = ev["lunar"]
+        line += (f" | moon: {lu['matched']}/{lu['true']} named craters (recall "
+                 f"{lu['recall']:.3f}), {lu['predicted']} predicted")
+    return line
+
+
 def write_results(cfg: dict, paper: dict, prep: dict, root: Path, seeds: list[int],
                   per_seed: list[dict], results: Path, t0: float) -> None:
-    """``results/crater_resunet/``: figures of the first seed, metrics, summary over seeds."""
+    """The results folder: figures of the first seed, learning curves of every seed, metrics,
+    summary over seeds."""
     import yaml
 
     from shared.atomic import atomic_write_json, atomic_write_text
@@ -280,14 +370,18 @@ def write_results(cfg: dict, paper: dict, prep: dict, root: Path, seeds: list[in
     first = per_seed[0]
     if prep:
         _examples(first, root, results)
-    _curves(first["train"]["history"], results / "training_curves.png")
+    _strip_figures(first, root, results)
+    _lunar_figures(first, results)
+    _curves({s["seed"]: s["train"]["history"] for s in per_seed}, results / "training_curves.png")
     atomic_write_text(results / "history.csv", (first["run_dir"] / "history.csv").read_text())
     atomic_write_text(results / "config.yml", yaml.safe_dump(cfg, sort_keys=False))
     metrics = {"data": prep, "seeds": seeds, "per_seed": [
         {"seed": s["seed"], "train": {k: v for k, v in s["train"].items() if k != "history"},
+         "precision": s["precision"], "evaluate_seconds": s["evaluate_seconds"],
          "valid_tiles_predict": {k: v for k, v in s["tiles"].items() if k != "per_image"},
          "valid_strip_predict": ({k: v for k, v in s["strip"].items() if k != "per_image"}
-                                 if s["strip"] else None)} for s in per_seed]}
+                                 if s["strip"] else None),
+         "lunar": s["lunar"]} for s in per_seed]}
     atomic_write_json(results / "metrics.json", metrics)
     wall = time.time() - t0
     tr = first["train"]
@@ -295,24 +389,77 @@ def write_results(cfg: dict, paper: dict, prep: dict, root: Path, seeds: list[in
             f"{prep['csv_craters']} hand-labelled craters), {prep['train']['tiles']} train / "
             f"{prep['valid']['tiles']} held-out 256-px tiles, spatial split (bottom quarter)"
             if prep else f"YOLO data in {root}")
+    aug = {k: v for k, v in (cfg["data"].get("augmentation") or {}).items() if v}
     notes = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}; each changes initialisation, "
              "shuffling and augmentation; the real data and its split stay fixed). Quick "
              f"profile: base_filters {tr['base_filters']} ({tr['params_total']:,} parameters; "
              f"the paper's width 64 has 142,609,217), {cfg['train']['epochs']} epochs of batch "
-             f"{cfg['train']['batch_size']}, seeded flips/rotations. The paper's numbers are "
-             "one run on the lunar LU3M6TGT set (Kaggle) with the full-width model; ours are "
-             "on a different, much smaller real Mars set, so the columns are not a like-for-"
-             "like comparison. Soft metrics are the paper's definitions on probabilities; "
-             "thresholded ones are ours. Crater-level scores: boxes from contours of the "
-             "thresholded mask, matched to true boxes at IoU >= 0.5 over the whole held-out "
-             "strip; catalogue scores: the same detections as centre + diameter matched with "
-             "the DeepMoon criteria (evaluate_catalog, pixels).")
+             f"{cfg['train']['batch_size']}, precision {cfg['train']['precision']}, seeded "
+             f"flips and 90-degree turns plus {aug or 'no other augmentation'}. The paper's "
+             "numbers are one run on the lunar LU3M6TGT set (Kaggle) with the full-width "
+             "model; ours are on a different, much smaller real Mars set, so the columns are "
+             "not a like-for-like comparison. Soft metrics are the paper's definitions on "
+             "probabilities; thresholded ones are ours. Craters are blobs of the smoothed, "
+             "closed, thresholded probability (crater_resunet.craters: centre, equivalent-"
+             "circle diameter, merged by a crater NMS). Crater-level scores: their boxes "
+             "matched to true boxes at IoU >= 0.5 over the whole held-out strip; catalogue "
+             "scores: centre + diameter matched with the DeepMoon criteria (evaluate_catalog, "
+             "pixels). Moon: the LRO WAC global mosaic of lunar-toolkit 0.1.0 predicted with "
+             "the image pyramid, recall of pylunar 0.11.1's named craters (DeepMoon criteria, "
+             "km); the list is sparse, so precision cannot be measured there; never trained on.")
     write_summary(paper="crater_resunet", rows=summary_rows(per_seed, paper["reported"]),
                   data=data, profile=str(cfg["profile"]), wall_time_s=wall, notes=notes,
                   results_dir=results, claims=[],
                   extra={"seeds": seeds, "params_total": tr["params_total"],
-                         "train_seconds": [s["train"]["train_seconds"] for s in per_seed]})
+                         "precision": cfg["train"]["precision"],
+                         "train_seconds": [s["train"]["train_seconds"] for s in per_seed],
+                         "evaluate_seconds": [s["evaluate_seconds"] for s in per_seed]})
     print(f"results: {results} (wall time {wall:.0f} s)")
+
+
+def _strip_figures(first: dict, root: Path, results: Path) -> None:
+    """The held-out strip's predicted and true craters at native resolution, and their CSFD."""
+    import shutil
+
+    from crater_resunet.csfd import write_csfd_figure
+
+    pred_dir = first["run_dir"] / "predict_valid_strip"
+    if not (pred_dir / "craters.csv").is_file():
+        return
+    for overlay in sorted((pred_dir / "figures").glob("*_overlay.png")):
+        shutil.copyfile(overlay, results / "strip_overlay.png")
+        _shrink_png(results / "strip_overlay.png", scale=1.0, colors=64)
+    prep = json_file(root / "prepare.json")
+    area = (prep["height"] - prep["split_row"]) * prep["width"] if prep else None
+    write_csfd_figure(pred_dir / "craters.csv", results / "csfd_strip.png", area=area,
+                      truth_csv=pred_dir / "truth_craters.csv", truth_label="hand-labelled",
+                      title=f"held-out Mars strip, seed {first['seed']}: crater size-frequency "
+                            "distribution (pixels)")
+
+
+def _lunar_figures(first: dict, results: Path) -> None:
+    """The first seed's lunar overlay and CSFD, and its catalogue as a craterstats list."""
+    import shutil
+
+    if not first.get("lunar"):
+        return
+    from crater_resunet.csfd import write_diam_file
+    from crater_resunet.lunar import MOON_RADIUS_KM
+
+    lunar_dir = first["run_dir"] / "lunar"
+    for name in ("overlay.png", "csfd.png"):
+        if (lunar_dir / name).is_file():
+            shutil.copyfile(lunar_dir / name, results / f"lunar_{name}")
+            _shrink_png(results / f"lunar_{name}", scale=1.0 if name == "csfd.png" else 0.6,
+                        colors=64)
+    write_diam_file(lunar_dir / "predict" / "craters.csv", results / "lunar_craters.diam",
+                    area_km2=4 * 3.141592653589793 * MOON_RADIUS_KM ** 2)
+
+
+def json_file(path: Path) -> dict | None:
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _examples(first: dict, root: Path, results: Path) -> None:
@@ -344,6 +491,8 @@ def _examples(first: dict, root: Path, results: Path) -> None:
 
 
 def main(argv=None) -> int:
+    from shared.results import add_results_arguments
+
     parser = argparse.ArgumentParser(
         prog="python -m crater_resunet.reproduce",
         description="Prepare the real pycda Mars crater tile, train the quick profile over "
@@ -358,8 +507,10 @@ def main(argv=None) -> int:
     parser.add_argument("--reprepare", action="store_true", help="rebuild the tiles")
     parser.add_argument("--runs", type=Path, help="folder of the per-seed run folders "
                         "(default: runs/crater_resunet)")
-    parser.add_argument("--results", type=Path, help="results folder (default: "
-                        "results/crater_resunet); with it, data is never downloaded")
+    add_results_arguments(parser, "crater_resunet")
+    parser.add_argument("--no-lunar", action="store_true",
+                        help="skip the lunar evaluation (LRO WAC mosaic and named craters; "
+                             "default: run it)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)),
                         help="CPU threads (default: $OMP_NUM_THREADS or 2)")
     args = parser.parse_args(argv)
@@ -378,9 +529,10 @@ def main(argv=None) -> int:
         sys.stdout = tee.stream
     if rc == 0:
         from shared.atomic import atomic_write_text
+        from shared.results import resolve_results
 
-        results = Path(args.results) if args.results else RESULTS
-        atomic_write_text(results / "reproduce.log", "".join(tee.lines))
+        atomic_write_text(resolve_results(args, "crater_resunet") / "reproduce.log",
+                          "".join(tee.lines))
     return rc
 
 

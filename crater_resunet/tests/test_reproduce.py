@@ -44,7 +44,7 @@ def test_two_seed_tiny_reproduce_keeps_per_seed_values(tmp_path):
             "model.base_filters=2", "train.batch_size=2", "train.epochs=1",
             "train.run_eagerly=true"]
     argv = ["--seeds", "2", "--runs", str(tmp_path / "runs"), "--results",
-            str(tmp_path / "res")]
+            str(tmp_path / "res"), "--no-lunar"]
     for s in sets:
         argv += ["--set", s]
     assert main(argv) == 0
