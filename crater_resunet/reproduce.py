@@ -130,9 +130,10 @@ def evaluate_seed(run_dir: Path, cfg: dict, root: Path, lunar: dict | None = Non
     from crater_resunet.model import load_model, with_precision
     from crater_resunet.predict import run_prediction
 
-    fp32 = load_model(run_dir / "best.keras", compile=False)
+    loaded = load_model(run_dir / "best.keras", compile=False)  # saved in the run's policy
     precision = str(cfg["train"].get("precision", "fp32"))
-    model = with_precision(fp32, precision)
+    fp32 = with_precision(loaded, "fp32")
+    model = with_precision(loaded, precision)
     pcfg = cfg["predict"]
     common = dict(threshold=float(pcfg["threshold"]), iou_threshold=float(pcfg["iou_threshold"]),
                   min_area=float(pcfg["min_area"]), mask_shape=cfg["data"]["mask_shape"],
