@@ -7,13 +7,19 @@ import argparse
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
+    from shared.cli import (
+        add_precision_argument,
+        add_progress_argument,
+        finish_parser,
+        hidden_alias,
+    )
     from shared.runs import add_run_arguments, positive_int
 
     what = ("supervised baseline (labelled crops only, OHEM cross-entropy)" if mode == "supervised"
             else "semi-supervised S5Mars method: mean teacher + AugIN + SAM-Mix + soft-to-hard "
                  "consistency (each switchable)")
     p = argparse.ArgumentParser(
-        prog=f"python -m s5mars_ssl.train_{mode}",
+        prog=f"s5mars-train-{mode}",
         description=f"Train the DeepLabv3+ ResNet-50c {what}. Profiles: paper, paper_semi, "
                     "paper_supervised, quick, quick_<row> (s5mars_ssl/exps/), or a YAML file.",
         epilog="Multi-process: torchrun --nproc_per_node=N -m s5mars_ssl.train_semi --config ... "
@@ -21,9 +27,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                "checkpoint (exit 130/143); continue with --resume.")
     default = "quick_supervised" if mode == "supervised" else "quick"
     add_run_arguments(p, default_config=default)
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
-    p.add_argument("--amp", action="store_true",
-                   help="mixed precision (fp16 on CUDA, bf16 autocast on CPU)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]; "
+                   "a device that is not there is an error")
+    add_precision_argument(p)
     p.add_argument("--pretrained", default=None,
                    help="ImageNet ResNet-50(c) state dict for the encoder (the AugSeg "
                         "pretrain/resnet50.pth layout or ours; default: from the config)")
@@ -31,9 +37,12 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                    help="initialise the whole model from our checkpoint or the original's "
                         "ckpt_best.pth / ckpt.pth (teacher weights; net.init_weights=student "
                         "for the student)")
-    p.add_argument("--data-root", default=None, help="override dataset.root")
-    p.add_argument("--iterations", type=positive_int, default=None, help="override trainer.iterations")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--data", dest="data_root", default=None,
+                   help="dataset folder (default: the config's dataset.root)")
+    hidden_alias(p, "--data-root", "--data_root", dest="data_root")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="training iterations (default: the config's trainer.iterations)")
+    add_progress_argument(p)
     if mode == "semi":
         p.add_argument("--no-augin", action="store_true", help="switch AugIN off")
         p.add_argument("--no-sammix", action="store_true", help="switch SAM-Mix off")
@@ -41,7 +50,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                        help="plain hard pseudo-labels above semi.conf_thresh instead")
         p.add_argument("--augin-mode", choices=["mean", "std", "both"], default=None,
                        help="AugIN variant (default: from the config)")
-    return p
+    return finish_parser(p, set_example="trainer.iterations=3")
 
 
 def _overrides(args, mode: str) -> list[str]:
@@ -81,10 +90,12 @@ def _main(mode: str, argv=None) -> int:
     validate(cfg)
     run_dir = args.run_dir or (REPO_ROOT / "runs" / "s5mars_ssl" /
                                cfg.get("name", Path(str(args.config or "quick")).stem))
-    from s5mars_ssl.augseg.trainer import run
+    from s5mars_ssl.augseg.trainer import pick_device, run
+    from shared.cli import precision_to_amp, progress_enabled
 
+    amp = precision_to_amp(args.precision, pick_device(args.device))
     result = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, device=args.device,
-                 amp=args.amp, progress=not args.no_progress)
+                 amp=amp, progress=progress_enabled(args.no_progress))
     if result:
         print(f"final mIoU ({result['evaluated']}, {result['eval_mode']}): "
               f"{result['miou'] * 100:.2f} -> {Path(run_dir) / 'summary.json'}")
@@ -105,5 +116,9 @@ def main(mode: str, argv=None) -> int:
     from shared.runs import cli_main
 
     passive_openmp()  # before torch is imported
+    from shared.cli import help_first
+
+    if (rc := help_first(_main, argv, mode)) is not None:
+        return rc
 
     return cli_main(lambda a: _main(mode, a), argv, user_errors())

@@ -13,7 +13,7 @@ import json
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m s5mars_ssl.convert_checkpoint",
+    p = argparse.ArgumentParser(prog="s5mars-convert",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="the original ckpt_best.pth / ckpt.pth or model state dict")
     p.add_argument("dst", help="our checkpoint to write (.pt)")

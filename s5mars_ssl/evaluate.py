@@ -50,25 +50,38 @@ def evaluate_checkpoint(checkpoint, weights: str = "teacher", data_root=None, te
 
 
 def _main(argv=None) -> int:
+    from shared.cli import finish_parser, hidden_alias
+
     p = argparse.ArgumentParser(
-        prog="python -m s5mars_ssl.evaluate",
+        prog="s5mars-evaluate",
         description="mIoU and per-class IoU of a checkpoint on a labelled test list.")
-    p.add_argument("--checkpoint", required=True,
-                   help="last.pt/best.pt of a run, or the original's ckpt_best.pth / ckpt.pth")
-    p.add_argument("--weights", default="teacher", choices=["teacher", "student"])
-    p.add_argument("--data-root", default=None, help="dataset folder (default: from the config)")
+    p.add_argument("--model", dest="checkpoint", metavar="PATH",
+                   help="trained weights (required): last.pt/best.pt of a run, or the "
+                        "original's ckpt_best.pth / ckpt.pth")
+    hidden_alias(p, "--checkpoint", dest="checkpoint")
+    p.add_argument("--weights", default="teacher", choices=["teacher", "student"],
+                   help="which weights of the checkpoint")
+    p.add_argument("--data", dest="data_root", default=None,
+                   help="dataset folder (default: from the config)")
+    hidden_alias(p, "--data-root", dest="data_root")
     p.add_argument("--list", default=None, help="JSON list of test stems, relative to the root")
     p.add_argument("--mode", default=None, choices=["whole", "center_crop", "sliding"],
                    help="default: the run's (the paper profile: the original's 1024 centre "
                         "crop)")
     p.add_argument("--crop", type=int, default=None, help="sliding window size")
     p.add_argument("--stride", type=int, default=None, help="sliding window stride")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N; a device that is "
+                   "not there is an error")
     p.add_argument("--out", default=None, help="write the result as JSON here")
     from shared.runs import declare_paths
 
     declare_paths(p, inputs=["checkpoint", "data_root", "list"], outputs=["out"])
-    args = p.parse_args(argv)
+    args = finish_parser(p).parse_args(argv)
+    if args.checkpoint is None:
+        p.error("--model PATH is required (the trained weights)")
+    from s5mars_ssl.augseg.trainer import pick_device
+
+    args.device = str(pick_device(args.device))
     res = evaluate_checkpoint(args.checkpoint, args.weights, args.data_root, args.list,
                               args.mode, args.crop, args.stride, args.device)
     print(json.dumps(res, indent=2))
@@ -84,6 +97,10 @@ def main(argv=None) -> int:
     from shared.runs import cli_main
 
     passive_openmp()
+    from shared.cli import help_first
+
+    if (rc := help_first(_main, argv)) is not None:
+        return rc
     from s5mars_ssl.augseg.dataset.mars import DataError
     from s5mars_ssl.checkpoint import CheckpointError
 

@@ -1,6 +1,6 @@
 """Predict S5Mars classes for images: colour-coded masks, overlays and raw-id label PNGs.
 
-``python -m s5mars_ssl.predict --checkpoint runs/s5mars_ssl/quick_full/last.pt --input img.jpg
+``python -m s5mars_ssl.predict img.jpg --model runs/s5mars_ssl/quick_full/last.pt
 --out preds/``. For each image: ``<stem>_mask.png`` (class palette), ``<stem>_overlay.png``
 (image blended with the mask) and ``<stem>_ids.png`` (raw ids 1..9 as in the S5Mars labels).
 Large images can be predicted with a sliding window (``--sliding``).
@@ -40,7 +40,8 @@ def read_rgb(path: Path):
 
 def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "teacher",
                    device: str = "cpu", sliding: bool = False, crop: int = 512,
-                   stride: int = 384, alpha: float = 0.5, progress: bool = True) -> list[Path]:
+                   stride: int = 384, alpha: float = 0.5, progress: bool = True,
+                   amp: bool = False) -> list[Path]:
     import numpy as np
     import torch
     from PIL import Image
@@ -61,9 +62,10 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
     for path in tqdm(inputs, desc=f"predict ({used})", disable=not progress):
         img = read_rgb(path)
         x = torch.from_numpy(normalize(img, mean, std))[None].to(device)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                                             enabled=amp):
             prob = (predict_sliding(model, x, crop, stride, n_cls) if sliding
-                    else predict_whole(model, x))
+                    else predict_whole(model, x)).float()
         pred = prob.argmax(1)[0].cpu().numpy().astype(np.uint8)
         colour = colorize(pred)
         overlay = (img.astype(np.float32) * (1 - alpha) + colour * alpha).astype(np.uint8)
@@ -77,21 +79,35 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
 
 
 def _main(argv=None) -> int:
+    from shared.cli import (
+        add_precision_argument,
+        add_progress_argument,
+        finish_parser,
+        hidden_alias,
+    )
+
     p = argparse.ArgumentParser(
-        prog="python -m s5mars_ssl.predict",
+        prog="s5mars-predict",
         description="Colour-coded S5Mars class masks and overlays for images, with the teacher "
                     "or student weights of a checkpoint.")
-    p.add_argument("--checkpoint", required=True,
-                   help="last.pt/best.pt of a run, or the original's ckpt_best.pth / ckpt.pth")
-    p.add_argument("--input", required=True, nargs="+", help="image files or folders")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders")
+    hidden_alias(p, "--input", dest="input_opt", nargs="+")
+    p.add_argument("--model", dest="checkpoint", metavar="PATH",
+                   help="trained weights (required): last.pt/best.pt of a run, or the "
+                        "original's ckpt_best.pth / ckpt.pth")
+    hidden_alias(p, "--checkpoint", dest="checkpoint")
+    p.add_argument("--out", required=True, help="output folder (required)")
     p.add_argument("--weights", default="teacher", choices=["teacher", "student"],
                    help="teacher (default; a supervised run falls back to its student) or student")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N; a device that is "
+                   "not there is an error")
+    add_precision_argument(p)
+    add_progress_argument(p, aliases=())
     p.add_argument("--sliding", action="store_true", help="sliding-window inference")
-    p.add_argument("--crop", type=int, default=512, help="sliding window size (default 512)")
-    p.add_argument("--stride", type=int, default=384, help="sliding window stride (default 384)")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--crop", type=int, default=512, help="sliding window size")
+    p.add_argument("--stride", type=int, default=384, help="sliding window stride")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    finish_parser(p)
     args = p.parse_args(argv)
     from s5mars_ssl.runtime import passive_openmp
 
@@ -102,6 +118,11 @@ def _main(argv=None) -> int:
         raise UserError("--alpha must be within 0..1")
     if args.crop < 32 or args.stride < 1:
         raise UserError("--crop must be >= 32 and --stride >= 1")
+    args.input = list(args.inputs) + list(getattr(args, "input_opt", None) or [])
+    if not args.input:
+        p.error("give the images to predict (files or folders)")
+    if args.checkpoint is None:
+        p.error("--model PATH is required (the trained weights)")
     check_output_dir(args.out)
     from shared.runs import check_paths
 
@@ -118,8 +139,14 @@ def _main(argv=None) -> int:
             raise UserError(f"{path}: no such file or folder")
     if not inputs:
         raise UserError("no image found in the inputs")
-    files = predict_images(args.checkpoint, inputs, Path(args.out), args.weights, args.device,
-                           args.sliding, args.crop, args.stride, args.alpha)
+    from s5mars_ssl.augseg.trainer import pick_device
+    from shared.cli import precision_to_amp, progress_enabled
+
+    device = str(pick_device(args.device))
+    files = predict_images(args.checkpoint, inputs, Path(args.out), args.weights, device,
+                           args.sliding, args.crop, args.stride, args.alpha,
+                           progress=progress_enabled(args.no_progress),
+                           amp=precision_to_amp(args.precision, device))
     print(f"wrote {len(files)} files to {args.out}")
     return 0
 

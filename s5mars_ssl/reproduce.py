@@ -126,7 +126,7 @@ def _summary(per_seed: dict, seeds: list[int], cfg: dict, wall: float, results: 
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m s5mars_ssl.reproduce",
+    p = argparse.ArgumentParser(prog="s5mars-reproduce",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1; default 3)")
     p.add_argument("--vary-data", "--data-seeds", dest="vary_data", action="store_true",
@@ -135,8 +135,11 @@ def _main(argv=None) -> int:
                    help="override a quick-profile value for every run (tests use tiny sizes)")
     p.add_argument("--data", default="datasets/s5mars_ssl/reproduce", help="dataset folder")
     p.add_argument("--runs", default="runs/s5mars_ssl/reproduce", help="run folders")
-    p.add_argument("--results", default="results/s5mars_ssl", help="results folder")
-    args = p.parse_args(argv)
+    from shared.cli import finish_parser
+    from shared.results import add_results_arguments
+
+    add_results_arguments(p, "s5mars_ssl")
+    args = finish_parser(p, set_example="trainer.iterations=4").parse_args(argv)
     from shared.runs import UserError
 
     if args.seeds < 1:
@@ -153,7 +156,9 @@ def _main(argv=None) -> int:
 
     torch.set_num_threads(2)
     cfg = load_config("quick_full", args.sets)
-    results, runs = resolve_path(args.results), resolve_path(args.runs)
+    from shared.results import resolve_results
+
+    results, runs = resolve_path(resolve_results(args, "s5mars_ssl")), resolve_path(args.runs)
     results.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
 
@@ -177,15 +182,21 @@ def _main(argv=None) -> int:
     _summary(per_seed, seeds, cfg, wall, results, args.vary_data)
     log(f"done in {wall / 60:.1f} min -> {results / 'summary.json'}")
     atomic_write_text(results / "reproduce_log.txt", "\n".join(lines) + "\n")
+    from shared.results import relativize_paths
+
+    relativize_paths(results)  # a record names no machine's absolute path
     return 0
 
 
 def main(argv=None) -> int:
     from s5mars_ssl.cli_common import user_errors
     from s5mars_ssl.runtime import passive_openmp
+    from shared.cli import help_first
     from shared.runs import cli_main
 
     passive_openmp()
+    if (rc := help_first(_main, argv)) is not None:
+        return rc
     return cli_main(_main, argv, user_errors())
 
 

@@ -247,27 +247,42 @@ def run(images: Path, out: Path, checkpoint: str | None = None, random_weights: 
 
 
 def _main(argv=None) -> int:
+    from shared.cli import add_progress_argument, finish_parser, hidden_alias, progress_enabled
+
     p = argparse.ArgumentParser(
-        prog="python -m s5mars_ssl.sam_masks",
+        prog="s5mars-sam-masks",
         description="Write SAM automatic-mask records (COCO RLE, predicted_iou, stability_score, "
                     "area, bbox; best first) as one JSON per image, with the real SAM "
-                    "(--checkpoint) or a classical proposer (--proposer) when no SAM weights "
+                    "(--model) or a classical proposer (--proposer) when no SAM weights "
                     "exist.")
-    p.add_argument("--images", required=True, help="folder of .jpg/.png images")
-    p.add_argument("--out", required=True, help="output folder for <stem>.json")
+    p.add_argument("--images", required=True, help="folder of .jpg/.png images (required)")
+    p.add_argument("--out", required=True, help="output folder for <stem>.json (required)")
     p.add_argument("--list", default=None, help="optional JSON array of stems to process")
-    p.add_argument("--checkpoint", default=None, help="SAM checkpoint, e.g. sam_vit_b_01ec64.pth")
-    p.add_argument("--model-type", default="vit_b", choices=["vit_b", "vit_l", "vit_h", "default"])
+    p.add_argument("--model", dest="checkpoint", default=None, metavar="PATH",
+                   help="SAM weights, e.g. sam_vit_b_01ec64.pth (default: none, use --proposer)")
+    hidden_alias(p, "--checkpoint", dest="checkpoint")
+    p.add_argument("--variant", dest="model_type", default="vit_b",
+                   choices=["vit_b", "vit_l", "vit_h", "default"], help="SAM architecture")
+    hidden_alias(p, "--model-type", dest="model_type",
+                 choices=["vit_b", "vit_l", "vit_h", "default"])
     p.add_argument("--random-weights", action="store_true",
                    help="build SAM with random weights (integration tests only)")
     p.add_argument("--proposer", default="felzenszwalb", choices=["felzenszwalb", "slic"],
-                   help="classical proposer used without a checkpoint (default felzenszwalb)")
-    p.add_argument("--points-per-side", type=int, default=32)
-    p.add_argument("--pred-iou-thresh", type=float, default=0.88)
-    p.add_argument("--stability-score-thresh", type=float, default=0.95)
-    p.add_argument("--device", default="cpu")
+                   help="classical proposer used without SAM weights")
+    p.add_argument("--points-per-side", type=int, default=32, help="SAM point grid side")
+    p.add_argument("--pred-iou-thresh", type=float, default=0.88,
+                   help="SAM predicted-IoU threshold")
+    p.add_argument("--stability-score-thresh", type=float, default=0.95,
+                   help="SAM stability-score threshold")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N; a device that is not "
+                   "there is an error")
+    add_progress_argument(p, aliases=())
     p.add_argument("--overwrite", action="store_true", help="recompute existing JSON files")
-    args = p.parse_args(argv)
+    args = finish_parser(p).parse_args(argv)
+    if args.device != "cpu":
+        from shared.cli import check_torch_device
+
+        check_torch_device(args.device)
     from shared.runs import UserError, check_output_dir
 
     if args.points_per_side < 1:
@@ -276,7 +291,7 @@ def _main(argv=None) -> int:
     files = run(Path(args.images), Path(args.out), args.checkpoint, args.random_weights,
                 args.model_type, args.proposer, args.points_per_side, args.pred_iou_thresh,
                 args.stability_score_thresh, Path(args.list) if args.list else None,
-                args.overwrite, args.device)
+                args.overwrite, args.device, progress=progress_enabled(args.no_progress))
     print(f"wrote {len(files)} mask files to {args.out}")
     return 0
 

@@ -4,7 +4,13 @@ Every component can be switched off from the config (``semi.*.enabled``) or with
 ablation table runs from configs alone. ``python -m s5mars_ssl.train_semi --help``.
 """
 
-from s5mars_ssl.cli_common import main
+from s5mars_ssl.cli_common import main as _main
+
+
+def main(argv=None) -> int:
+    """The ``s5mars-train-semi`` entry point."""
+    return _main("semi", argv)
+
 
 if __name__ == "__main__":
-    raise SystemExit(main("semi"))
+    raise SystemExit(main())

@@ -55,6 +55,9 @@ CKPT_FORMAT = "s5mars_ssl/1"
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    from shared.cli import check_torch_device
+
+    check_torch_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
