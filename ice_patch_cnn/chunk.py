@@ -453,12 +453,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import add_progress_argument, finish_parser, progress_enabled
+
     parser = argparse.ArgumentParser(
+        prog="ice-chunk",
         description="Cut HiRISE images (JP2, GeoTIFF, PDS/ISIS, PNG) into grayscale 8-bit chunks "
                     "named <image>_r<row>_c<col>.png, dropping chunks with no-data in their "
                     "centre; writes <out>/index.csv and <out>/chunk_report.json.")
     parser.add_argument("inputs", nargs="+", help="image files, or folders holding them")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (required)")
     parser.add_argument("--config", default="paper",
                         help="profile giving the defaults (paper, quick or a YAML path)")
     parser.add_argument("--size", type=int, help="chunk side in pixels (paper: 1024)")
@@ -476,8 +479,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-strip-mb", type=float, help="raw data read at once (MB)")
     parser.add_argument("--overwrite", action="store_true",
                         help="re-chunk images whose chunks.csv already exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    add_progress_argument(parser, aliases=("--quiet",))
+    args = finish_parser(parser).parse_args(argv)
 
     from ice_patch_cnn.config import ConfigError, load_config
     from shared.runs import UserError, check_output_dir
@@ -502,7 +505,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if not images:
         parser.error(f"no image files found in {', '.join(args.inputs)}")
     report = chunk_images(images, args.out, spec, overwrite=args.overwrite,
-                          progress=not args.quiet)
+                          progress=progress_enabled(args.no_progress))
     print(f"{report['images_chunked']} image(s) chunked, {report['images_skipped_done']} already "
           f"done, {report['images_failed']} failed; {report['chunks_kept']} chunks kept, "
           f"{report['chunks_dropped_nodata']} dropped (no-data); index: {args.out / 'index.csv'}")

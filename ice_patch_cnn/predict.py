@@ -204,14 +204,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import add_precision_argument, add_progress_argument, finish_parser
+
     parser = argparse.ArgumentParser(
+        prog="ice-predict",
         description="Chunk probabilities P(small ice patch) for HiRISE images (chunked on the "
                     "fly) or chunk.py output folders; writes <out>/chunks/<image>.csv. "
                     "Resumable; --shard i/N splits the images over jobs.")
     parser.add_argument("inputs", nargs="+", help="image files, folders of images, or chunk.py "
                         "output folders")
-    parser.add_argument("--model", required=True, type=Path, help="trained .keras model")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--model", required=True, type=Path, metavar="PATH",
+                        help="trained weights: a .keras model (required)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (required)")
     parser.add_argument("--config", default="paper",
                         help="profile for the chunking settings (paper, quick or YAML path)")
     parser.add_argument("--batch-size", type=int, help="chunks per forward pass")
@@ -221,8 +225,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-top", type=int, default=4,
                         help="most likely chunks of each image kept as PNG (default 4)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--device", default="auto", help="auto, cpu or gpu; a device that is "
+                        "not there is an error")
+    add_precision_argument(parser)
+    add_progress_argument(parser, aliases=("--quiet",))
+    args = finish_parser(parser).parse_args(argv)
+    from shared.cli import check_keras_device
+
+    check_keras_device(args.device)
 
     from ice_patch_cnn.chunk import ChunkSpec
     from ice_patch_cnn.config import ConfigError, load_config
@@ -237,6 +247,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from shared.runs import quiet_tensorflow
 
     quiet_tensorflow()
+    from shared.cli import progress_enabled
+    from shared.precision import resolve_precision
+
+    if resolve_precision(args.precision, "cpu") == "bf16":
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     from ice_patch_cnn.model import load_model, set_threads
     from shared.runs import UserError, check_not_inputs, check_output_dir
 
@@ -249,7 +266,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         spec = ChunkSpec.from_config(cfg, size=size, despeckle=args.despeckle)
         batch = args.batch_size or int(cfg.get("predict", {}).get("batch_size", 25))
         result = run_predict(model, args.inputs, args.out, spec, batch, shard, args.keep_top,
-                             progress=not args.quiet)
+                             progress=progress_enabled(args.no_progress))
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     print(f"{result['predicted']} image(s) predicted, {result['skipped_done']} already done, "

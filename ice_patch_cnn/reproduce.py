@@ -303,22 +303,27 @@ def write_results(cfg: dict, per_seed: list[dict], timings: list[float], wall: f
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import finish_parser, hidden_alias
+    from shared.results import add_results_arguments
+
     parser = argparse.ArgumentParser(
+        prog="ice-reproduce",
         description="Reproduce the ice-patch survey end to end on synthetic scenes over several "
                     "seeds (quick profile): scenes -> chunks -> training -> survey -> "
-                    "results/ice_patch_cnn/summary.json.")
-    parser.add_argument("--config", default="quick", help="profile (default: quick)")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+                    "results/local/ice_patch_cnn/summary.json (--record: results/ice_patch_cnn/).")
+    parser.add_argument("--config", default="quick", help="profile")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds")
     parser.add_argument("--data-seeds", action="store_true",
                         help="draw the synthetic scenes from each seed too (default: fixed data)")
-    parser.add_argument("--results", type=Path, help="results folder (default "
-                        "results/ice_patch_cnn)")
+    add_results_arguments(parser, "ice_patch_cnn")
     parser.add_argument("--runs", type=Path, help="run folders (default runs/ice_patch_cnn/"
                         "<profile>)")
-    parser.add_argument("--data-root", type=Path, help="generated data (default the profile's "
-                        "data.root/<profile>)")
+    parser.add_argument("--data", dest="data_root", type=Path,
+                        help="generated data (default the profile's data.root/<profile>)")
+    hidden_alias(parser, "--data-root", dest="data_root", type=Path)
+    finish_parser(parser)
     args = parser.parse_args(argv)
-    from ice_patch_cnn.config import load_config, repo_path
+    from ice_patch_cnn.config import load_config
     from shared.runs import UserError
 
     if args.seeds < 1:
@@ -328,12 +333,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow()
     cfg = load_config(args.config)
     seeds = [int(cfg["seed"]) + i for i in range(args.seeds)]
-    results = args.results or repo_path("results/ice_patch_cnn")
+    from shared.results import resolve_results
+
+    results = resolve_results(args, "ice_patch_cnn")
     results.mkdir(parents=True, exist_ok=True)
     with open(results / "reproduce.log", "w", encoding="utf-8") as fh, \
             contextlib.redirect_stdout(_Tee(sys.stdout, fh)):
         run_all(cfg, seeds, data_seeds=args.data_seeds, results=results, runs_root=args.runs,
                 data_root=args.data_root)
+    from shared.results import relativize_paths
+
+    relativize_paths(results)  # a record names no machine's absolute path
     return 0
 
 

@@ -213,6 +213,22 @@ def score_chunks(predictions: dict[str, list[dict]], truth: dict, rules: Rules =
     }
 
 
+def rank_labels(ps: list[float], max_digits: int = 8) -> list[str]:
+    """Probability labels with just enough digits to tell ranked values apart: ``p = 0.93``,
+    or for values near 1 the distance to 1, ``1 - p = 3.2e-05``; "100.0 %" for every chunk
+    ranks nothing."""
+    def label(p: float, digits: int) -> str:
+        if p >= 0.999:
+            return f"1 - p = {1 - p:.{max(1, digits - 3)}e}"
+        return f"p = {p:.{digits}f}"
+
+    for digits in range(2, max_digits + 1):
+        out = [label(p, digits) for p in ps]
+        if all(out[i] != out[i + 1] for i in range(len(ps) - 1) if ps[i] != ps[i + 1]):
+            return out
+    return [label(p, max_digits) for p in ps]
+
+
 def contact_sheet(folder: Path, predictions: dict[str, list[dict]], path: Path, n: int = 16,
                   rules: Rules = Rules()) -> int:
     """Grid of the ``n`` most likely chunks (PNGs kept by predict.py) with their p."""
@@ -240,14 +256,16 @@ def contact_sheet(folder: Path, predictions: dict[str, list[dict]], path: Path, 
     colours = {"ice": "tab:blue", "hard": "tab:orange", "no_ice": "tab:grey"}
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (p, title, png) in zip(axes.ravel(), items):
+    labels = rank_labels([p for p, _, _ in items])
+    for rank, (ax, (p, title, png), label) in enumerate(zip(axes.ravel(), items, labels), 1):
         ax.imshow(read_image(png, mode="L"), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{100 * p:.1f} %\n{title}", fontsize=9,
+        ax.set_title(f"#{rank}  {label}\n{title}", fontsize=10,
                      color=colours[chunk_label(p, rules)])
-    fig.suptitle("Most likely chunks: predicted probability of a small ice patch", fontsize=11)
+    fig.suptitle("Most likely chunks: predicted probability p of a small ice patch (title "
+                 "colour: blue ice, orange hard, grey no ice)", fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=60)
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return len(items)
 
@@ -359,7 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import finish_parser
+
     parser = argparse.ArgumentParser(
+        prog="ice-survey",
         description="Image-level good / hard / bad calls from predict.py's chunk probabilities "
                     "(rules of the paper's section 5, thresholds from the profile); writes "
                     "images.csv, all_chunks.csv, survey_report.json, contact_sheet.png.")
@@ -371,7 +392,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chunk-truth", type=Path,
                         help="chunk truth CSV (image,grid_row,grid_col,label) to score chunks")
     parser.add_argument("--sheet", type=int, default=16, help="chunks on the contact sheet")
-    args = parser.parse_args(argv)
+    args = finish_parser(parser).parse_args(argv)
 
     from ice_patch_cnn.config import ConfigError, load_config
     from shared.runs import UserError, check_paths

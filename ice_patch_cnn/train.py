@@ -630,15 +630,18 @@ def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None,
 # --------------------------------------------------------------------------- command line
 
 def _parser() -> argparse.ArgumentParser:
+    from shared.cli import add_precision_argument, add_progress_argument, finish_parser
     from shared.runs import add_run_arguments
 
     parser = argparse.ArgumentParser(
+        prog="ice-train",
         description="Train the Xception chunk classifier (paper: batch 25, 25 epochs, then "
                     "--resume --epochs 48 on the enlarged data). Data: a folder with 1/ and 0/ "
                     "or an index CSV (file,label).")
-    parser.add_argument("--data", help="folder with 1/ and 0/, or index CSV (with --resume: "
-                        "default the run's own data; give an enlarged set to retrain on it)")
-    add_run_arguments(parser, default_config="paper", run_dir_aliases=("--out",))
+    parser.add_argument("--data", help="folder with 1/ and 0/, or index CSV (default: the "
+                        "config's data.root when it holds them; with --resume: the run's own "
+                        "data; give an enlarged set to retrain on it)")
+    add_run_arguments(parser, default_config="quick", run_dir_aliases=("--out",))
     parser.add_argument("--epochs", type=int,
                         help="epochs to train now (default train.epochs; with --resume: continue "
                              "to the run's target, or N more)")
@@ -649,8 +652,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-size", type=int, help="shortcut for --set data.chunk_size=N")
     parser.add_argument("--seed", type=int, help="shortcut for --set seed=N")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--quiet", action="store_true", help="log to train.log only")
-    return parser
+    add_precision_argument(parser, default=None)
+    add_progress_argument(parser, aliases=("--quiet",))
+    return finish_parser(parser, set_example="train.epochs=3")
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -666,13 +670,23 @@ def _main(argv: Sequence[str] | None = None) -> int:
             args.overrides.append(f"{key}={json.dumps(value)}")
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    profile = args.config or args.default_config
     if args.run_dir is None:
-        profile = args.config or "paper"
         args.run_dir = repo_path(f"runs/ice_patch_cnn/{Path(str(profile)).stem}")
-    cfg = check_sections(run_config(args, PROFILES), args.config or "paper")
+    cfg = check_sections(run_config(args, PROFILES), profile)
+    if args.data is None and not args.resume:  # the config's data.root when it holds chunks
+        root = repo_path(str(cfg.get("data", {}).get("root", "")))
+        if (root / "1").is_dir() or (root / "index.csv").is_file():
+            args.data = str(root)
     quiet_tensorflow()
+    from shared.precision import resolve_precision
+
+    if resolve_precision(args.precision or "fp32", "cpu") == "bf16":  # --precision / --amp
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     run(cfg, args.run_dir, data=args.data, resume=args.resume, overwrite=args.overwrite,
-        epochs=args.epochs, threads=args.threads, progress=not args.quiet)
+        epochs=args.epochs, threads=args.threads, progress=not args.no_progress)
     return 0
 
 
