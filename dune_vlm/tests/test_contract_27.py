@@ -63,3 +63,15 @@ def test_train_run_folder_never_replaces_its_data(tmp_path, capsys, inside):
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
     assert len(errors) == 1 and "the input" in errors[0] and str(data) in errors[0]
     assert sorted(p.name for p in data.rglob("*")) == ["a.npy", "tiles"]
+
+
+@pytest.mark.parametrize("module", ["dune_vlm.data.synthetic", "dune_vlm.make_text_embeds"])
+def test_output_under_a_regular_file_is_one_line(tmp_path, capsys, module):
+    import importlib
+
+    (tmp_path / "file").write_text("x")
+    main = importlib.import_module(module).main
+    assert main(["--out", str(tmp_path / "file" / "out.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err or "Not a directory" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

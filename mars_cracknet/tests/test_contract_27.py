@@ -196,3 +196,29 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+# --------------------------------------------------------------------------- tracebacks
+@pytest.mark.parametrize("case", ["synthetic_under_file", "pre_under_file",
+                                  "analysis_into_masks", "pre_malformed_labelme"])
+def test_outputs_and_inputs_problems_are_one_line(tmp_path, capsys, case):
+    from mars_cracknet.analysis import main as analysis
+    from mars_cracknet.data.pre import main as pre
+    from mars_cracknet.data.synthetic import main as synthetic
+
+    (tmp_path / "file").write_text("x")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "a.png")
+    (tmp_path / "bad.json").write_text('{"shapes": [')
+    rc = {
+        "synthetic_under_file": lambda: synthetic(["--out", str(tmp_path / "file" / "d")]),
+        "pre_under_file": lambda: pre(["labelme", str(tmp_path / "bad.json"), "--out",
+                                       str(tmp_path / "file" / "d")]),
+        "analysis_into_masks": lambda: analysis([str(masks), "--out", str(masks / "out")]),
+        "pre_malformed_labelme": lambda: pre(["labelme", str(tmp_path / "bad.json"), "--out",
+                                              str(tmp_path / "ds")]),
+    }[case]()
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (masks / "out").exists()
