@@ -48,12 +48,21 @@ def make_text_embeds(out: str | Path, classes_yml: str | None = None) -> np.ndar
 
 
 def main(argv=None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description="Encode the class descriptions of configs/classes.yml with the offline "
                     "all-MiniLM-L6-v2 sentence encoder into a (classes, 384) unit-norm .npy.")
     p.add_argument("--out", default="datasets/dune_vlm/text_embeds_minilm.npy",
                    help="output .npy (default: %(default)s)")
     p.add_argument("--classes", default=None, help="classes YAML (default: configs/classes.yml)")
+    from shared.runs import declare_paths
+
+    declare_paths(p, inputs=["classes"], outputs=["out"])  # checked before the encoder loads
     args = p.parse_args(argv)
     if args.classes and not Path(args.classes).is_file():
         print(f"error: {args.classes}: file not found", file=sys.stderr)

@@ -531,6 +531,12 @@ def compare(folder_a: Path, folder_b: Path, out: Path, labels: tuple[str, str] |
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     from shared.cli import finish_parser
 
     p = argparse.ArgumentParser(
@@ -557,6 +563,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave out clods touching the image border")
     p.add_argument("--segmentation-ratio", choices=sorted(SEGMENTATION_RATIOS),
                    default="t_junction", help="which junctions the segmentation ratio counts")
+    from shared.runs import declare_paths
+
+    # issue 27: figures written into a mask folder would be read as masks next time
+    declare_paths(p, inputs=["masks", "compare"], folders=["out"])
     a = finish_parser(p).parse_args(argv)
     if (a.masks is None) == (a.compare is None):
         p.error("give either a mask folder or --compare A B")

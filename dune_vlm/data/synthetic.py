@@ -268,6 +268,12 @@ def generate_dataset(out_root: str | Path, size: int = 512, tile: int = 64, seed
 
 
 def main(argv=None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description="Generate synthetic 64-band satellite-embedding scenes of five Mars-analog "
                     "dune regions (GeoTIFF + label GeoTIFF) and cut them into the "

@@ -138,6 +138,12 @@ def _append_list(out: Path, name: str, stems: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     from shared.cli import finish_parser
 
     p = argparse.ArgumentParser(prog="python -m mars_cracknet.data.pre",
@@ -160,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     cr.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
     for parser in (p, lm, cr):
         finish_parser(parser)
+    from shared.runs import declare_paths
+
+    declare_paths(p, inputs=["json", "images", "masks"], folders=["out"])  # issue 27
     a = p.parse_args(argv)
     from mars_cracknet.data.mars import DatasetError, find_image, load_image, load_mask
 

@@ -207,6 +207,12 @@ def generate_dataset(out: str | Path, seed: int = 0, *, n_mars_large: int = 2,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.runs import cli_main
+
+    return cli_main(_main, argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Generate synthetic Earth (EDC) and Mars (MIC) crack scenes in the "
                     "Mars-CrackNet layout (imgs/, masks/, lists/).")
