@@ -75,3 +75,15 @@ def test_output_under_a_regular_file_is_one_line(tmp_path, capsys, module):
     err = capsys.readouterr().err
     assert "is a file" in err or "Not a directory" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("scale", [float("nan"), 0.0, -1.0, float("inf")])
+def test_inference_tile_refuses_a_meaningless_input_scale(tmp_path, scale):
+    from dune_vlm.inference_tile import TileInferenceError, predict_raster
+    from dune_vlm.tests.test_inference_tile import LocalNet, raster
+
+    path, _ = raster(tmp_path)
+    with pytest.raises(TileInferenceError, match="input-scale"):  # was: a map of class 0
+        predict_raster(path, tmp_path / "o.tif", LocalNet(), tile_size=64, stride=32,
+                       input_scale=scale, progress=False)
+    assert not (tmp_path / "o.tif").exists()
