@@ -351,6 +351,9 @@ def predict_raster(
 
     input_tif, output_tif = Path(input_tif), Path(output_tif)
     margin, ramp = _check_args(input_tif, tile_size, stride, batch_size, margin)
+    if input_scale is not None and not (np.isfinite(input_scale) and input_scale > 0):
+        raise TileInferenceError(f"--input-scale {input_scale}: expected a positive finite "
+                                 "number (nan or 0 gives a map of one class)")  # issue 27
     t_start = time.time()
     stats = {"windows_predicted": 0, "windows_skipped_nodata": 0, "num_classes": None}
     # the reader decodes each block once: GDAL's block cache would only hold copies
