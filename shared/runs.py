@@ -15,6 +15,12 @@
   traceback.
 * ``finished_run``: the one check that a finished run can be reused (same resolved config and
   same code version).
+* ``check_paths`` / ``declare_paths`` (issue 27): the one check of every CLI's paths before it
+  writes anything: an output that is an input, lies inside one or (files, run folders) contains
+  one is refused, as is an output under a regular file; ``RunDir.open(inputs=...)`` applies it
+  to the run folder, and ``--overwrite`` never empties a folder that is not a run folder.
+* ``positive_int`` & co.: argparse types that refuse meaningless numbers up front;
+  ``library_noise`` holds a third-party loader's output back so a refusal stays one line.
 
 Framework-free: trainers keep their own checkpoint formats.
 """
