@@ -120,6 +120,11 @@ def run_config(args: argparse.Namespace, profiles: Mapping[str, str | os.PathLik
     profile) through ``shared.configs.load_config``.
     """
     saved = Path(args.run_dir) / CONFIG_NAME if getattr(args, "run_dir", None) else None
+    if getattr(args, "resume", False) and args.config is None and saved and not saved.is_file():
+        # named before the default profile's data could be (issue 27)
+        raise UserError(f"{args.run_dir}: nothing to resume (no {CONFIG_NAME}"
+                        f"{'' if Path(args.run_dir).is_dir() else '; no such folder'}); "
+                        "start the run without --resume")
     if getattr(args, "resume", False) and args.config is None and saved and saved.is_file():
         cfg = read_yaml_mapping(saved, UserError)
         schema = copy.deepcopy(cfg)

@@ -352,3 +352,12 @@ def test_manifest_names_hashes(tmp_path):
         tmp["w.bin"].write_bytes(b"w")
     manifest = json.loads((tmp_path / "best.manifest.json").read_text())
     assert set(manifest["files"]) == {"w.bin"} and len(manifest["files"]["w.bin"]["sha256"]) == 64
+
+
+def test_resume_on_a_missing_folder_names_the_folder(tmp_path):
+    from shared.runs import add_run_arguments, run_config
+
+    p = add_run_arguments(argparse.ArgumentParser())
+    args = p.parse_args(["--run-dir", str(tmp_path / "nope"), "--resume"])
+    with pytest.raises(UserError, match="nope: nothing to resume.*no such folder"):
+        run_config(args, {"quick": tmp_path / "quick.yml"})
