@@ -14,14 +14,19 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import finish_parser, hidden_alias
+
     p = argparse.ArgumentParser(
+        prog="dunes-convert",
         description="Convert the authors' best_model.pth (fusion or Embed-only baseline) or "
                     "one of our checkpoints into our checkpoint format, with provenance.")
     p.add_argument("src", help="reference best_model.pth (or our .pt)")
     p.add_argument("dst", help="our checkpoint to write (.pt)")
-    p.add_argument("--text_embed_path", help="(classes, D) .npy stored with a fusion model "
+    p.add_argument("--text-embeds", dest="text_embed_path", metavar="NPY",
+                   help="(classes, D) .npy stored with a fusion model "
                    "(the reference file holds none); an error for the baseline")
-    return p
+    hidden_alias(p, "--text_embed_path", dest="text_embed_path")
+    return finish_parser(p)
 
 
 def _main(argv=None) -> int:

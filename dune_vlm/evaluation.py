@@ -13,6 +13,9 @@ from shared.runs import UserError
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    from shared.cli import check_torch_device
+
+    check_torch_device(name)  # a device that is not there: one line, exit code 2
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

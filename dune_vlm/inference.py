@@ -14,22 +14,35 @@ import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import finish_parser, hidden_alias
+
     p = argparse.ArgumentParser(
+        prog="dunes-evaluate",
         description="Evaluate a dune_vlm checkpoint on img_dir/ann_dir/<split>: OA, per-class "
                     "IoU/F1, mIoU, mF1, Cohen's kappa, per region, confusion matrix figure.")
-    p.add_argument("--data_root", required=True, help="dataset root (img_dir/, ann_dir/)")
-    p.add_argument("--weights", required=True,
-                   help="our checkpoint (best.pt / last.pt) or a reference best_model.pth")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--text_embed_path", help="(classes, D) .npy text embeddings: needed for a "
+    p.add_argument("--data", dest="data_root", help="dataset root (img_dir/, ann_dir/) "
+                   "(required)")
+    hidden_alias(p, "--data_root", "--data-root", dest="data_root")
+    p.add_argument("--model", dest="weights", metavar="PATH",
+                   help="trained weights (required): our checkpoint (best.pt / last.pt) or a "
+                        "reference best_model.pth")
+    hidden_alias(p, "--weights", dest="weights")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"],
+                   help="which split to evaluate")
+    p.add_argument("--text-embeds", dest="text_embed_path", metavar="NPY",
+                   help="(classes, D) .npy text embeddings: needed for a "
                    "reference fusion best_model.pth, else overrides the stored ones; an error "
                    "for the baseline (it takes no text)")
+    hidden_alias(p, "--text_embed_path", dest="text_embed_path")
     p.add_argument("--out", help="output folder (default: the checkpoint's folder)")
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--tag", default="", help="prefix for output file names")
-    return p
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=8,
+                   help="tiles per forward pass")
+    hidden_alias(p, "--batch_size", dest="batch_size", type=int)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps; a device "
+                   "that is not there is an error")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--tag", default="", help="prefix for output file names (default: none)")
+    return finish_parser(p)
 
 
 def confusion_figure(cm: np.ndarray, names: list[str], path: Path, title: str) -> None:
@@ -42,22 +55,23 @@ def confusion_figure(cm: np.ndarray, names: list[str], path: Path, title: str) -
 
     cm = np.asarray(cm, dtype=np.float64)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7.2, 6.2))
+    fig, ax = plt.subplots(figsize=(9.5, 8.5))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=10)
+    ax.set_yticks(range(len(names)), [f"{n} (n={int(cm[i].sum()):,})"
+                                      for i, n in enumerate(names)], fontsize=10)
     for i in range(len(names)):
         for j in range(len(names)):
             if norm[i, j] >= 0.01:
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=9,
                         color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true (row-normalised)")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xlabel("predicted class", fontsize=11)
+    ax.set_ylabel("true class (rows sum to 1; n = labelled pixels)", fontsize=11)
+    ax.set_title(title, fontsize=11)
+    fig.colorbar(im, ax=ax, fraction=0.046).ax.tick_params(labelsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80)
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -113,7 +127,11 @@ def run_evaluation(data_root, weights, split="test", text_embed_path=None, out=N
 
 
 def _main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    for dest, flag in (("data_root", "--data"), ("weights", "--model")):
+        if getattr(args, dest, None) is None:
+            p.error(f"{flag} is required")
     import torch
 
     from dune_vlm.utils.config import class_names

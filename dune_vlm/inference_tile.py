@@ -337,6 +337,7 @@ def predict_raster(
     input_tif, output_tif, model, text=None, *, tile_size: int = 512, stride: int = 256,
     batch_size: int = 4, device="cpu", confidence: bool = False,
     input_scale: float | None = None, nodata: float | None = None, colormap=None,
+    class_names: list[str] | None = None,
     margin: int | None = None, progress: bool = True, max_rows_mb: int = MAX_ROWS_MB,
 ) -> dict:
     """Classify ``input_tif`` into ``output_tif``: plan, predict, blend, write; returns run
@@ -383,12 +384,22 @@ def predict_raster(
                     _predict_row(reader, wins, nxt, strip, model, text, ctx, stats, bar)
                     write_rows(dst, strip, (H if nxt is None else nxt) - strip.top, confidence)
             bar.close()
-            if colormap:
+            if colormap and class_names:  # colour table, band description, class names
+                from shared.rasters import describe_class_band
+
+                describe_class_band(dst, class_names, colormap, band=1, nodata=NODATA_OUT,
+                                    description="dune class (255 = nodata)")
+            elif colormap:
                 dst.write_colormap(1, colormap)
             dst.set_band_description(1, "dune class (255 = nodata)")
             if confidence:
                 dst.set_band_description(2, "confidence: blended max probability x 100")
         bands = src.count
+    if colormap and class_names:  # GDAL category names + RAT, QGIS style, beside the map
+        from shared.rasters import write_class_sidecars
+
+        stats["sidecars"] = [str(p) for p in write_class_sidecars(output_tif, class_names,
+                                                                   colormap)]
     stats.update({
         "input": str(input_tif), "output": str(output_tif), "height": H, "width": W,
         "bands": bands, "dtype": dtype.name, "tile_size": tile_size, "stride": stride,
@@ -401,43 +412,72 @@ def predict_raster(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import (
+        add_precision_argument,
+        add_progress_argument,
+        finish_parser,
+        hidden_alias,
+    )
+
     p = argparse.ArgumentParser(
+        prog="dunes-map",
         description="Sliding-window classification of a huge 64-band GeoTIFF into a uint8 "
-                    "dune-class GeoTIFF (same CRS/transform, nodata 255, colour table), read "
-                    "and written window by window with bounded memory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--input_tif", required=True, help="64-band embedding GeoTIFF")
-    p.add_argument("--output_tif", required=True, help="classification GeoTIFF to write")
-    p.add_argument("--weights", required=True,
-                   help="our checkpoint (best.pt) or a reference best_model.pth")
-    p.add_argument("--text_embed_path", help="(classes, D) .npy; default: stored in our "
-                   "checkpoint; required for a reference fusion file; an error for the baseline")
-    p.add_argument("--tile_size", type=int, default=512, help="model window (multiple of 32)")
+                    "dune-class GeoTIFF (same CRS/transform, nodata 255, colour table, class "
+                    "names, and a QGIS style .qml beside it), in bounded memory: a ring of input "
+                    "rows (each file block decoded once), or window by window above "
+                    "--max-rows-mb.")
+    p.add_argument("input_tif", nargs="?", metavar="INPUT", default=argparse.SUPPRESS,
+                   help="64-band embedding GeoTIFF")
+    hidden_alias(p, "--input_tif", "--input-tif", dest="input_tif")
+    p.add_argument("--out", dest="output_tif", metavar="OUT_TIF",
+                   help="classification GeoTIFF to write (required)")
+    hidden_alias(p, "--output_tif", "--output-tif", dest="output_tif")
+    p.add_argument("--model", dest="weights", metavar="PATH",
+                   help="trained weights (required): our checkpoint (best.pt) or a reference "
+                        "best_model.pth")
+    hidden_alias(p, "--weights", dest="weights")
+    p.add_argument("--text-embeds", dest="text_embed_path", metavar="NPY",
+                   help="(classes, D) .npy; default: stored in our checkpoint; required for a "
+                        "reference fusion file; an error for the baseline")
+    hidden_alias(p, "--text_embed_path", dest="text_embed_path")
+    p.add_argument("--tile-size", dest="tile_size", type=int, default=512,
+                   help="model window (multiple of 32)")
+    hidden_alias(p, "--tile_size", dest="tile_size", type=int)
     p.add_argument("--stride", type=int, default=None,
-                   help="window step (default: tile_size - overlap)")
+                   help="window step (default: tile size - overlap)")
     p.add_argument("--overlap", type=int, default=256, help="window overlap in pixels")
-    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=4,
+                   help="windows per forward pass")
+    hidden_alias(p, "--batch_size", dest="batch_size", type=int)
     p.add_argument("--confidence", action="store_true", help="add a confidence band")
-    p.add_argument("--input_scale", type=float, default=None,
-                   help="multiply input values (default 1/127 for integer rasters, else 1)")
+    p.add_argument("--input-scale", dest="input_scale", type=float, default=None,
+                   help="multiply input values (default: 1/127 for integer rasters, else 1)")
+    hidden_alias(p, "--input_scale", dest="input_scale", type=float)
     p.add_argument("--nodata", type=float, default=None,
                    help="input nodata value (default: from the file)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max_rows_mb", type=int, default=MAX_ROWS_MB,
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps; a device "
+                   "that is not there is an error")
+    add_precision_argument(p)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--max-rows-mb", dest="max_rows_mb", type=int, default=MAX_ROWS_MB,
                    help="memory for the input rows held in a ring (each block decoded once); "
                         "above it, windows are read one by one")
-    p.add_argument("--no_progress", action="store_true")
-    return p
+    hidden_alias(p, "--max_rows_mb", dest="max_rows_mb", type=int)
+    add_progress_argument(p)
+    return finish_parser(p)
 
 
 def _main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    for dest, flag in (("input_tif", "INPUT"), ("output_tif", "--out"), ("weights", "--model")):
+        if getattr(args, dest, None) is None:
+            p.error(f"{flag} is required")
     import torch
 
     from dune_vlm.checkpoint import load_model_for_inference
     from dune_vlm.evaluation import pick_device
-    from dune_vlm.utils.config import class_colors
+    from dune_vlm.utils.config import class_colors, class_names
     from shared.runs import check_not_inputs, check_output_dir
 
     torch.set_num_threads(max(1, args.threads))
@@ -447,11 +487,17 @@ def _main(argv=None) -> int:
     dev = pick_device(args.device)
     model, text, _ = load_model_for_inference(args.weights, args.text_embed_path, dev)
     colors = {k: (*c, 255) for k, c in class_colors().items()}
-    stats = predict_raster(
-        args.input_tif, args.output_tif, model, text, tile_size=args.tile_size,
-        stride=stride, batch_size=args.batch_size, device=dev,
-        confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
-        colormap=colors, progress=not args.no_progress, max_rows_mb=args.max_rows_mb)
+    from shared.cli import precision_to_amp, progress_enabled
+
+    amp = precision_to_amp(args.precision, dev)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+        stats = predict_raster(
+            args.input_tif, args.output_tif, model, text, tile_size=args.tile_size,
+            stride=stride, batch_size=args.batch_size, device=dev,
+            confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
+            colormap=colors, class_names=class_names(),
+            progress=progress_enabled(args.no_progress),
+            max_rows_mb=args.max_rows_mb)
     print(f"wrote {stats['output']}: {stats['width']}x{stats['height']}, "
           f"{stats['windows_predicted']} windows predicted "
           f"({stats['windows_skipped_nodata']} all-nodata skipped, {stats['reader']}), "

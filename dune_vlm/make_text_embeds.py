@@ -54,7 +54,10 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
+    from shared.cli import finish_parser
+
     p = argparse.ArgumentParser(
+        prog="dunes-text-embeds",
         description="Encode the class descriptions of configs/classes.yml with the offline "
                     "all-MiniLM-L6-v2 sentence encoder into a (classes, 384) unit-norm .npy.")
     p.add_argument("--out", default="datasets/dune_vlm/text_embeds_minilm.npy",
@@ -63,7 +66,7 @@ def _main(argv=None) -> int:
     from shared.runs import declare_paths
 
     declare_paths(p, inputs=["classes"], outputs=["out"])  # checked before the encoder loads
-    args = p.parse_args(argv)
+    args = finish_parser(p).parse_args(argv)
     if args.classes and not Path(args.classes).is_file():
         print(f"error: {args.classes}: file not found", file=sys.stderr)
         return 2

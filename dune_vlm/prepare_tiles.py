@@ -248,11 +248,14 @@ def prepare_tiles(
 
 
 def main(argv=None) -> int:
+    from shared.cli import finish_parser, progress_enabled
+
     p = argparse.ArgumentParser(
+        prog="dunes-prepare-tiles",
         description="Cut a 64-band embedding GeoTIFF plus labels (raster or GeoJSON polygons) "
                     "into img_dir/<split>/*.npy and ann_dir/<split>/*.png tiles, window by "
                     "window.")
-    p.add_argument("--image_tif", required=True, help="exported 64-band GeoTIFF")
+    p.add_argument("--image_tif", required=True, help="exported 64-band GeoTIFF (required)")
     lab = p.add_mutually_exclusive_group(required=True)
     lab.add_argument("--label_tif", help="label raster on the same grid (uint8, 255 = ignore)")
     lab.add_argument("--label_vector", help="GeoJSON polygons with a class index/name property")
@@ -260,21 +263,23 @@ def main(argv=None) -> int:
     p.add_argument("--vector_crs", help="CRS of the GeoJSON if not EPSG:4326 (e.g. EPSG:32733)")
     p.add_argument("--vector_fill", type=int, default=255,
                    help="label of pixels outside every polygon (default 255 = ignore)")
-    p.add_argument("--out_root", required=True, help="dataset root to write into")
-    p.add_argument("--tile_size", type=int, default=512)
+    p.add_argument("--out_root", required=True, help="dataset root to write into (required)")
+    p.add_argument("--tile_size", type=int, default=512, help="tile side in pixels")
     p.add_argument("--stride", type=int, default=None, help="default: tile size")
     p.add_argument("--region", help="region name recorded for each tile (default: file stem)")
     p.add_argument("--split", default="random", choices=SPLIT_CHOICES,
                    help="'random' per tile, or put the whole scene in one split")
-    p.add_argument("--val_frac", type=float, default=0.15)
-    p.add_argument("--test_frac", type=float, default=0.15)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val_frac", type=float, default=0.15, help="share of tiles for validation")
+    p.add_argument("--test_frac", type=float, default=0.15, help="share of tiles for the test")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split")
     p.add_argument("--max_nodata", type=float, default=0.5,
                    help="skip tiles with a larger nodata fraction (default 0.5)")
-    p.add_argument("--bands", type=int, default=64)
+    p.add_argument("--bands", type=int, default=64, help="bands expected in the image")
     p.add_argument("--nodata", type=float, help="input nodata value (default: from the file)")
-    p.add_argument("--no_progress", action="store_true")
-    args = p.parse_args(argv)
+    p.add_argument("--no_progress", action="store_true",
+                   help="no progress bars (they are off anyway when the output is not a "
+                        "terminal)")
+    args = finish_parser(p).parse_args(argv)
     from shared.runs import check_not_inputs, cli_main
 
     def run(_argv):
@@ -285,7 +290,7 @@ def main(argv=None) -> int:
             vector_crs=args.vector_crs, vector_fill=args.vector_fill, tile_size=args.tile_size,
             stride=args.stride, region=args.region, split=args.split, val_frac=args.val_frac,
             test_frac=args.test_frac, seed=args.seed, max_nodata=args.max_nodata,
-            bands=args.bands, nodata=args.nodata, progress=not args.no_progress)
+            bands=args.bands, nodata=args.nodata, progress=progress_enabled(args.no_progress))
         print(json.dumps(counts))
         return 0
 

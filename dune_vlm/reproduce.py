@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.cli import progress_enabled
+
 MODELS = ("fusion", "baseline")
 METRICS = (("OA", "test OA %", 100), ("mIoU", "test mIoU % (ours: present classes)", 100),
            ("mIoU_ref", "test mIoU % (reference: absent classes 0)", 100),
@@ -92,8 +94,9 @@ def seed_config(base: dict, model: str, seed: int, root: Path) -> dict:
 
 def map_figure(embed_tif: Path, label_tif: Path, pred_tif: Path, out_png: Path,
                title: str) -> None:
-    """Embedding false colour (first 3 principal components), reference, prediction,
-    confidence. The demo scene is small enough to read whole (the mapping itself streams)."""
+    """Six panels at 1,300 x 900 px: embedding false colour (first 3 principal components),
+    reference, prediction, where they disagree, confidence, and the class legend, each map with
+    a scale bar. The demo scene is small enough to read whole (the mapping itself streams)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,10 +106,12 @@ def map_figure(embed_tif: Path, label_tif: Path, pred_tif: Path, out_png: Path,
 
     from dune_vlm.utils.config import class_colors, class_names
     from shared.atomic import atomic_path
+    from shared.figures import add_scale_bar
 
     with rasterio.open(embed_tif) as src:
         emb = src.read(out_dtype="float32")
         nd = src.nodata
+        pixel_m = abs(src.transform.a) if src.crs is not None and src.crs.is_projected else None
     with rasterio.open(label_tif) as src:
         ref = src.read(1)
     with rasterio.open(pred_tif) as src:
@@ -127,30 +132,43 @@ def map_figure(embed_tif: Path, label_tif: Path, pred_tif: Path, out_png: Path,
     def masked(a):
         return np.ma.masked_where(a == 255, a)
 
-    panels = 4 if conf is not None else 3
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.8))
+    both = (ref != 255) & (pred != 255)
+    wrong = both & (ref != pred)
+    disagree = np.full((*ref.shape, 3), 1.0)  # white: nodata or unlabelled
+    disagree[both] = (0.82, 0.82, 0.82)  # grey: map and reference agree
+    disagree[wrong] = (0.85, 0.1, 0.1)  # red: they disagree
+    fig, axes = plt.subplots(2, 3, figsize=(13, 9))
+    axes = axes.ravel()
     axes[0].imshow(rgb)
-    axes[0].set_title("embedding (PCA false colour)", fontsize=9)
+    axes[0].set_title("64-band embedding (PCA false colour)", fontsize=11)
     axes[1].imshow(masked(ref), cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5,
                    interpolation="nearest")
-    axes[1].set_title("reference labels", fontsize=9)
+    axes[1].set_title("reference labels", fontsize=11)
     axes[2].imshow(masked(pred), cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5,
                    interpolation="nearest")
-    axes[2].set_title("inference_tile map (fusion)", fontsize=9)
+    axes[2].set_title("inference_tile map (fusion)", fontsize=11)
+    axes[3].imshow(disagree, interpolation="nearest")
+    share = wrong.sum() / max(both.sum(), 1)
+    axes[3].set_title(f"disagreement: red = map differs from reference\n"
+                      f"({share * 100:.1f} % of labelled pixels; grey = agree)", fontsize=11)
     if conf is not None:
-        im = axes[3].imshow(np.ma.masked_where(conf == 255, conf), cmap="magma", vmin=0,
+        im = axes[4].imshow(np.ma.masked_where(conf == 255, conf), cmap="magma", vmin=0,
                             vmax=100)
-        axes[3].set_title("confidence (max prob x 100)", fontsize=9)
-        fig.colorbar(im, ax=axes[3], fraction=0.046)
-    for ax in axes:
+        axes[4].set_title("confidence (blended max probability, %)", fontsize=11)
+        fig.colorbar(im, ax=axes[4], fraction=0.046).ax.tick_params(labelsize=9)
+    for ax in axes[:5]:
         ax.set_axis_off()
+        if ax.images:
+            add_scale_bar(ax, pixel_m, ref.shape[1])
+    axes[5].set_axis_off()
     handles = [plt.Rectangle((0, 0), 1, 1, color=np.array(colors[i]) / 255)
                for i in range(len(names))]
-    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=7, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    axes[5].legend(handles, [f"{i}  {n}" for i, n in enumerate(names)], loc="center",
+                   fontsize=11, frameon=False, title="dune classes", title_fontsize=11)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=60)
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -177,7 +195,7 @@ def map_demo(cfg: dict, root: Path, info: dict, weights: Path, run_base: Path,
     """Map the held-out scene with inference_tile; accuracy against its reference raster."""
     from dune_vlm.checkpoint import load_model_for_inference
     from dune_vlm.inference_tile import predict_raster
-    from dune_vlm.utils.config import class_colors
+    from dune_vlm.utils.config import class_colors, class_names
     from shared.atomic import atomic_write_json
 
     tile_cfg = cfg["tile"]
@@ -189,7 +207,8 @@ def map_demo(cfg: dict, root: Path, info: dict, weights: Path, run_base: Path,
         embed_tif, pred_tif, model, text, tile_size=int(tile_cfg["tile_size"]),
         stride=int(tile_cfg["stride"]),
         batch_size=int(tile_cfg["batch_size"]), confidence=True,
-        colormap={k: (*c, 255) for k, c in class_colors().items()}, progress=progress)
+        colormap={k: (*c, 255) for k, c in class_colors().items()}, class_names=class_names(),
+        progress=progress)
     m = map_accuracy(pred_tif, label_tif, int(cfg["data"]["num_classes"]))
     map_figure(embed_tif, label_tif, pred_tif, results / "map_namib_fusion.png",
                f"Synthetic Namib scene (held out), inference_tile.py: OA "
@@ -205,7 +224,7 @@ def run_seeds(cfg: dict, seeds, data_seeds, run_base: Path, results: Path, args)
     """Train (or reuse) and test both models for every seed; per-seed test metrics."""
     from dune_vlm.inference import run_evaluation
 
-    log, progress = _log(), not args.no_progress
+    log, progress = _log(), progress_enabled(args.no_progress)
     values = {m: {k: [] for k, _, _ in METRICS} for m in MODELS}
     per_seed, times, first = [], {m: [] for m in MODELS}, None
     for seed, dseed in zip(seeds, data_seeds):
@@ -234,26 +253,68 @@ def run_seeds(cfg: dict, seeds, data_seeds, run_base: Path, results: Path, args)
         for model in MODELS:
             shutil.copyfile(run_base / f"seed{seed}_data{dseed}" / model / "history.csv",
                             results / f"{model}_seed{seed}_history.csv")
+        if seed == seeds[0]:  # the first seed's figures beside the record, not only in runs/
+            for model in MODELS:
+                shutil.copyfile(run_base / f"seed{seed}_data{dseed}" / model /
+                                "confusion_test.png", results / f"{model}_confusion_test.png")
+            learning_curves({m: run_base / f"seed{seed}_data{dseed}" / m / "history.csv"
+                             for m in MODELS}, results / "learning_curves.png", seed)
     return values, per_seed, times, first
 
 
+def learning_curves(histories: dict[str, Path], out_png: Path, seed: int) -> None:
+    """Training loss and validation mIoU per epoch of both models of one seed (history.csv)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared.atomic import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for model, path in histories.items():
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        epochs = [int(r["epoch"]) for r in rows]
+        axes[0].plot(epochs, [float(r["train_loss"]) for r in rows], "-o", ms=3, label=model)
+        axes[1].plot(epochs, [100 * float(r["val_mIoU_ref"]) for r in rows], "-o", ms=3,
+                     label=model)
+    axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy)")
+    axes[1].set(xlabel="epoch", ylabel="validation mIoU % (reference definition)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=10)
+    fig.suptitle(f"dune_vlm learning curves, seed {seed} (quick profile, synthetic data)",
+                 fontsize=11)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import add_progress_argument, finish_parser
+    from shared.results import add_results_arguments
+
     p = argparse.ArgumentParser(
+        prog="dunes-reproduce",
         description="Reproduce the dune_vlm comparison on synthetic regions over several seeds: "
                     "fusion (Embed + Text) vs the Embed-only SegFormer, paired by seed, "
-                    "results/dune_vlm/summary.json.")
+                    "results/local/dune_vlm/summary.json (--record: results/dune_vlm/).")
     p.add_argument("--config", "--profile", dest="config", default="quick",
-                   help="'quick' (default), 'paper' or a YAML file")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+                   help="'quick', 'paper' or a YAML file")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds")
     p.add_argument("--data-seeds", action="store_true",
                    help="vary the synthetic data seed with the training seed too")
-    p.add_argument("--results", default=None, help="results folder (default results/dune_vlm)")
+    add_results_arguments(p, "dune_vlm")
     p.add_argument("--runs", default=None, help="runs folder (default runs/dune_vlm/<profile>)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
     p.add_argument("--no-map", action="store_true", help="skip the mapping demo")
-    p.add_argument("--no_progress", action="store_true")
-    return p
+    add_progress_argument(p)
+    return finish_parser(p)
 
 
 def _main(argv=None) -> int:
@@ -274,10 +335,12 @@ def _main(argv=None) -> int:
     torch.set_num_threads(max(1, args.threads))
     cfg = load_run_config(args.config)
     profile = cfg["profile"]
-    results = Path(args.results) if args.results else REPO_ROOT / "results" / "dune_vlm"
+    from shared.results import resolve_results
+
+    results = resolve_results(args, "dune_vlm")
     run_base = Path(args.runs) if args.runs else REPO_ROOT / "runs" / "dune_vlm" / profile
     _setup_logging(results / "reproduce.log")
-    log, progress = _log(), not args.no_progress
+    log, progress = _log(), progress_enabled(args.no_progress)
     seeds = [int(cfg["train"]["seed"]) + i for i in range(args.seeds)]
     data_seeds = [int(cfg["synthetic"]["seed"]) + (i if args.data_seeds else 0)
                   for i in range(args.seeds)]
@@ -314,10 +377,12 @@ def _main(argv=None) -> int:
         claims=claims,
         extra={"seeds": seeds, "data_seeds": data_seeds, "per_seed": per_seed,
                "train_eval_wall_s": times, "map": map_info})
+    from shared.results import format_claim, relativize_paths
+
     for c in claims:
-        log.info(f"claim {c['metric']}: mean diff {c['mean']:+.2f}, 95 % CI "
-                 f"{c['ci95']}, {c['verdict']}")
+        log.info(f"claim {c['metric']}: mean difference {format_claim(c)}, {c['verdict']}")
     log.info(f"wrote {results}/summary.json; total {wall / 60:.1f} min")
+    relativize_paths(results)  # a record names no machine's absolute path
     return 0
 
 

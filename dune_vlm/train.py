@@ -37,22 +37,40 @@ SHORTCUTS = {  # the reference's flags, kept as shortcuts for --set
 }
 
 
+# the vocabulary's spelling of each shortcut (the reference's, with underscores, stays hidden)
+SPELLING = {"data_root": "--data", "model": "--variant", "text_embed_path": "--text-embeds",
+            "batch_size": "--batch-size", "weight_decay": "--weight-decay"}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import (
+        add_precision_argument,
+        add_progress_argument,
+        finish_parser,
+        hidden_alias,
+    )
     from shared.runs import add_run_arguments
 
     p = argparse.ArgumentParser(
+        prog="dunes-train",
         description="Train the vision-language dune segmenter (fusion) or the Embed-only "
                     "SegFormer baseline on img_dir/ann_dir tiles.")
     add_run_arguments(p, "quick", run_dir_aliases=("--run_dir", "--save_dir"),
                       config_aliases=("--profile",))
     for name, (key, typ) in SHORTCUTS.items():
         kw = {"choices": ["fusion", "baseline"]} if name == "model" else {}
-        p.add_argument(f"--{name}", type=typ, help=f"same as --set {key}=...", **kw)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--amp", action="store_true", help="mixed precision (bf16 CPU, fp16 CUDA)")
+        flag = SPELLING.get(name, f"--{name}")
+        p.add_argument(flag, dest=name, type=typ,
+                       help=f"same as --set {key}=... (default: the config's)", **kw)
+        if flag != f"--{name}":
+            hidden_alias(p, f"--{name}", dest=name, type=typ, **kw)
+    hidden_alias(p, "--data-root", dest="data_root", type=str)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps; a device "
+                   "that is not there is an error")
+    add_precision_argument(p, default=None)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    return p
+    add_progress_argument(p)
+    return finish_parser(p, set_example="train.epochs=3")
 
 
 def config_from_args(args) -> dict:
@@ -63,8 +81,13 @@ def config_from_args(args) -> dict:
     for name, (key, _) in SHORTCUTS.items():
         if getattr(args, name) is not None:
             sets.append(f"{key}={getattr(args, name)}")
-    if args.amp:
-        sets.append("train.amp=true")
+    if getattr(args, "precision", None) is not None:  # --precision (or the old --amp)
+        import torch  # noqa: F401  (resolve_precision looks for CUDA through it)
+
+        from shared.cli import precision_to_amp
+
+        amp = precision_to_amp(args.precision, args.device)
+        sets.append(f"train.amp={'true' if amp else 'false'}")
     args.overrides = sets
     if args.config is None and not args.resume:
         args.config = args.default_config
@@ -74,11 +97,21 @@ def config_from_args(args) -> dict:
         cfg = load_run_config(args.config, sets)
     else:
         cfg = validate(run_config(args, PROFILE_FILES), str(args.run_dir))
+    text = cfg.get("text") or {}
+    if (cfg["model"]["name"] == "fusion" and args.text_embed_path is None
+            and text.get("embed_path") and text.get("minilm_path")):
+        from dune_vlm.utils.config import resolve_path
+
+        if not resolve_path(text["embed_path"]).is_file():  # the authors' file is not here
+            print(f"note: {text['embed_path']} (the authors' text embeddings) not found; using "
+                  f"our MiniLM embeddings {text['minilm_path']} (pass --text-embeds PATH for "
+                  "the authors' file)", file=sys.stderr)
+            text["embed_path"] = text["minilm_path"]
     if args.text_embed_path is not None and cfg["model"]["name"] != "fusion":
         from shared.runs import UserError
 
         raise UserError(f"{args.text_embed_path}: the {cfg['model']['name']} model takes no "
-                        "text; drop --text_embed_path")
+                        "text; drop --text-embeds")
     return cfg
 
 
@@ -340,13 +373,15 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
 
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from shared.cli import progress_enabled
     from shared.runs import UserError
 
     cfg = config_from_args(args)
     if args.run_dir is None:
         raise UserError("--run-dir is required (e.g. --run-dir runs/dune_vlm/quick/fusion)")
     out = run(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite,
-              device=args.device, threads=args.threads, progress=not args.no_progress)
+              device=args.device, threads=args.threads,
+              progress=progress_enabled(args.no_progress))
     print(json.dumps(out))
     return 0
 

@@ -199,3 +199,30 @@ def test_damaged_blocks_are_one_clear_error(tmp_path):
         predict_raster(bad, tmp_path / "o.tif", LocalNet().eval(), tile_size=64, stride=32,
                        progress=False)
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_map_geotiff_has_class_names_and_a_qgis_style(tmp_path):
+    """What QGIS shows: the class map band carries its description, colour table and class
+    names (GDAL metadata, and category names + attribute table in the .aux.xml); a paletted
+    .qml style with the class names lies beside it."""
+    import xml.etree.ElementTree as ET
+
+    from dune_vlm.utils.config import class_colors, class_names
+
+    path, _ = raster(tmp_path, h=64, w=64)
+    names, colors = class_names(), {k: (*c, 255) for k, c in class_colors().items()}
+    out = tmp_path / "map.tif"
+    stats = predict_raster(path, out, LocalNet().eval(), tile_size=32, stride=16, batch_size=2,
+                           colormap=colors, class_names=names, progress=False)
+    with rasterio.open(out) as src:
+        assert src.descriptions[0] == "dune class (255 = nodata)"
+        assert src.colormap(1)[3][:3] == tuple(class_colors()[3])
+        assert src.colormap(1)[NODATA_OUT][3] == 0
+        tags = src.tags(1)
+        assert [tags[f"CLASS_{i}"] for i in range(len(names))] == names
+    qml = out.with_suffix(".qml")
+    assert sorted(stats["sidecars"]) == sorted([str(qml), str(out) + ".aux.xml"])
+    palette = ET.parse(qml).getroot().find("pipe/rasterrenderer/colorPalette")
+    assert [e.get("label") for e in palette] == names
+    cats = ET.parse(str(out) + ".aux.xml").getroot().find("PAMRasterBand/CategoryNames")
+    assert [c.text for c in cats] == names

@@ -129,9 +129,18 @@ def test_help_and_aliases():
                          text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(
                              os.path.dirname(os.path.abspath(__file__)))))
     assert out.returncode == 0
-    for flag in ("--config", "--profile", "--run-dir", "--run_dir", "--save_dir", "--resume",
-                 "--overwrite", "--set"):
+    for flag in ("--config", "--run-dir", "--resume", "--overwrite", "--set", "--data",
+                 "--precision", "--no-progress"):
         assert flag in out.stdout
+    for old in ("--profile", "--run_dir", "--save_dir", "--data_root", "--amp", "--no_progress"):
+        # the reference's spellings parse but stay out of the usage and the option list
+        assert f"[{old}" not in out.stdout and f"\n  {old}" not in out.stdout
+    from dune_vlm.train import build_parser
+
+    a = build_parser().parse_args(["--profile", "quick", "--save_dir", "r", "--data_root", "d",
+                                   "--model", "baseline", "--amp", "--no_progress"])
+    assert (a.config, str(a.run_dir), a.data_root, a.model, a.precision, a.no_progress) == \
+        ("quick", "r", "d", "baseline", "bf16", True)
 
 
 def test_init_from_checkpoint_and_mismatch_refused(data, tmp_path, capsys):

@@ -41,7 +41,9 @@ def test_synthetic_geotiff_has_crs_transform_and_regions_differ(tmp_path):
         assert src.count == 64 and src.crs.to_epsg() == 32733 and src.nodata == -9999.0
         assert src.transform.a == 10.0
     with rasterio.open(lab) as src:
-        assert src.colormap(1)[4][:3] == (250, 200, 30)
+        from dune_vlm.utils.config import class_colors
+
+        assert src.colormap(1)[4][:3] == tuple(class_colors()[4])  # configs/classes.yml
     a = make_scene(REGIONS["namib"], 128, 0)[1]
     b = make_scene(REGIONS["mojave"], 128, 0)[1]
     assert not np.array_equal(a, b)

@@ -68,7 +68,8 @@ def test_tiny_fusion_train_then_evaluate(data, tmp_path):
         assert dst.crs.to_epsg() == 32611 and dst.transform == transform
         band = dst.read(1)
         assert (band[:10] == 255).all() and (band[10:] < 10).all()
-        assert dst.colormap(1)[4][:3] == (250, 200, 30)
+        assert dst.colormap(1)[4][:3] == (240, 228, 66)  # linear dunes, configs/classes.yml
+        assert dst.tags(1)["CLASS_4"] == "linear dunes"
     with pytest.raises(ValueError, match="rows but the model has 10"):
         bad = tmp_path / "bad.npy"
         np.save(bad, np.zeros((4, 24), np.float32))
