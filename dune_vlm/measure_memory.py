@@ -97,35 +97,39 @@ def _child(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        prog="dunes-measure-memory",
         description="Measure peak RSS of inference_tile on generated 64-band rasters of the "
                     "given sizes (each mapped in a fresh process).")
     from shared.runs import declare_paths, nonnegative_int, positive_int
 
     p.add_argument("--sizes", type=positive_int, nargs="+", default=[2048, 8192],
                    help="raster sides in pixels (default: 2048 8192)")
-    p.add_argument("--dtype", default="int8", choices=["int8", "float32"])
+    p.add_argument("--dtype", default="int8", choices=["int8", "float32"],
+                   help="data type of the generated rasters")
     p.add_argument("--model", default="pixel", choices=["pixel", "paper"],
                    help="stand-in model when no --weights is given")
     p.add_argument("--weights", help="a trained dune_vlm checkpoint instead of a stand-in")
-    p.add_argument("--text_embed_path")
-    p.add_argument("--tile_size", type=positive_int, default=512)
-    p.add_argument("--stride", type=positive_int, default=256)
-    p.add_argument("--batch_size", type=positive_int, default=4)
+    p.add_argument("--text_embed_path", help="(classes, D) .npy for a reference fusion file")
+    p.add_argument("--tile_size", type=positive_int, default=512, help="model window")
+    p.add_argument("--stride", type=positive_int, default=256, help="window step")
+    p.add_argument("--batch_size", type=positive_int, default=4, help="windows per forward")
     p.add_argument("--max_rows_mb", type=nonnegative_int, default=1024,
                    help="inference_tile's budget for its row reader (0: window by window)")
-    p.add_argument("--confidence", action="store_true")
-    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--confidence", action="store_true", help="add the confidence band")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     p.add_argument("--workdir", default="datasets/dune_vlm/memory",
                    help="where rasters are generated (default: %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the generated rasters")
     p.add_argument("--out", help="JSON file for the results")
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
     # internal: run one mapping in this process
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--input_tif", help=argparse.SUPPRESS)
     p.add_argument("--output_tif", help=argparse.SUPPRESS)
     # issue 27: no output may be, hold or lie inside an input (--out onto --weights)
-    return declare_paths(p, inputs=["weights", "text_embed_path", "input_tif"],
+    from shared.cli import finish_parser
+
+    return declare_paths(finish_parser(p), inputs=["weights", "text_embed_path", "input_tif"],
                          outputs=["out", "output_tif"], folders=["workdir"])
 
 
