@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.cli import progress_enabled
+
 INT8_NODATA = -128
 
 
@@ -90,7 +92,8 @@ def _child(args) -> dict:
     stats = predict_raster(args.input_tif, args.output_tif, model, text,
                            tile_size=args.tile_size, stride=args.stride,
                            batch_size=args.batch_size, confidence=args.confidence,
-                           progress=not args.no_progress, max_rows_mb=args.max_rows_mb)
+                           progress=progress_enabled(args.no_progress),
+                           max_rows_mb=args.max_rows_mb)
     stats["model"] = args.weights or args.model
     return stats
 
@@ -157,7 +160,7 @@ def _main(argv=None) -> int:
         src = work / f"embedding_{size}_{args.dtype}.tif"
         if not src.is_file():
             t0 = time.time()
-            make_raster(src, size, args.dtype, progress=not args.no_progress)
+            make_raster(src, size, args.dtype, progress=progress_enabled(args.no_progress))
             print(f"generated {src} ({src.stat().st_size / 2**20:.0f} MiB, "
                   f"{time.time() - t0:.0f} s)")
         out = work / f"map_{size}.tif"
@@ -172,8 +175,8 @@ def _main(argv=None) -> int:
             cmd += ["--text_embed_path", args.text_embed_path]
         if args.confidence:
             cmd.append("--confidence")
-        if args.no_progress:
-            cmd.append("--no_progress")
+        if not progress_enabled(args.no_progress):
+            cmd.append("--no-progress")
         t0 = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode == 2:  # the child's one-line user error, without what torch printed
