@@ -21,6 +21,9 @@ READMES = ["README.md", "mars_cracknet/README.md", "dune_vlm/README.md", "s5mars
            "crater_resunet/README.md", "ice_patch_cnn/README.md"]
 PACKAGES = ("mars_cracknet", "dune_vlm", "s5mars_ssl", "crater_resunet", "ice_patch_cnn",
             "shared", "bench")
+# an absolute path into a checkout's generated folders, on any machine
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:home|work|Users|root|srv|mnt)/[^\s\"']*?/"
+                          r"(?:datasets|runs|results)/")
 MODULE = re.compile(r"(?:python[\d.]*|torchrun[^`\n]*?)\s+-m\s+([a-z_][a-z0-9_.]*)")
 SCRIPT = re.compile(r"python[\d.]*\s+((?:" + "|".join(PACKAGES) + r")/[a-z0-9_/]+)\.py")
 
@@ -147,3 +150,29 @@ def test_make_help_lists_every_target():
                          timeout=60).stdout
     shown = {line.split()[0] for line in out.splitlines() if line.strip()}
     assert "reproduce-s5mars" in targets and set(targets) <= shown, set(targets) - shown
+
+
+def test_no_absolute_machine_paths_in_committed_files():
+    """Committed files (markdown aside) name no path of the machine that made them; records
+    are written repository-relative (shared.results.relativize_paths)."""
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                               check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    prefix = str(REPO) + "/"
+    found = []
+    for rel in files:
+        path = REPO / rel
+        if not rel or rel.endswith(".md") or not path.is_file() or path.stat().st_size > 2e6:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # binary
+        if prefix in text or MACHINE_PATH.search(text):
+            found.append(rel)
+    crater = [f for f in found if f.startswith("results/crater_resunet/")]
+    assert not [f for f in found if f not in crater], found
+    if crater:  # the crater record is rewritten by the issue-30 owner
+        pytest.xfail(f"absolute paths in {crater}")
