@@ -475,7 +475,8 @@ def _train(cfg, rd: RunDir | None, resume, device, amp, progress, stop) -> dict:
     log(f"mode={job.mode} device={job.dev} world={job.world} iterations={job.total} "
         f"({job.per_epoch} per epoch) labelled={len(job.lab_ds)} unlabelled="
         f"{len(job.unl_ds) if job.mode == 'semi' else 0} test={len(job.val_ds)} "
-        f"params={sum(p.numel() for p in job.student.parameters()):,}")
+        f"params={sum(p.numel() for p in job.student.parameters()):,} precision="
+        f"{('fp16' if job.dev.type == 'cuda' else 'bf16') if job.amp else 'fp32'}")
     job.model.train()
     if job.teacher is not None:
         job.teacher.eval()
@@ -492,6 +493,7 @@ def _train(cfg, rd: RunDir | None, resume, device, amp, progress, stop) -> dict:
         log(f"final {m}: mIoU {v['miou'] * 100:.2f}, all-class mIoU {v['miou_all'] * 100:.2f}")
     save_state(job, rd)
     result = _result(job, ev, t0)
+    result["precision"] = ("fp16" if job.dev.type == "cuda" else "bf16") if job.amp else "fp32"
     if rd is not None:
         rd.write_summary(result)
         _plot(job, rd)
