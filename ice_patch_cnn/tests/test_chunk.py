@@ -124,11 +124,13 @@ def test_bad_files_are_reported_and_skipped_and_rerun_skips_done(tmp_path, capsy
 
 
 def test_cli_errors_are_clean(tmp_path, capsys):
+    src = tmp_path / "src"  # the output beside the input: inside it is refused (issue 27)
+    src.mkdir()
     with pytest.raises(SystemExit) as exc:
-        main([str(tmp_path), "--out", str(tmp_path / "o")])
+        main([str(src), "--out", str(tmp_path / "o")])
     assert exc.value.code == 2
     with pytest.raises(SystemExit):
-        main([str(tmp_path), "--out", str(tmp_path / "o"), "--size", "2"])
+        main([str(src), "--out", str(tmp_path / "o"), "--size", "2"])
     assert "chunk size" in capsys.readouterr().err
 
 
