@@ -188,7 +188,7 @@ def write_diam_file(catalogue_csv: str | Path, path: str | Path, area_km2: float
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m crater_resunet.csfd",
+        prog="craters-csfd",
         description="Crater size-frequency distribution figure (cumulative and R-plot, "
                     "craterstats binning) of a catalogue CSV, and optionally the catalogue as "
                     "a craterstats .diam crater list.")

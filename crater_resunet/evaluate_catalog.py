@@ -130,7 +130,7 @@ def score(pred: dict, truth: dict, radius_km: float = MOON_RADIUS_KM) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m crater_resunet.evaluate_catalog",
+        prog="craters-evaluate-catalog",
         description="Recall, precision, F1 and match errors of a crater catalogue against a "
                     "true one (DeepMoon criteria; km on the body for lon/lat/diameter_km "
                     "catalogues, pixels otherwise).")

@@ -333,7 +333,7 @@ def format_result(res: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m crater_resunet.lunar",
+        prog="craters-lunar",
         description="Recall of the named lunar craters (pylunar 0.11.1) by a crater model on "
                     "the LRO WAC global mosaic (lunar-toolkit 0.1.0), predicted with the image "
                     "pyramid. Evaluation only; precision is not measurable (sparse labels).")

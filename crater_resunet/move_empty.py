@@ -77,7 +77,7 @@ def move_empty(root: str | os.PathLike, dest: str | os.PathLike | None = None,
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m crater_resunet.move_empty",
+        prog="craters-move-empty",
         description="Move images whose YOLO label file is empty (no crater), and those label "
                     "files, to <dest>/empty_images and <dest>/empty_labels. Never overwrites.")
     parser.add_argument("root", type=Path, help="YOLO data root with <split>/{images,labels}")
@@ -102,7 +102,11 @@ def main(argv=None) -> int:
     return 1 if report.skipped else 0
 
 
-if __name__ == "__main__":
+def cli(argv=None) -> int:
     from shared.runs import cli_main
 
-    sys.exit(cli_main(main))
+    return cli_main(main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

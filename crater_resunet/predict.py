@@ -337,7 +337,8 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
                    batch_size: int = 8, scale: float | None = None,
                    target_resolution: float | None = None,
                    train_resolution: float | None = None, scales=None, sigma: float = 1.0,
-                   closing: int = 1, drop_nodata: bool = False) -> dict:
+                   closing: int = 1, drop_nodata: bool = False,
+                   progress: bool = True) -> dict:
     """Predict every image, write the outputs, return the metrics (when labels exist).
 
     Plain images (PNG/JPEG/BMP) as in the paper; rasters (GeoTIFF, JP2, ...; any bit depth)
@@ -362,7 +363,8 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
                 batch_size=batch_size, scales=parse_scales(scales), sigma=sigma,
                 closing=closing)
     totals, rows, per_image, layers, n_fig = _Totals(), [], [], [], 0
-    for path in tqdm(images, desc="predict", unit="img", disable=len(images) < 3):
+    for path in tqdm(images, desc="predict", unit="img",
+                     disable=not progress or len(images) < 3):
         if is_raster(path):
             s = rp.resolve_scale(path, scale, target_resolution, train_resolution)
             res = rp.predict_raster(model, path, out, scale=s, threshold=threshold,
@@ -412,8 +414,10 @@ def model_run_config(model_path: Path) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import add_progress_argument, finish_parser
+
     parser = argparse.ArgumentParser(
-        prog="python -m crater_resunet.predict",
+        prog="craters-predict",
         description="Crater masks, boxes (YOLO detections with confidence), a crater catalogue "
                     "(craters.csv; craters.gpkg for georeferenced rasters) and figures from a "
                     "trained .keras model; metrics when labels are found. Rasters (GeoTIFF, "
@@ -424,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--labels", type=Path, help="folder of YOLO ground-truth labels "
                         "(default: labels/ beside an images/ folder, if present)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="mask threshold (0.5)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="mask threshold")
     parser.add_argument("--mode", choices=["auto", "resize", "tile"], default="auto",
                         help="plain images: resize to the model input (paper), overlapping "
                              "tiles, or auto: tile images larger than twice the input (default)")
@@ -443,14 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "catalogue with a 'scale' column (default: one scale)")
     parser.add_argument("--smooth", type=float, default=1.0, metavar="SIGMA",
                         help="Gaussian smoothing (px) of the probability before the threshold "
-                             "(1.0; 0 = none)")
+                             "(0 = none)")
     parser.add_argument("--closing", type=int, default=1, metavar="PX",
-                        help="radius of the binary closing after the threshold (1; 0 = none)")
+                        help="radius of the binary closing after the threshold (0 = none)")
     parser.add_argument("--drop-nodata", action="store_true",
                         help="drop craters whose rim reaches nodata (default: keep them with "
                              "nodata=1 in the catalogue)")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU to match a predicted box "
-                        "to a true crater (0.5)")
+                        "to a true crater")
     parser.add_argument("--min-area", type=float, default=None,
                         help="drop predicted blobs smaller than this many (input) pixels "
                              "(default: predict.min_area of the model's run config, else the "
@@ -461,9 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="channel order the model was trained with (default: its run "
                              "config, else bgr)")
     parser.add_argument("--max-figures", type=int, default=20,
-                        help="write at most this many figures (20; 0 = none)")
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (8)")
-    return parser
+                        help="write at most this many figures (0 = none)")
+    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="arithmetic: auto = bf16 (mixed_bfloat16) on a CPU with native "
+                             "bf16 (avx512_bf16/amx_bf16), else fp32; the model is rebuilt "
+                             "in that precision with its own weights")
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu or gpu; a device this machine lacks is an error")
+    add_progress_argument(parser, aliases=())
+    return finish_parser(parser)
 
 
 def main(argv=None) -> int:
@@ -496,12 +507,14 @@ def main(argv=None) -> int:
                             f"in {truth.parent} (e.g. {truth.name}); choose another --out")
     cfg = model_run_config(args.model)
     min_area = args.min_area if args.min_area is not None else float(cfg["predict"]["min_area"])
+    from shared.cli import check_keras_device, progress_enabled
     from shared.runs import quiet_tensorflow
 
+    check_keras_device(args.device)
     quiet_tensorflow()
-    from crater_resunet.model import load_model
+    from crater_resunet.model import load_model, with_precision
 
-    model = load_model(args.model, compile=False)
+    model = with_precision(load_model(args.model, compile=False), args.precision)
     res = run_prediction(model, images, args.out, labels_dir=args.labels,
                          threshold=args.threshold, mode=args.mode, overlap=args.overlap,
                          iou_threshold=args.iou, min_area=min_area,
@@ -512,7 +525,8 @@ def main(argv=None) -> int:
                          target_resolution=args.target_resolution,
                          train_resolution=cfg["data"].get("resolution_m"),
                          scales=args.scales, sigma=args.smooth, closing=args.closing,
-                         drop_nodata=args.drop_nodata)
+                         drop_nodata=args.drop_nodata,
+                         progress=progress_enabled(args.no_progress))
     print(f"{res['images']} image(s), {res['craters_predicted']} crater(s) -> {args.out}")
     if "pixel" in res:
         p, c = res["pixel"], res["crater"]

@@ -222,7 +222,7 @@ def convert(image_path: Path, labels_path: Path, out: Path, tile: int = 256, ove
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m crater_resunet.prepare_pycda",
+        prog="craters-prepare-pycda",
         description="Fetch the real Mars crater tile of pycda==0.1.16 (pip download, cached) and "
                     "convert it into YOLO 256x256 tiles with a spatial train/valid split.")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "datasets" / "crater_resunet"

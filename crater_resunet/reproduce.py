@@ -383,7 +383,7 @@ def write_results(cfg: dict, paper: dict, prep: dict, root: Path, seeds: list[in
          "valid_strip_predict": ({k: v for k, v in s["strip"].items() if k != "per_image"}
                                  if s["strip"] else None),
          "lunar": s["lunar"]} for s in per_seed]}
-    atomic_write_json(results / "metrics.json", metrics)
+    atomic_write_json(results / "metrics.json", repo_relative(metrics))
     wall = time.time() - t0
     tr = first["train"]
     data = (f"real Mars image: pycda 0.1.16 holdout_tile ({prep['width']}x{prep['height']} px, "
@@ -457,6 +457,19 @@ def _lunar_figures(first: dict, results: Path) -> None:
                     area_km2=4 * 3.141592653589793 * MOON_RADIUS_KM ** 2)
 
 
+def repo_relative(obj):
+    """``obj`` with every path string inside the repository written relative to its root, so
+    a committed record holds no path of the machine that made it."""
+    prefix = str(REPO_ROOT) + os.sep
+    if isinstance(obj, dict):
+        return {k: repo_relative(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [repo_relative(v) for v in obj]
+    if isinstance(obj, Path):
+        obj = str(obj)
+    return obj.replace(prefix, "") if isinstance(obj, str) else obj
+
+
 def json_file(path: Path) -> dict | None:
     import json
 
@@ -495,12 +508,15 @@ def main(argv=None) -> int:
     from shared.results import add_results_arguments
 
     parser = argparse.ArgumentParser(
-        prog="python -m crater_resunet.reproduce",
+        prog="craters-reproduce",
         description="Prepare the real pycda Mars crater tile, train the quick profile over "
-                    "several seeds, evaluate, and write results/crater_resunet/.")
+                    "several seeds, evaluate on the held-out strip and on the Moon (LRO WAC "
+                    "mosaic, named craters), and write results/local/crater_resunet/ (with "
+                    "--record: the committed record results/crater_resunet/).")
     parser.add_argument("--config", default="quick", help="profile (default: quick)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config value (repeatable)")
+                        metavar="KEY=VALUE", help="override a config value, e.g. --set "
+                        "train.epochs=3 (repeatable; unknown keys are an error)")
     parser.add_argument("--seeds", type=int, default=3,
                         help="training seeds: the profile's seed and the next N-1 (default 3)")
     parser.add_argument("--retrain", action="store_true", help="train even if a finished run "
@@ -514,7 +530,9 @@ def main(argv=None) -> int:
                              "default: run it)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)),
                         help="CPU threads (default: $OMP_NUM_THREADS or 2)")
-    args = parser.parse_args(argv)
+    from shared.cli import finish_parser
+
+    args = finish_parser(parser).parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     from crater_resunet.data import LabelError
@@ -533,7 +551,7 @@ def main(argv=None) -> int:
         from shared.results import resolve_results
 
         atomic_write_text(resolve_results(args, "crater_resunet") / "reproduce.log",
-                          "".join(tee.lines))
+                          repo_relative("".join(tee.lines)))
     return rc
 
 

@@ -281,6 +281,14 @@ def load_state(run, r: Recipe) -> dict:
     return state
 
 
+def _shown(path: Path) -> str:
+    """A path as a record shows it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _finite(v):
     v = float(v) if v is not None else None
     return None if v is None or v in (float("inf"), float("-inf")) else v
@@ -359,7 +367,7 @@ def _finish(rd, r: Recipe, state: dict, log) -> dict:
     best = state["best_epoch"] - 1
     total, trainable = count_params(r.model)
     summary = {
-        "profile": r.cfg.get("profile"), "data_root": str(r.root),
+        "profile": r.cfg.get("profile"), "data_root": _shown(r.root),
         "code_version": code_version(Path(__file__).parent),
         "backend": keras.backend.backend(),
         "precision": r.cfg["train"].get("precision", "fp32"),
@@ -386,22 +394,23 @@ def _finish(rd, r: Recipe, state: dict, log) -> dict:
 
 # ------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import add_progress_argument, finish_parser
     from shared.runs import add_run_arguments
 
     parser = argparse.ArgumentParser(
-        prog="python -m crater_resunet.train",
+        prog="craters-train",
         description="Train the crater ResNet-UNet (Keras 3) on a YOLO-layout data set "
                     "(<data>/{train,valid}/{images,labels}) following the shared run contract.")
     add_run_arguments(parser, default_config="quick", run_dir_aliases=("--out",))
     parser.add_argument("--data", type=Path, help="data root (same as --set data.root=...)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)),
                         help="CPU threads (default: $OMP_NUM_THREADS or 2)")
-    parser.add_argument("--quiet", action="store_true", help="no per-batch Keras output")
+    add_progress_argument(parser, aliases=("--quiet",))
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                         help="arithmetic (same as --set train.precision=...): auto = bf16 "
                              "(mixed_bfloat16) on a CPU with native bf16, else fp32 (default: "
                              "the profile's train.precision: auto in quick, fp32 in paper)")
-    return parser
+    return finish_parser(parser, set_example="train.epochs=3")
 
 
 def main(argv=None) -> int:
@@ -414,11 +423,12 @@ def main(argv=None) -> int:
         args.overrides = [*args.overrides, f"train.precision={args.precision}"]
     cfg = run_config(args, PROFILES)
     run_dir = args.run_dir or REPO_ROOT / "runs" / "crater_resunet" / str(cfg.get("profile", "run"))
+    from shared.cli import progress_enabled
     from shared.runs import quiet_tensorflow
 
     quiet_tensorflow()
     run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
-        verbose=0 if args.quiet else 2, threads=args.threads)
+        verbose=2 if progress_enabled(args.no_progress) else 0, threads=args.threads)
     return 0
 
 
