@@ -173,3 +173,36 @@ def test_reproduce_default_output_is_not_a_tracked_path(parsers):
         except (OSError, subprocess.CalledProcessError):
             pytest.skip("not a git checkout")
         assert tracked == "" and ignored, paper
+
+
+def test_precision_auto_follows_the_cpu_flags(tmp_path):
+    from shared.precision import cpu_has_native_bf16, resolve_precision
+
+    with_bf16, without = tmp_path / "a", tmp_path / "b"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert cpu_has_native_bf16(str(with_bf16)) and not cpu_has_native_bf16(str(without))
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cuda") == "bf16"
+    assert resolve_precision("auto", "cuda:0") == "fp32"  # GPUs: mixed precision is explicit
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    with pytest.raises(ValueError):
+        resolve_precision("fp16", "cpu")
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    import io
+
+    from shared.cli import progress_enabled
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    assert progress_enabled(False, [Tty(), Tty()])
+    assert not progress_enabled(True, [Tty(), Tty()])
+    assert not progress_enabled(False, [Tty(), io.StringIO()])  # a log file or a pipe
+    monkeypatch.setenv("CI", "true")
+    assert not progress_enabled(False, [Tty(), Tty()])
