@@ -108,12 +108,12 @@ def check(result: dict[str, Any]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="planetary-bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="quick profiles at tiny sizes, one child per framework (the test of "
                         "the bench; its numbers say nothing about speed)")
     p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of {','.join(SECTIONS)}")
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     p.add_argument("--only", default=None, help="comma-separated entries, e.g. dune_vlm")
     p.add_argument("--merge", action="store_true",
                    help="replace only the entries run now in the existing JSON")
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-cap", type=int, default=None,
                    help="training batch: the profile's, capped at this (default 2; quick 1)")
     p.add_argument("--child-timeout", type=float, default=1800.0,
-                   help="seconds before a child is killed and reported")
+                   help="seconds before a child is killed and reported (default: 1800)")
     p.add_argument("--json", type=Path, default=None,
                    help="output JSON (default results/bench.json; quick: runs/bench/quick.json)")
     p.add_argument("--markdown", type=Path, default=None,
