@@ -180,6 +180,13 @@ def _main(argv=None) -> int:
             + f" ({time.time() - t:.0f} s)")
     wall = time.time() - t0
     _summary(per_seed, seeds, cfg, wall, results, args.vary_data)
+    import shutil
+
+    for name in cfg["reproduce"]["settings"]:  # the first seed's learning curves
+        curves = runs / f"data{seeds[0] if args.vary_data else 0}" / f"seed{seeds[0]}" / name / \
+            "curves.png"
+        if curves.is_file():
+            shutil.copyfile(curves, results / f"curves_{name}.png")
     log(f"done in {wall / 60:.1f} min -> {results / 'summary.json'}")
     atomic_write_text(results / "reproduce_log.txt", "\n".join(lines) + "\n")
     from shared.results import relativize_paths

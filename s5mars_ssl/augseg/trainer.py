@@ -508,16 +508,20 @@ def _plot(job: Job, rd: RunDir) -> None:
 
     keys = [("sup", "supervised loss"), ("unsup", "unsupervised loss"),
             ("pseudo_ratio", "hard pseudo-label ratio"), ("miou", "mIoU (eval)")]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
-    for ax, (k, label) in zip(axes, keys):
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))  # a grid, legible at its saved size
+    for ax, (k, label) in zip(axes.ravel(), keys):
         rows = [h for h in job.history if k in h]
         if rows:
             ax.plot([h["iter"] for h in rows], [h[k] for h in rows], marker="o", ms=3)
-        ax.set_title(label)
-        ax.set_xlabel("iteration")
+        else:
+            ax.text(0.5, 0.5, "not recorded in this mode", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=10, color="grey")
+        ax.set_title(label, fontsize=11)
+        ax.set_xlabel("iteration", fontsize=10)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{job.mode}: {rd.path.name}")
+    fig.suptitle(f"S5Mars learning curves, {job.mode}: {rd.path.name}", fontsize=12)
     fig.tight_layout()
     with atomic_path(rd.file("curves.png")) as tmp:
-        fig.savefig(tmp, dpi=90)
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
