@@ -252,7 +252,8 @@ def contact_sheet(folder: Path, predictions: dict[str, list[dict]], path: Path, 
         return 0
     cols = min(4, len(items))
     rows = -(-len(items) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 3.3 * rows + 0.5), squeeze=False,
+                             layout="constrained")
     colours = {"ice": "tab:blue", "hard": "tab:orange", "no_ice": "tab:grey"}
     for ax in axes.ravel():
         ax.axis("off")
@@ -263,7 +264,6 @@ def contact_sheet(folder: Path, predictions: dict[str, list[dict]], path: Path, 
                      color=colours[chunk_label(p, rules)])
     fig.suptitle("Most likely chunks: predicted probability p of a small ice patch (title "
                  "colour: blue ice, orange hard, grey no ice)", fontsize=11)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
