@@ -24,6 +24,8 @@ import numpy as np
 GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM; bounded here
 RASTER_EXTS = (".tif", ".tiff", ".jp2", ".img", ".cub", ".lbl", ".vrt")
 MASK_NODATA = 255
+MASK_CLASSES = {0: "background", 1: "crater"}
+MASK_COLOURS = {0: (0, 0, 0), 1: (255, 64, 32)}
 OVERLAY_MAX_PIXELS = 4096 * 4096  # native-resolution overlay figures up to this size
 PIXEL_COLUMNS = ("image", "x", "y", "diameter", "width", "height", "confidence")
 GEO_COLUMNS = ("lon", "lat", "diameter_km")
@@ -239,7 +241,13 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
 
     from crater_resunet import craters as cr
     from crater_resunet.pyramid import auto_scales, parse_scales
-    from shared.rasters import RasterError, geotiff_writer, open_scene
+    from shared.rasters import (
+        RasterError,
+        describe_class_band,
+        geotiff_writer,
+        open_scene,
+        write_class_sidecars,
+    )
 
     factors = parse_scales(scales)
     with open_scene(path) as scene:
@@ -264,9 +272,14 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
             prob_path.parent.mkdir(parents=True, exist_ok=True)
             with geotiff_writer(prob_path, dtype="float32", nodata=float("nan"), **geo) as dp, \
                     geotiff_writer(mask_path, dtype="uint8", nodata=MASK_NODATA, **geo) as dm:
+                dp.set_band_description(1, f"crater probability (scale {s:g})")
+                describe_class_band(dm, MASK_CLASSES, MASK_COLOURS, nodata=MASK_NODATA,
+                                    description=f"crater mask (1 = crater, threshold "
+                                                f"{threshold:g}, scale {s:g})")
                 n += stream_probability(model, scene, dp, dm, scale=s, overlap=overlap,
                                         threshold=threshold, batch_size=batch_size,
                                         channel_order=channel_order)
+            write_class_sidecars(mask_path, MASK_CLASSES, MASK_COLOURS)
             # min_area is in input pixels at the base scale, then the same model-grid area at
             # every pyramid level (the smallest blob the model resolves)
             t = detect_craters(prob_path, min_area * scale * scale, threshold=threshold,

@@ -383,7 +383,7 @@ def write_results(cfg: dict, paper: dict, prep: dict, root: Path, seeds: list[in
          "valid_strip_predict": ({k: v for k, v in s["strip"].items() if k != "per_image"}
                                  if s["strip"] else None),
          "lunar": s["lunar"]} for s in per_seed]}
-    atomic_write_json(results / "metrics.json", repo_relative(metrics))
+    atomic_write_json(results / "metrics.json", metrics)
     wall = time.time() - t0
     tr = first["train"]
     data = (f"real Mars image: pycda 0.1.16 holdout_tile ({prep['width']}x{prep['height']} px, "
@@ -455,19 +455,6 @@ def _lunar_figures(first: dict, results: Path) -> None:
                         colors=64)
     write_diam_file(lunar_dir / "predict" / "craters.csv", results / "lunar_craters.diam",
                     area_km2=4 * 3.141592653589793 * MOON_RADIUS_KM ** 2)
-
-
-def repo_relative(obj):
-    """``obj`` with every path string inside the repository written relative to its root, so
-    a committed record holds no path of the machine that made it."""
-    prefix = str(REPO_ROOT) + os.sep
-    if isinstance(obj, dict):
-        return {k: repo_relative(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [repo_relative(v) for v in obj]
-    if isinstance(obj, Path):
-        obj = str(obj)
-    return obj.replace(prefix, "") if isinstance(obj, str) else obj
 
 
 def json_file(path: Path) -> dict | None:
@@ -548,10 +535,11 @@ def main(argv=None) -> int:
         sys.stdout = tee.stream
     if rc == 0:
         from shared.atomic import atomic_write_text
-        from shared.results import resolve_results
+        from shared.results import relativize_paths, resolve_results
 
-        atomic_write_text(resolve_results(args, "crater_resunet") / "reproduce.log",
-                          repo_relative("".join(tee.lines)))
+        results = resolve_results(args, "crater_resunet")
+        atomic_write_text(results / "reproduce.log", "".join(tee.lines))
+        relativize_paths(results)  # a record names no absolute path of this machine
     return rc
 
 

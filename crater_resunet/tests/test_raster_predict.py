@@ -90,6 +90,13 @@ def test_geotiffs_keep_crs_transform_nodata_and_gpkg_reads_back(tmp_path, model)
         assert m.nodata == 255 and np.all(mask[:, :20] == 255) and set(np.unique(mask)) <= {
             0, 1, 255}
         assert np.all(np.isnan(p.read(1)[:, :20]))
+        # what a GIS shows: band descriptions, a colour table, class names
+        assert m.descriptions[0].startswith("crater mask") and "probability" in p.descriptions[0]
+        cmap = m.colormap(1)
+        assert cmap[1][:3] != cmap[0][:3] and cmap[255][3] == 0
+        assert m.tags(1)["CLASS_1"] == "crater" and m.tags(1)["CLASS_0"] == "background"
+    assert (out / "masks" / "s_mask.qml").is_file()
+    assert "crater" in (out / "masks" / "s_mask.tif.aux.xml").read_text()
     rows = _rows(out)
     info = pyogrio.read_info(out / "craters.gpkg", layer="s")
     assert info["features"] == len(rows) == len(CENTRES)
