@@ -169,3 +169,14 @@ def test_malicious_last_keras_on_resume_is_one_line(setup, tmp_path, capfd):
     assert main(["--run-dir", str(run), "--resume", "--epochs", "1", "--quiet"]) == 2
     err = capfd.readouterr().err.strip()
     assert "last.keras" in err and len(err.splitlines()) == 1, err
+
+
+def test_truncated_prediction_csv_is_one_line(tmp_path, capsys):
+    from ice_patch_cnn.survey import main as survey
+
+    (tmp_path / "pred" / "chunks").mkdir(parents=True)
+    (tmp_path / "pred" / "chunks" / "a.csv").write_text(
+        "file,grid_row,grid_col,y,x,p\na.png,0,0,0,0,0.5\nb.png,0,1")  # cut mid-row
+    assert survey([str(tmp_path / "pred"), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "a.csv: line 3" in err and err.count("\n") == 1 and "Traceback" not in err
