@@ -52,11 +52,12 @@ def read_predictions(folder: str | Path) -> dict[str, list[dict]]:
     for path in sorted(chunk_dir.glob("*.csv")):
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-        for row in rows:
+        for line, row in enumerate(rows, start=2):
             try:
                 row["p"] = float(row["p"])
-            except (KeyError, ValueError):
-                raise ValueError(f"{path}: bad or missing probability column 'p'") from None
+            except (KeyError, ValueError, TypeError):  # TypeError: a truncated last row
+                raise ValueError(f"{path}: line {line}: bad or missing probability column 'p' "
+                                 "(truncated file?)") from None
         out[path.stem] = rows
     return out
 
