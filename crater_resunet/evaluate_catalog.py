@@ -141,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--radius-km", type=float, default=MOON_RADIUS_KM,
                         help="body radius for km distances (default: the Moon, 1737.4)")
     parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    from shared.runs import declare_paths
+
+    declare_paths(parser, inputs=["pred", "truth"], outputs=["json"])
     args = parser.parse_args(argv)
     res = score(read_catalogue(args.pred, args.units), read_catalogue(args.truth, args.units),
                 args.radius_km)

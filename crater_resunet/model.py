@@ -150,10 +150,16 @@ def load_model(path: str | os.PathLike, compile: bool = True):
     not a loadable model raises :class:`ModelFileError` naming the file.
     """
     import crater_resunet.losses  # noqa: F401  (registers the loss and the metrics)
+    from shared.runs import keras_model_owner, library_noise
 
     path = check_keras_file(path)
+    owner = keras_model_owner(path)
+    if owner is not None and not owner.startswith("crater_resunet"):
+        raise ModelFileError(f"{path}: a model of another subproject ({owner}), not a "
+                             "crater_resunet model")
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+        with library_noise():  # Keras' warnings would bury the one-line error (issue 27)
+            return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: cannot load the model ({msg[:300]})") from None

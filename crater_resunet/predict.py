@@ -415,6 +415,12 @@ def model_run_config(model_path: Path) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from shared.cli import add_progress_argument, finish_parser
+    from shared.runs import (
+        nonnegative_float,
+        nonnegative_int,
+        positive_float,
+        positive_int,
+    )
 
     parser = argparse.ArgumentParser(
         prog="craters-predict",
@@ -428,15 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--labels", type=Path, help="folder of YOLO ground-truth labels "
                         "(default: labels/ beside an images/ folder, if present)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="mask threshold")
+    parser.add_argument("--threshold", type=positive_float, default=0.5, help="mask threshold")
     parser.add_argument("--mode", choices=["auto", "resize", "tile"], default="auto",
                         help="plain images: resize to the model input (paper), overlapping "
                              "tiles, or auto: tile images larger than twice the input (default)")
-    parser.add_argument("--overlap", type=int, help="tile overlap in pixels (default: a quarter "
-                        "of the model input for images, 64 for rasters)")
-    parser.add_argument("--scale", type=float, help="rasters: model pixels per input pixel "
-                        "(e.g. 0.5 halves the raster before prediction)")
-    parser.add_argument("--target-resolution", type=float, metavar="M_PER_PX",
+    parser.add_argument("--overlap", type=nonnegative_int,
+                        help="tile overlap in pixels (default: a quarter of the model input "
+                             "for images, 64 for rasters)")
+    parser.add_argument("--scale", type=positive_float,
+                        help="rasters: model pixels per input pixel (e.g. 0.5 halves the "
+                             "raster before prediction)")
+    parser.add_argument("--target-resolution", type=positive_float, metavar="M_PER_PX",
                         help="rasters: resample to this many metres per pixel (default: the "
                              "run config's data.resolution_m, when known)")
     parser.add_argument("--scales", default=None, metavar="auto|S1,S2,...",
@@ -445,17 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "list like 1,0.5,0.25 (relative to --scale for rasters); the "
                              "scales are merged by a crater NMS (DeepMoon criteria) into one "
                              "catalogue with a 'scale' column (default: one scale)")
-    parser.add_argument("--smooth", type=float, default=1.0, metavar="SIGMA",
+    parser.add_argument("--smooth", type=nonnegative_float, default=1.0, metavar="SIGMA",
                         help="Gaussian smoothing (px) of the probability before the threshold "
                              "(0 = none)")
-    parser.add_argument("--closing", type=int, default=1, metavar="PX",
+    parser.add_argument("--closing", type=nonnegative_int, default=1, metavar="PX",
                         help="radius of the binary closing after the threshold (0 = none)")
     parser.add_argument("--drop-nodata", action="store_true",
                         help="drop craters whose rim reaches nodata (default: keep them with "
                              "nodata=1 in the catalogue)")
-    parser.add_argument("--iou", type=float, default=0.5, help="IoU to match a predicted box "
-                        "to a true crater")
-    parser.add_argument("--min-area", type=float, default=None,
+    parser.add_argument("--iou", type=positive_float, default=0.5,
+                        help="IoU to match a predicted box to a true crater")
+    parser.add_argument("--min-area", type=nonnegative_float, default=None,
                         help="drop predicted blobs smaller than this many (input) pixels "
                              "(default: predict.min_area of the model's run config, else the "
                              "paper profile's)")
@@ -464,9 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channel-order", choices=["bgr", "rgb"],
                         help="channel order the model was trained with (default: its run "
                              "config, else bgr)")
-    parser.add_argument("--max-figures", type=int, default=20,
+    parser.add_argument("--max-figures", type=nonnegative_int, default=20,
                         help="write at most this many figures (0 = none)")
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="tiles per forward pass")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="arithmetic: auto = bf16 (mixed_bfloat16) on a CPU with native "
                              "bf16 (avx512_bf16/amx_bf16), else fp32; the model is rebuilt "

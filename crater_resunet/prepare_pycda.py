@@ -232,15 +232,17 @@ def main(argv=None) -> int:
     parser.add_argument("--image", type=Path, help="use this grayscale image instead of "
                         "pycda's holdout_tile.pgm (no download; needs --labels)")
     parser.add_argument("--labels", type=Path, help="crater CSV long,lat,diameter for --image")
-    parser.add_argument("--tile", type=int, default=256, help="tile size in pixels (256)")
-    parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (64)")
+    parser.add_argument("--tile", type=int, default=256, help="tile size in pixels")
+    parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels")
     parser.add_argument("--valid-fraction", type=float, default=0.25,
-                        help="bottom fraction of rows held out as 'valid' (0.25)")
+                        help="bottom fraction of rows held out as 'valid'")
     parser.add_argument("--min-visible", type=float, default=0.5,
                         help="keep a crater cut by a tile edge if this fraction of its box is "
-                             "inside (0.5)")
+                             "inside")
     parser.add_argument("--force", action="store_true", help="rebuild even if already prepared")
-    args = parser.parse_args(argv)
+    from shared.cli import finish_parser
+
+    args = finish_parser(parser).parse_args(argv)
     if (args.image is None) != (args.labels is None):
         parser.error("--image and --labels go together")
     if args.tile < 32 or not 0 <= args.overlap < args.tile:

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.rasters import RASTER_SUFFIXES
+
 GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM; bounded here
-RASTER_EXTS = (".tif", ".tiff", ".jp2", ".img", ".cub", ".lbl", ".vrt")
+RASTER_EXTS = tuple(RASTER_SUFFIXES)  # the one list of raster suffixes (shared.rasters)
 MASK_NODATA = 255
 MASK_CLASSES = {0: "background", 1: "crater"}
 MASK_COLOURS = {0: (0, 0, 0), 1: (255, 64, 32)}
@@ -243,6 +245,7 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
     from crater_resunet.pyramid import auto_scales, parse_scales
     from shared.rasters import (
         RasterError,
+        check_bands,
         describe_class_band,
         geotiff_writer,
         open_scene,
@@ -251,6 +254,7 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
 
     factors = parse_scales(scales)
     with open_scene(path) as scene:
+        check_bands(path, scene.count, model="the crater model (grey or RGB)")
         if scene.all_invalid():
             raise RasterError(path, "every pixel is nodata/NaN: nothing to predict")
         H0, W0 = model_grid(scene, scale)
@@ -322,18 +326,43 @@ def resolve_scale(scene_path: Path, scale: float | None, target_resolution: floa
     (``--target-resolution``, else the run config's ``data.resolution_m``), else 1."""
     from shared.rasters import RasterError, open_scene
 
+    with open_scene(scene_path) as scene:
+        px, size = scene.pixel_size_m, (scene.height, scene.width)
     if scale is not None:
-        if not scale > 0:
-            raise ValueError(f"--scale must be > 0, got {scale}")
-        return float(scale)
+        if not (scale > 0 and np.isfinite(scale)):
+            raise RasterError(scene_path, f"--scale must be a positive finite number, got "
+                                          f"{scale}")
+        return check_scale(scene_path, float(scale), size, "--scale")
     target = target_resolution or train_resolution
     if not target:
         return 1.0
-    with open_scene(scene_path) as scene:
-        px = scene.pixel_size_m
     if px is None:
         if target_resolution:
             raise RasterError(scene_path, "no pixel size in metres (not georeferenced): "
                                           "use --scale instead of --target-resolution")
         return 1.0
-    return float(px) / float(target)
+    return check_scale(scene_path, float(px) / float(target), size,
+                       f"a target resolution of {target:g} m/px")
+
+
+MIN_GRID = 16                 # model-grid pixels along the longer side, at the least
+MAX_GRID_PIXELS = 2.0 ** 36   # about 69 Gpx on the model grid (a 20,000 x 200,000 HiRISE
+                              # image at 4x); beyond it a typo, not a scene
+
+
+def check_scale(path: Path, scale: float, size: tuple[int, int], what: str) -> float:
+    """A scale whose model grid means something: the scene at least ``MIN_GRID`` model pixels
+    long (a tiny scale would read one model window from an enormous input window) and at
+    most ``MAX_GRID_PIXELS`` in all. One line naming the file otherwise."""
+    from shared.rasters import RasterError
+
+    h, w = (max(1, round(v * scale)) for v in size)
+    if max(size) * scale < MIN_GRID:
+        raise RasterError(path, f"{what} (model pixels per input pixel {scale:g}) shrinks the "
+                                f"{size[1]}x{size[0]} raster to {w}x{h} model pixels; at least "
+                                f"{MIN_GRID} along its longer side are needed")
+    if h * w > MAX_GRID_PIXELS:
+        raise RasterError(path, f"{what} (model pixels per input pixel {scale:g}) makes the "
+                                f"{size[1]}x{size[0]} raster {w}x{h} model pixels, more than "
+                                f"{MAX_GRID_PIXELS:.3g}; check the value")
+    return scale

@@ -248,13 +248,14 @@ def evaluate(r: Recipe) -> dict:
 def save_state(run, r: Recipe, state: dict) -> None:
     """``last.keras`` (weights and optimiser state) then ``state.json``, both atomically."""
     from crater_resunet.model import save_model
-    from shared.atomic import atomic_write_json
+    from shared.atomic import atomic_files, atomic_write_json
 
-    save_model(r.model, run.file(LAST))
     state = dict(state, callbacks={
         name: {f: _finite(getattr(r.callbacks[name], f)) for f in fields}
         for name, fields in CALLBACK_FIELDS.items()})
-    atomic_write_json(run.file(STATE), state)
+    with atomic_files(run.path, "last", [LAST, STATE]) as tmp:  # one unit (issue 27)
+        save_model(r.model, tmp[LAST])
+        atomic_write_json(tmp[STATE], state)
 
 
 def load_state(run, r: Recipe) -> dict:
@@ -262,8 +263,11 @@ def load_state(run, r: Recipe) -> dict:
     import json
     import zipfile
 
+    from shared.atomic import checked_files
+
     path = run.file(STATE)
     try:
+        checked_files(run.path, "last", [LAST, STATE])  # completes or refuses a killed save
         state = json.loads(path.read_text(encoding="utf-8"))
         r.model.optimizer.build(r.model.trainable_variables)
         r.model.load_weights(run.file(LAST))
@@ -302,7 +306,8 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
 
     root = validate(cfg)
     cfg = resolve_run_precision(cfg)
-    run_folder, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite)
+    run_folder, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
+                                  inputs=[root])
     with run_folder as rd, GracefulStop() as stop:
         log = rd.logger("crater_resunet.train")
         set_threads(threads)

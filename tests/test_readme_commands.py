@@ -122,10 +122,7 @@ def test_entry_points_name_real_functions():
         assert importlib.util.find_spec(module.split(".")[0]) is not None
 
 
-@pytest.mark.parametrize("readme", [
-    pytest.param(r, marks=pytest.mark.xfail(reason="crater_resunet's README is updated by the "
-                                            "issue-30 owner", strict=False))
-    if r.startswith("crater_resunet") else r for r in READMES])
+@pytest.mark.parametrize("readme", READMES)
 def test_readme_commands_run_after_make_setup(readme):
     """A bare ``python -m`` needs an activated venv the README never mentions: commands use
     ``.venv/bin/python`` (or ``.venv/bin/torchrun``) or an entry point."""
@@ -172,7 +169,4 @@ def test_no_absolute_machine_paths_in_committed_files():
             continue  # binary
         if prefix in text or MACHINE_PATH.search(text):
             found.append(rel)
-    crater = [f for f in found if f.startswith("results/crater_resunet/")]
-    assert not [f for f in found if f not in crater], found
-    if crater:  # the crater record is rewritten by the issue-30 owner
-        pytest.xfail(f"absolute paths in {crater}")
+    assert not found, found

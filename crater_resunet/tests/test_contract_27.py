@@ -66,8 +66,6 @@ def test_16bit_grey_png_is_not_white_for_predict(tmp_path):
     assert (arr >= 1.0).mean() < 0.05 and arr.std() > 0.15
 
 
-@pytest.mark.xfail(strict=True, reason="needs declare_paths in crater_resunet/evaluate_catalog.py "
-                   "(owned by issue 30; lines in issue 27's closing note)")
 def test_evaluate_catalog_json_onto_its_prediction_is_refused(tmp_path):
     from crater_resunet.evaluate_catalog import cli
 
@@ -101,9 +99,6 @@ run(tiny(Path(sys.argv[1]), 3), Path(sys.argv[2]))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="needs shared.atomic.atomic_files in crater_resunet/"
-                   "train.py save_state/load_state (owned by issue 30; lines in issue 27's "
-                   "closing note)")
 def test_kill_9_between_the_checkpoint_files_then_resume_equals_uninterrupted(data, tmp_path):
     import keras
 
@@ -116,3 +111,41 @@ def test_kill_9_between_the_checkpoint_files_then_resume_equals_uninterrupted(da
     a = keras.saving.load_model(tmp_path / "full" / "last.keras", compile=False).weights
     b = keras.saving.load_model(tmp_path / "cut" / "last.keras", compile=False).weights
     assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
+
+
+def _geotiff(path, bands=1, size=64):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    arr = (np.random.default_rng(0).random((bands, size, size)) * 255).astype(np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=bands,
+                       dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(0, 1, 1 / size, 1 / size)) as dst:
+        dst.write(arr)
+    return path
+
+
+@pytest.mark.parametrize("scale,match", [(1e-6, "shrinks"), (1e4, "more than")])
+def test_a_scale_that_means_nothing_is_one_line_before_any_read(tmp_path, scale, match):
+    """--scale 1e-6 once asked for petabytes (one model window from an enormous input window);
+    a huge one asks for an absurd grid: both are refused naming the file."""
+    from crater_resunet.raster_predict import resolve_scale
+    from shared.rasters import RasterError
+
+    f = _geotiff(tmp_path / "s.tif")
+    with pytest.raises(RasterError, match=match) as exc:
+        resolve_scale(f, scale, None, None)
+    assert "s.tif" in str(exc.value) and "\n" not in str(exc.value)
+    assert resolve_scale(f, 0.5, None, None) == 0.5
+
+
+def test_a_64_band_raster_to_the_crater_model_names_both(tmp_path):
+    from crater_resunet.raster_predict import predict_raster
+    from shared.rasters import RasterError
+
+    class Model:  # never reached: the band check comes first
+        input_shape = (None, 32, 32, 3)
+
+    f = _geotiff(tmp_path / "emb.tif", bands=64)
+    with pytest.raises(RasterError, match="64 bands.*crater model"):
+        predict_raster(Model(), f, tmp_path / "out")
