@@ -15,6 +15,7 @@ import numpy as np
 
 def build_parser() -> argparse.ArgumentParser:
     from shared.cli import finish_parser, hidden_alias
+    from shared.runs import positive_int
 
     p = argparse.ArgumentParser(
         prog="dunes-evaluate",
@@ -35,12 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "for the baseline (it takes no text)")
     hidden_alias(p, "--text_embed_path", dest="text_embed_path")
     p.add_argument("--out", help="output folder (default: the checkpoint's folder)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=8,
+    p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8,
                    help="tiles per forward pass")
-    hidden_alias(p, "--batch_size", dest="batch_size", type=int)
+    hidden_alias(p, "--batch_size", dest="batch_size", type=positive_int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps; a device "
                    "that is not there is an error")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     p.add_argument("--tag", default="", help="prefix for output file names (default: none)")
     return finish_parser(p)
 

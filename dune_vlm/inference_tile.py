@@ -418,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         finish_parser,
         hidden_alias,
     )
+    from shared.runs import positive_int
 
     p = argparse.ArgumentParser(
         prog="dunes-map",
@@ -446,9 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=None,
                    help="window step (default: tile size - overlap)")
     p.add_argument("--overlap", type=int, default=256, help="window overlap in pixels")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=4,
+    p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=4,
                    help="windows per forward pass")
-    hidden_alias(p, "--batch_size", dest="batch_size", type=int)
+    hidden_alias(p, "--batch_size", dest="batch_size", type=positive_int)
     p.add_argument("--confidence", action="store_true", help="add a confidence band")
     p.add_argument("--input-scale", dest="input_scale", type=float, default=None,
                    help="multiply input values (default: 1/127 for integer rasters, else 1)")
@@ -458,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps; a device "
                    "that is not there is an error")
     add_precision_argument(p)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     p.add_argument("--max-rows-mb", dest="max_rows_mb", type=int, default=MAX_ROWS_MB,
                    help="memory for the input rows held in a ring (each block decoded once); "
                         "above it, windows are read one by one")

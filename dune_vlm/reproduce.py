@@ -297,6 +297,7 @@ def learning_curves(histories: dict[str, Path], out_png: Path, seed: int) -> Non
 def build_parser() -> argparse.ArgumentParser:
     from shared.cli import add_progress_argument, finish_parser
     from shared.results import add_results_arguments
+    from shared.runs import positive_int
 
     p = argparse.ArgumentParser(
         prog="dunes-reproduce",
@@ -310,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vary the synthetic data seed with the training seed too")
     add_results_arguments(p, "dune_vlm")
     p.add_argument("--runs", default=None, help="runs folder (default runs/dune_vlm/<profile>)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
     p.add_argument("--no-map", action="store_true", help="skip the mapping demo")
     add_progress_argument(p)

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         finish_parser,
         hidden_alias,
     )
-    from shared.runs import add_run_arguments
+    from shared.runs import add_run_arguments, positive_int
 
     p = argparse.ArgumentParser(
         prog="dunes-train",
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps; a device "
                    "that is not there is an error")
     add_precision_argument(p, default=None)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     add_progress_argument(p)
     return finish_parser(p, set_example="train.epochs=3")
 

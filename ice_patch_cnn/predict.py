@@ -205,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     from shared.cli import add_precision_argument, add_progress_argument, finish_parser
+    from shared.runs import positive_int
 
     parser = argparse.ArgumentParser(
         prog="ice-predict",
@@ -218,13 +219,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output folder (required)")
     parser.add_argument("--config", default="paper",
                         help="profile for the chunking settings (paper, quick or YAML path)")
-    parser.add_argument("--batch-size", type=int, help="chunks per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, help="chunks per forward pass")
     parser.add_argument("--shard", help="i/N: process only shard i of N (0 <= i < N)")
     parser.add_argument("--despeckle", action=argparse.BooleanOptionalAction, default=None,
                         help="remove isolated saturated pixels (default: the profile's)")
     parser.add_argument("--keep-top", type=int, default=4,
                         help="most likely chunks of each image kept as PNG (default 4)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or gpu; a device that is "
                         "not there is an error")
     add_precision_argument(parser)

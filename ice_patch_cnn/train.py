@@ -631,7 +631,7 @@ def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None,
 
 def _parser() -> argparse.ArgumentParser:
     from shared.cli import add_precision_argument, add_progress_argument, finish_parser
-    from shared.runs import add_run_arguments
+    from shared.runs import add_run_arguments, positive_int
 
     parser = argparse.ArgumentParser(
         prog="ice-train",
@@ -645,13 +645,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int,
                         help="epochs to train now (default train.epochs; with --resume: continue "
                              "to the run's target, or N more)")
-    parser.add_argument("--batch-size", type=int, help="shortcut for --set train.batch_size=N")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="shortcut for --set train.batch_size=N")
     parser.add_argument("--lr", type=float, help="shortcut for --set train.learning_rate=X")
     parser.add_argument("--class-weight", action=argparse.BooleanOptionalAction, default=None,
                         help="shortcut for --set train.class_weight=true|false")
     parser.add_argument("--chunk-size", type=int, help="shortcut for --set data.chunk_size=N")
     parser.add_argument("--seed", type=int, help="shortcut for --set seed=N")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
     add_precision_argument(parser, default=None)
     add_progress_argument(parser, aliases=("--quiet",))
     return finish_parser(parser, set_example="train.epochs=3")

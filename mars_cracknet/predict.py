@@ -44,6 +44,7 @@ class PredictError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     from shared.cli import add_precision_argument, add_progress_argument, finish_parser
+    from shared.runs import positive_int
 
     p = argparse.ArgumentParser(
         prog="cracknet-predict",
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "is not there is an error")
     add_precision_argument(p)
     add_progress_argument(p, aliases=())
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     return finish_parser(p)
 
 

@@ -54,6 +54,7 @@ class Tee(io.TextIOBase):
 def build_parser() -> argparse.ArgumentParser:
     from shared.cli import finish_parser
     from shared.results import add_results_arguments
+    from shared.runs import positive_int
 
     p = argparse.ArgumentParser(
         prog="cracknet-reproduce",
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders (default: runs/mars_cracknet/reproduce)")
     add_results_arguments(p, "mars_cracknet")
     p.add_argument("--no-analysis", action="store_true", help="skip the crack analysis")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     return finish_parser(p, set_example="epochs=2")
 
 

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from shared.cli import add_precision_argument, finish_parser, hidden_alias
     from shared.runs import add_run_arguments, positive_int
 
+
     p = argparse.ArgumentParser(
         prog="cracknet-train",
         description="Train Mars-CrackNet (ResUNet) or UNet for crack segmentation.",
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs (default: the config's)")
     p.add_argument("--pretrain-epochs", type=int, dest="pretrain_epochs",
                    help="auto-encoder epochs of mode semi (default: the config's)")
-    p.add_argument("--batch-size", type=int, dest="batch_size",
+    p.add_argument("--batch-size", type=positive_int, dest="batch_size",
                    help="batch size (default: the config's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--ratio", type=float, help="Dice weight w in (1-w)*BCE + w*Dice "
