@@ -20,7 +20,6 @@ prepared data and, unless ``--retrain``, a finished run of the same config and c
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -92,8 +91,8 @@ def _shrink_png(path: Path, scale: float = 0.7, colors: int = 32) -> None:
         small.save(tmp, format="PNG", optimize=True)
 
 
-def train_seeds(cfg: dict, seeds: list[int], runs: Path, retrain: bool = False,
-                threads: int = 2) -> list[tuple[int, Path, dict]]:
+def train_seeds(cfg: dict, seeds: list[int], runs: Path, retrain: bool = False
+                ) -> list[tuple[int, Path, dict]]:
     """One run folder per seed (``<runs>/<profile>_seed<seed>``), trained with
     ``train.run(cfg, run_dir)``; a finished run of the same config and code is reused."""
     import copy
@@ -104,7 +103,7 @@ def train_seeds(cfg: dict, seeds: list[int], runs: Path, retrain: bool = False,
 
     version = code_version(Path(__file__).parent)
     out = []
-    set_threads(threads)
+    set_threads(int(cfg["train"]["threads"]))
     for seed in seeds:
         scfg = copy.deepcopy(cfg)
         scfg["seed"] = int(seed)
@@ -114,7 +113,7 @@ def train_seeds(cfg: dict, seeds: list[int], runs: Path, retrain: bool = False,
             print(f"train seed {seed}: reusing the finished run in {run_dir}")
         else:
             print(f"train seed {seed}: {run_dir}", flush=True)
-            summary = run(scfg, run_dir, overwrite=True, verbose=0, threads=threads)
+            summary = run(scfg, run_dir, overwrite=True, verbose=0)
         out.append((int(seed), run_dir, summary))
     return out
 
@@ -289,12 +288,18 @@ def reproduce(args) -> int:
     import json
 
     from crater_resunet.prepare_pycda import convert, fetch_pycda
-    from crater_resunet.train import PROFILES, data_root_of, resolve_run_precision
+    from crater_resunet.train import (
+        PROFILES,
+        data_root_of,
+        resolve_run_precision,
+        resolve_run_threads,
+    )
     from shared.configs import load_config
     from shared.results import resolve_results
 
     t0 = time.time()
-    cfg = resolve_run_precision(load_config(args.config, PROFILES, args.overrides))
+    cfg = resolve_run_precision(resolve_run_threads(
+        load_config(args.config, PROFILES, args.overrides), args.threads))
     paper = load_config("paper", PROFILES)
     root = data_root_of(cfg)
     results = resolve_results(args, "crater_resunet")
@@ -328,7 +333,7 @@ def reproduce(args) -> int:
     runs = Path(args.runs) if args.runs else RUNS
     print(f"precision: {cfg['train']['precision']}")
     per_seed = []
-    for seed, run_dir, summary in train_seeds(cfg, seeds, runs, args.retrain, args.threads):
+    for seed, run_dir, summary in train_seeds(cfg, seeds, runs, args.retrain):
         t = time.time()
         ev = evaluate_seed(run_dir, cfg, root, lunar, figures=not per_seed)
         per_seed.append({"seed": seed, "run_dir": run_dir, "train": summary, **ev,
@@ -493,6 +498,7 @@ def _examples(first: dict, root: Path, results: Path) -> None:
 
 def main(argv=None) -> int:
     from shared.results import add_results_arguments
+    from shared.runs import positive_int
 
     parser = argparse.ArgumentParser(
         prog="craters-reproduce",
@@ -515,8 +521,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-lunar", action="store_true",
                         help="skip the lunar evaluation (LRO WAC mosaic and named craters; "
                              "default: run it)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)),
-                        help="CPU threads (default: $OMP_NUM_THREADS or 2)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads (default: the config's train.threads, else "
+                             "$OMP_NUM_THREADS or 2)")
     from shared.cli import finish_parser
 
     args = finish_parser(parser).parse_args(argv)

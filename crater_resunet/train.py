@@ -115,6 +115,28 @@ def resolve_run_precision(cfg: dict) -> dict:
     return cfg
 
 
+def default_threads() -> int:
+    """CPU threads when neither the config nor the command line says: $OMP_NUM_THREADS or 2."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
+    except ValueError:
+        return 2
+
+
+def resolve_run_threads(cfg: dict, threads: int | None = None) -> dict:
+    """``train.threads`` resolved (``threads`` if given, else the config's, else
+    :func:`default_threads`), so config.yaml records the count the run used."""
+    import copy
+
+    cfg = copy.deepcopy(cfg)
+    value = threads if threads is not None else cfg["train"].get("threads")
+    value = default_threads() if value is None else value
+    if not isinstance(value, int) or value < 1:
+        raise UserError(f"train.threads must be a whole number >= 1, got {value!r}")
+    cfg["train"]["threads"] = value
+    return cfg
+
+
 def _device_kind() -> str:
     """``cuda`` when TensorFlow sees a GPU (checked only once TensorFlow is imported)."""
     tf = sys.modules.get("tensorflow")
@@ -300,17 +322,17 @@ def _finite(v):
 
 # ------------------------------------------------------------------------------ the run
 def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-        verbose: int = 2, threads: int = 2, extra_callbacks=()) -> dict:
+        verbose: int = 2, threads: int | None = None, extra_callbacks=()) -> dict:
     """Train with a resolved config into ``run_dir`` (the run contract); return the summary."""
     from shared.runs import GracefulStop, RunDir
 
     root = validate(cfg)
-    cfg = resolve_run_precision(cfg)
+    cfg = resolve_run_precision(resolve_run_threads(cfg, threads))
     run_folder, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
                                   inputs=[root])
     with run_folder as rd, GracefulStop() as stop:
         log = rd.logger("crater_resunet.train")
-        set_threads(threads)
+        set_threads(int(cfg["train"]["threads"]))
         r = build(cfg, root)
         state = {"epoch": 0, "train_seconds": 0.0, "stopped": False, "best_val_loss": None,
                  "best_epoch": None}
@@ -400,7 +422,7 @@ def _finish(rd, r: Recipe, state: dict, log) -> dict:
 # ------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     from shared.cli import add_progress_argument, finish_parser
-    from shared.runs import add_run_arguments
+    from shared.runs import add_run_arguments, positive_int
 
     parser = argparse.ArgumentParser(
         prog="craters-train",
@@ -408,8 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(<data>/{train,valid}/{images,labels}) following the shared run contract.")
     add_run_arguments(parser, default_config="quick", run_dir_aliases=("--out",))
     parser.add_argument("--data", type=Path, help="data root (same as --set data.root=...)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)),
-                        help="CPU threads (default: $OMP_NUM_THREADS or 2)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads, kept in the run config (same as --set "
+                             "train.threads=N; default: the config's, else $OMP_NUM_THREADS "
+                             "or 2)")
     add_progress_argument(parser, aliases=("--quiet",))
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                         help="arithmetic (same as --set train.precision=...): auto = bf16 "
@@ -426,6 +450,8 @@ def main(argv=None) -> int:
         args.overrides = [*args.overrides, f"data.root={args.data}"]
     if args.precision is not None:
         args.overrides = [*args.overrides, f"train.precision={args.precision}"]
+    if args.threads is not None:
+        args.overrides = [*args.overrides, f"train.threads={args.threads}"]
     cfg = run_config(args, PROFILES)
     run_dir = args.run_dir or REPO_ROOT / "runs" / "crater_resunet" / str(cfg.get("profile", "run"))
     from shared.cli import progress_enabled
@@ -433,7 +459,7 @@ def main(argv=None) -> int:
 
     quiet_tensorflow()
     run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
-        verbose=2 if progress_enabled(args.no_progress) else 0, threads=args.threads)
+        verbose=2 if progress_enabled(args.no_progress) else 0)
     return 0
 
 

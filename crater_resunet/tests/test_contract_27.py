@@ -149,3 +149,20 @@ def test_a_64_band_raster_to_the_crater_model_names_both(tmp_path):
     f = _geotiff(tmp_path / "emb.tif", bands=64)
     with pytest.raises(RasterError, match="64 bands.*crater model"):
         predict_raster(Model(), f, tmp_path / "out")
+
+
+def test_threads_are_kept_in_the_run_config_and_a_resume_with_others_is_refused(data, tmp_path):
+    """The thread count can change a CPU run's arithmetic: config.yaml keeps the resolved
+    count, and --resume with another one is one line (settings that change the run)."""
+    import yaml
+
+    from crater_resunet.train import main
+
+    run_dir = tmp_path / "run"
+    cfg = tiny(data, 1)
+    summary = run(cfg, run_dir, threads=1, verbose=0)
+    assert summary["epochs_run"] == 1
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["train"]["threads"] == 1
+    with pytest.raises(UserError, match="train.threads"):
+        main(["--run-dir", str(run_dir), "--resume", "--threads", "2", "--no-progress"])
