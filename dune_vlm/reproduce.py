@@ -66,19 +66,21 @@ def prepare_data(cfg: dict, data_seed: int, progress: bool) -> tuple[Path, dict]
     return root, info
 
 
-def train_or_reuse(cfg: dict, run_dir: Path, threads: int, progress: bool) -> str:
-    """``reused``, ``resumed`` or ``trained``: the one finished-run check of shared.runs."""
-    from dune_vlm.train import run
+def train_or_reuse(cfg: dict, run_dir: Path, progress: bool) -> str:
+    """``reused``, ``resumed`` or ``trained``: the one finished-run check of shared.runs
+    (``cfg`` with ``train.threads`` resolved, as the run's config.yaml keeps it)."""
+    from dune_vlm.train import resolve_run_threads, run
     from shared.configs import diff_keys
     from shared.runs import CONFIG_NAME, code_version, finished_run, read_yaml_mapping
 
     pkg = Path(__file__).resolve().parent
+    cfg = resolve_run_threads(cfg)
     if finished_run(run_dir, cfg, code_version(pkg)):
         return "reused"
     resume = (run_dir / "last.pt").is_file() and (run_dir / CONFIG_NAME).is_file() and not [
         k for k in diff_keys(read_yaml_mapping(run_dir / CONFIG_NAME), cfg)
         if k != "train.epochs"]
-    run(cfg, run_dir, resume=resume, overwrite=not resume, threads=threads, progress=progress)
+    run(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
     return "resumed" if resume else "trained"
 
 
@@ -235,7 +237,7 @@ def run_seeds(cfg: dict, seeds, data_seeds, run_base: Path, results: Path, args)
                 shutil.rmtree(run_dir)
             scfg = seed_config(cfg, model, seed, root)
             t0 = time.time()
-            how = train_or_reuse(scfg, run_dir, args.threads, progress)
+            how = train_or_reuse(scfg, run_dir, progress)
             res = run_evaluation(root, run_dir / "best.pt", "test", out=run_dir,
                                  progress=progress)
             times[model].append(round(time.time() - t0, 1))
@@ -311,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vary the synthetic data seed with the training seed too")
     add_results_arguments(p, "dune_vlm")
     p.add_argument("--runs", default=None, help="runs folder (default runs/dune_vlm/<profile>)")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads, kept in each run's config (default: the config's "
+                        "train.threads, else $OMP_NUM_THREADS or 2)")
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs exist")
     p.add_argument("--no-map", action="store_true", help="skip the mapping demo")
     add_progress_argument(p)
@@ -333,8 +337,10 @@ def _main(argv=None) -> int:
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
-    torch.set_num_threads(max(1, args.threads))
-    cfg = load_run_config(args.config)
+    from dune_vlm.train import resolve_run_threads
+
+    cfg = resolve_run_threads(load_run_config(args.config), args.threads)
+    torch.set_num_threads(int(cfg["train"]["threads"]))
     profile = cfg["profile"]
     from shared.results import resolve_results
 

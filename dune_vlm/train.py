@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps; a device "
                    "that is not there is an error")
     add_precision_argument(p, default=None)
-    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads, kept in the run config (same as --set "
+                        "train.threads=N; default: the config's, else $OMP_NUM_THREADS or 2)")
     add_progress_argument(p)
     return finish_parser(p, set_example="train.epochs=3")
 
@@ -88,6 +90,8 @@ def config_from_args(args) -> dict:
 
         amp = precision_to_amp(args.precision, args.device)
         sets.append(f"train.amp={'true' if amp else 'false'}")
+    if getattr(args, "threads", None) is not None:  # kept in the run config (issue 27)
+        sets.append(f"train.threads={args.threads}")
     args.overrides = sets
     if args.config is None and not args.resume:
         args.config = args.default_config
@@ -296,6 +300,32 @@ def _history_row(epoch, stats, m, job, t_epoch) -> dict:
             "img_per_s": round(stats["seen"] / max(stats["train_time"], 1e-9), 2)}
 
 
+def default_threads() -> int:
+    """CPU threads when neither the config nor the caller says: $OMP_NUM_THREADS or 2."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
+    except ValueError:
+        return 2
+
+
+def resolve_run_threads(cfg: dict, threads: int | None = None) -> dict:
+    """``train.threads`` resolved (``threads`` if given, else the config's, else
+    :func:`default_threads`), so config.yaml records the count the run used: it can change the
+    last digits of the weights, so a resume with another count is refused (issue 27)."""
+    import copy
+
+    from dune_vlm.utils.config import ConfigError
+
+    cfg = copy.deepcopy(cfg)
+    t = cfg["train"]
+    value = threads if threads is not None else t.get("threads")
+    value = default_threads() if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"train.threads must be a whole number >= 1, got {value!r}")
+    t["threads"] = value
+    return cfg
+
+
 def _setup_device(device_name: str, threads: int | None):
     import torch
     import torch.distributed as dist
@@ -322,7 +352,9 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
     from shared.runs import GracefulStop, RunDir, code_version
     from shared.seed import seed_everything
 
-    dev, rank, world = _setup_device(device, threads)
+    if not (resume and threads is None and "threads" not in cfg["train"]):
+        cfg = resolve_run_threads(cfg, threads)  # (a run saved before train.threads: as it was)
+    dev, rank, world = _setup_device(device, cfg["train"].get("threads") or default_threads())
     from dune_vlm.utils.config import resolve_path
 
     run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
@@ -380,7 +412,7 @@ def _main(argv=None) -> int:
     if args.run_dir is None:
         raise UserError("--run-dir is required (e.g. --run-dir runs/dune_vlm/quick/fusion)")
     out = run(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite,
-              device=args.device, threads=args.threads,
+              device=args.device,
               progress=progress_enabled(args.no_progress))
     print(json.dumps(out))
     return 0

@@ -115,10 +115,12 @@ def prepare_data(cfg: dict, data_seed: int, root: Path) -> dict:
 
 
 def train_seed(cfg: dict, data: dict, run_dir: Path) -> dict:
-    """Train (epochs, then resumed for resume_epochs) unless a finished run can be reused."""
-    from ice_patch_cnn.train import run
+    """Train (epochs, then resumed for resume_epochs) unless a finished run can be reused
+    (``train.threads`` resolved first, as the run's config.yaml keeps it)."""
+    from ice_patch_cnn.train import resolve_run_threads, run
     from shared.runs import code_version, finished_run
 
+    cfg = resolve_run_threads(cfg)
     first, more = int(cfg["train"]["epochs"]), int(cfg["train"]["resume_epochs"])
     total = first + more
     version = code_version(Path(__file__).parent)

@@ -444,15 +444,42 @@ def _epoch_target(setup: Setup, resume: bool, epochs: int | None) -> int:
     return int(setup.state.get("target_epochs", setup.cfg["train"]["epochs"]))
 
 
+def default_threads() -> int:
+    """CPU threads when neither the config nor the caller says: $OMP_NUM_THREADS or 2."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
+    except ValueError:
+        return 2
+
+
+def resolve_run_threads(cfg: dict, threads: int | None = None) -> dict:
+    """``train.threads`` resolved (``threads`` if given, else the config's, else
+    :func:`default_threads`), so config.yaml records the count the run used: it can change
+    results, so a resume with another count is refused (issue 27)."""
+    import copy
+
+    cfg = copy.deepcopy(cfg)
+    t = cfg["train"]
+    value = threads if threads is not None else t.get("threads")
+    value = default_threads() if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"config: train.threads = {value!r} is not valid (a whole number >= 1)")
+    t["threads"] = value
+    return cfg
+
+
 def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None,
         resume: bool = False, overwrite: bool = False, epochs: int | None = None,
-        threads: int = 2, progress: bool = True) -> dict:
-    """Train (or resume) in ``run_dir`` and return the summary (also ``summary.json``)."""
+        threads: int | None = None, progress: bool = True) -> dict:
+    """Train (or resume) in ``run_dir`` and return the summary (also ``summary.json``).
+    ``threads``: overrides ``train.threads`` (kept in config.yaml)."""
     from ice_patch_cnn.model import set_threads
     from shared.runs import GracefulStop, RunDir
 
     validate_config(cfg)
-    set_threads(threads)
+    if not (resume and threads is None and "threads" not in cfg["train"]):
+        cfg = resolve_run_threads(cfg, threads)  # (a run saved before train.threads: as it was)
+    set_threads(int(cfg["train"].get("threads") or default_threads()))
     run_dir = Path(run_dir)
     if resume and not (run_dir / "state.json").is_file():
         raise DataError(f"{run_dir}: nothing to resume (no state.json); start the run "
@@ -652,7 +679,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="shortcut for --set train.class_weight=true|false")
     parser.add_argument("--chunk-size", type=int, help="shortcut for --set data.chunk_size=N")
     parser.add_argument("--seed", type=int, help="shortcut for --set seed=N")
-    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads, kept in the run config (shortcut for --set "
+                             "train.threads=N; default: the config's, else $OMP_NUM_THREADS "
+                             "or 2)")
     add_precision_argument(parser, default=None)
     add_progress_argument(parser, aliases=("--quiet",))
     return finish_parser(parser, set_example="train.epochs=3")
@@ -665,7 +695,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     for flag, key in (("batch_size", "train.batch_size"), ("lr", "train.learning_rate"),
                       ("class_weight", "train.class_weight"), ("chunk_size", "data.chunk_size"),
-                      ("seed", "seed")):
+                      ("seed", "seed"), ("threads", "train.threads")):
         value = getattr(args, flag)
         if value is not None:
             args.overrides.append(f"{key}={json.dumps(value)}")
@@ -687,7 +717,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     run(cfg, args.run_dir, data=args.data, resume=args.resume, overwrite=args.overwrite,
-        epochs=args.epochs, threads=args.threads, progress=not args.no_progress)
+        epochs=args.epochs, progress=not args.no_progress)
     return 0
 
 

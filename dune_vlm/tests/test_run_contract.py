@@ -162,3 +162,19 @@ def test_text_embed_path_for_the_baseline_is_refused(data, tmp_path, capsys):
                      str(data / "text.npy")])
     assert rc == 2 and "takes no text" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_threads_are_kept_in_the_run_config_and_a_resume_with_others_is_refused(data, tmp_path,
+                                                                                 capsys):
+    """The thread count can change the last digits of the weights: config.yaml keeps the
+    resolved count, and --resume with another one is one line (issue 27)."""
+    import yaml
+
+    run = tmp_path / "r"
+    assert train_main(args(data, run, "--threads", "1", epochs=1)) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 1
+    capsys.readouterr()
+    assert train_main(["--run-dir", str(run), "--resume", "--threads", "2", "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "differ from the run's config in train.threads" in err and len(err.splitlines()) == 1
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 1

@@ -180,3 +180,28 @@ def test_truncated_prediction_csv_is_one_line(tmp_path, capsys):
     assert survey([str(tmp_path / "pred"), "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "a.csv: line 3" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_threads_are_kept_in_the_run_config_and_a_resume_with_others_is_refused(setup, tmp_path,
+                                                                                 capsys):
+    """The thread count can change a CPU run's arithmetic: config.yaml keeps the resolved
+    count ($OMP_NUM_THREADS or 2 when none is given), and --resume with another one is one
+    line (settings that change the run)."""
+    import shutil
+
+    import yaml
+
+    from ice_patch_cnn.train import default_threads
+
+    tmp, _, _ = setup
+    run = tmp_path / "run"
+    shutil.copytree(tmp / "full", run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["threads"] == default_threads()
+    other = str(default_threads() + 1)
+    capsys.readouterr()
+    assert main(["--run-dir", str(run), "--resume", "--epochs", "1", "--threads", other,
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "differ from the run's config in train.threads" in err and err.count("\n") == 1
+    assert yaml.safe_load((run / "config.yaml").read_text()) == saved
