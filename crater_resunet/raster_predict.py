@@ -235,6 +235,25 @@ def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0,
                                drop_nodata, figure)
 
 
+def write_level(model, scene, prob_path: Path, geo: dict, scale: float, **stream) -> int:
+    """One pyramid level: the probability GeoTIFF ``prob_path`` and the mask beside it
+    (``..._mask.tif``: band description, colour table, class names, GDAL categories and a QGIS
+    style), streamed window row by window row; returns the windows predicted."""
+    from shared.rasters import describe_class_band, geotiff_writer, write_class_sidecars
+
+    mask_path = prob_path.with_name(prob_path.name.replace("_prob.tif", "_mask.tif"))
+    prob_path.parent.mkdir(parents=True, exist_ok=True)
+    with geotiff_writer(prob_path, dtype="float32", nodata=float("nan"), **geo) as dp, \
+            geotiff_writer(mask_path, dtype="uint8", nodata=MASK_NODATA, **geo) as dm:
+        dp.set_band_description(1, f"crater probability (scale {scale:g})")
+        describe_class_band(dm, MASK_CLASSES, MASK_COLOURS, nodata=MASK_NODATA,
+                            description=f"crater mask (1 = crater, threshold "
+                                        f"{stream['threshold']:g}, scale {scale:g})")
+        n = stream_probability(model, scene, dp, dm, scale=scale, **stream)
+    write_class_sidecars(mask_path, MASK_CLASSES, MASK_COLOURS)
+    return n
+
+
 def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | None,
                     threshold: float, min_area: float, batch_size: int,
                     channel_order: str, scales=None, sigma: float = 1.0, closing: int = 1,
@@ -243,14 +262,7 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
 
     from crater_resunet import craters as cr
     from crater_resunet.pyramid import auto_scales, parse_scales
-    from shared.rasters import (
-        RasterError,
-        check_bands,
-        describe_class_band,
-        geotiff_writer,
-        open_scene,
-        write_class_sidecars,
-    )
+    from shared.rasters import RasterError, check_bands, open_scene
 
     factors = parse_scales(scales)
     with open_scene(path) as scene:
@@ -272,18 +284,9 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
                        transform=transform if scene.georeferenced else None)
             tag = "" if f == 1.0 else f"_s{f:g}"
             prob_path = out / "masks" / f"{Path(path).stem}{tag}_prob.tif"
-            mask_path = out / "masks" / f"{Path(path).stem}{tag}_mask.tif"
-            prob_path.parent.mkdir(parents=True, exist_ok=True)
-            with geotiff_writer(prob_path, dtype="float32", nodata=float("nan"), **geo) as dp, \
-                    geotiff_writer(mask_path, dtype="uint8", nodata=MASK_NODATA, **geo) as dm:
-                dp.set_band_description(1, f"crater probability (scale {s:g})")
-                describe_class_band(dm, MASK_CLASSES, MASK_COLOURS, nodata=MASK_NODATA,
-                                    description=f"crater mask (1 = crater, threshold "
-                                                f"{threshold:g}, scale {s:g})")
-                n += stream_probability(model, scene, dp, dm, scale=s, overlap=overlap,
-                                        threshold=threshold, batch_size=batch_size,
-                                        channel_order=channel_order)
-            write_class_sidecars(mask_path, MASK_CLASSES, MASK_COLOURS)
+            n += write_level(model, scene, prob_path, geo, s, overlap=overlap,
+                             threshold=threshold, batch_size=batch_size,
+                             channel_order=channel_order)
             # min_area is in input pixels at the base scale, then the same model-grid area at
             # every pyramid level (the smallest blob the model resolves)
             t = detect_craters(prob_path, min_area * scale * scale, threshold=threshold,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crater_resunet.config import PROFILES, REPO_ROOT
-from shared.runs import UserError
+from shared.runs import UserError, default_threads, resolve_run_threads  # noqa: F401 (reproduce)
 
 LAST, BEST, STATE = "last.keras", "best.keras", "state.json"
 CALLBACK_FIELDS = {"early_stopping": ("wait", "best", "best_epoch", "stopped_epoch"),
@@ -112,28 +112,6 @@ def resolve_run_precision(cfg: dict) -> dict:
                                                       _device_kind())
     except ValueError as exc:
         raise UserError(f"train.precision: {exc}") from None
-    return cfg
-
-
-def default_threads() -> int:
-    """CPU threads when neither the config nor the command line says: $OMP_NUM_THREADS or 2."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
-    except ValueError:
-        return 2
-
-
-def resolve_run_threads(cfg: dict, threads: int | None = None) -> dict:
-    """``train.threads`` resolved (``threads`` if given, else the config's, else
-    :func:`default_threads`), so config.yaml records the count the run used."""
-    import copy
-
-    cfg = copy.deepcopy(cfg)
-    value = threads if threads is not None else cfg["train"].get("threads")
-    value = default_threads() if value is None else value
-    if not isinstance(value, int) or value < 1:
-        raise UserError(f"train.threads must be a whole number >= 1, got {value!r}")
-    cfg["train"]["threads"] = value
     return cfg
 
 

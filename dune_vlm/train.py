@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.runs import default_threads, resolve_run_threads  # noqa: F401 (reproduce)
+
 SHORTCUTS = {  # the reference's flags, kept as shortcuts for --set
     "data_root": ("data.root", str), "model": ("model.name", str),
     "text_embed_path": ("text.embed_path", str), "epochs": ("train.epochs", int),
@@ -298,32 +300,6 @@ def _history_row(epoch, stats, m, job, t_epoch) -> dict:
             "val_mIoU_ref": m["mIoU_ref"], "val_kappa": m["kappa"],
             "epoch_time_s": round(time.time() - t_epoch, 2),
             "img_per_s": round(stats["seen"] / max(stats["train_time"], 1e-9), 2)}
-
-
-def default_threads() -> int:
-    """CPU threads when neither the config nor the caller says: $OMP_NUM_THREADS or 2."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
-    except ValueError:
-        return 2
-
-
-def resolve_run_threads(cfg: dict, threads: int | None = None) -> dict:
-    """``train.threads`` resolved (``threads`` if given, else the config's, else
-    :func:`default_threads`), so config.yaml records the count the run used: it can change the
-    last digits of the weights, so a resume with another count is refused (issue 27)."""
-    import copy
-
-    from dune_vlm.utils.config import ConfigError
-
-    cfg = copy.deepcopy(cfg)
-    t = cfg["train"]
-    value = threads if threads is not None else t.get("threads")
-    value = default_threads() if value is None else value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"train.threads must be a whole number >= 1, got {value!r}")
-    t["threads"] = value
-    return cfg
 
 
 def _setup_device(device_name: str, threads: int | None):

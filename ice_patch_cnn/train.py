@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.runs import UserError, default_threads, resolve_run_threads  # noqa: F401 (reproduce)
 
 HISTORY_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 CHUNK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -442,30 +442,6 @@ def _epoch_target(setup: Setup, resume: bool, epochs: int | None) -> int:
     if epochs is not None:
         return done + int(epochs)
     return int(setup.state.get("target_epochs", setup.cfg["train"]["epochs"]))
-
-
-def default_threads() -> int:
-    """CPU threads when neither the config nor the caller says: $OMP_NUM_THREADS or 2."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
-    except ValueError:
-        return 2
-
-
-def resolve_run_threads(cfg: dict, threads: int | None = None) -> dict:
-    """``train.threads`` resolved (``threads`` if given, else the config's, else
-    :func:`default_threads`), so config.yaml records the count the run used: it can change
-    results, so a resume with another count is refused (issue 27)."""
-    import copy
-
-    cfg = copy.deepcopy(cfg)
-    t = cfg["train"]
-    value = threads if threads is not None else t.get("threads")
-    value = default_threads() if value is None else value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"config: train.threads = {value!r} is not valid (a whole number >= 1)")
-    t["threads"] = value
-    return cfg
 
 
 def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None,

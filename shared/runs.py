@@ -620,6 +620,30 @@ def code_version(*packages: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
+def default_threads() -> int:
+    """CPU threads when neither the config nor the command line says: $OMP_NUM_THREADS or 2."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
+    except ValueError:
+        return 2
+
+
+def resolve_run_threads(cfg: Mapping[str, Any], threads: int | None = None,
+                        section: str = "train") -> dict[str, Any]:
+    """A copy of ``cfg`` with ``<section>.threads`` resolved (``threads`` if given, else the
+    config's, else :func:`default_threads`), so config.yaml records the count the run used:
+    it can change a CPU run's arithmetic, so a resume with another count is refused by
+    :meth:`RunDir.open` (issue 27)."""
+    cfg = copy.deepcopy(dict(cfg))
+    part = cfg[section]
+    value = threads if threads is not None else part.get("threads")
+    value = default_threads() if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{section}.threads must be a whole number >= 1, got {value!r}")
+    part["threads"] = value
+    return cfg
+
+
 def finished_run(run_dir: str | os.PathLike, cfg: Mapping[str, Any], version: str) -> bool:
     """True when ``run_dir`` holds a finished run (``summary.json``) of the same resolved
     config and the same code version (``summary.json`` key ``code_version``)."""
