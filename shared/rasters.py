@@ -791,6 +791,24 @@ def _short(exc: BaseException | None) -> str:
     return " ".join(text.split())[:300]
 
 
+def _check_whole_image(path: Path) -> None:
+    """A truncated PNG or JPEG is an error: GDAL's drivers return the missing rows as zeros
+    (no-data) without raising, so a damaged file would pass as an empty scene. PNG: Pillow's
+    ``verify`` reads every chunk and its CRC; JPEG: a full decode."""
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format == "PNG":
+                im.verify()
+            else:
+                im.load()
+    except (OSError, SyntaxError) as exc:
+        raise RasterError(path, f"truncated or corrupt image ({exc})") from None
+
+
 def open_scene(path: str | os.PathLike,
                percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
                overview_max: int = OVERVIEW_MAX,
@@ -818,6 +836,7 @@ def open_scene(path: str | os.PathLike,
         raise RasterError(path, "is a directory, not a raster file")
     if path.stat().st_size == 0:
         raise RasterError(path, "file is empty")
+    _check_whole_image(path)
     if stretch is not None and not isinstance(stretch, str):
         lo, hi = (float(v) for v in stretch)
         if not hi > lo:

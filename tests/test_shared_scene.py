@@ -333,3 +333,25 @@ def test_resampled_reads_keep_validity(tmp_path):
         assert (u8[0][~v8] == 0).all() and (u8[0][v8] >= 1).all()
         with pytest.raises(ValueError, match="resampling"):
             s.read(0, 0, 4, 4, out_shape=(2, 2), resampling="sideways")
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_truncated_png_or_jpeg_is_an_error_not_an_empty_scene(tmp_path, ext):
+    """GDAL returns the missing rows of a truncated PNG/JPEG as zeros without raising, so a
+    damaged file passed as an all-nodata scene (issue 27: 'a truncated PNG chunked with 0
+    failures'); it is a RasterError naming the file, and a whole file still opens."""
+    from PIL import Image
+
+    from shared.rasters import RasterError, open_scene
+
+    rng = np.random.default_rng(0)
+    whole = tmp_path / f"whole{ext}"
+    Image.fromarray((rng.random((300, 300)) * 255).astype(np.uint8)).save(whole)
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(data[: len(data) // 2])
+    with open_scene(whole) as scene:
+        assert scene.width == 300
+    with pytest.raises(RasterError, match="truncated or corrupt") as exc:
+        open_scene(cut)
+    assert f"cut{ext}" in str(exc.value)

@@ -155,3 +155,26 @@ def test_rerun_into_a_used_folder_with_other_settings_is_refused(tmp_path):
         chunk_images([good], out, ChunkSpec(size=16), progress=False)
     again = chunk_images([good], out, ChunkSpec(size=16), overwrite=True, progress=False)
     assert again["images_chunked"] == 1 and again["spec"]["size"] == 16
+
+
+def test_truncated_pngs_are_failures_and_all_damaged_is_exit_2(tmp_path, capsys):
+    """Issue 27: truncated PNGs were chunked as empty images with 0 failures and exit 0."""
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    good = src / "good.png"
+    Image.fromarray((np.random.default_rng(1).random((96, 96)) * 200 + 40).astype(np.uint8)
+                    ).save(good)
+    data = good.read_bytes()
+    (src / "bad.png").write_bytes(data[: len(data) // 2])
+    report = chunk_images([src / "bad.png", good], tmp_path / "out", ChunkSpec(size=32),
+                          progress=False)
+    assert report["images_failed"] == 1 and report["images_chunked"] == 1
+    assert "bad.png" in report["failed"][0]["file"]
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    (only_bad / "bad.png").write_bytes(data[: len(data) // 2])
+    assert main([str(only_bad), "--out", str(tmp_path / "o2"), "--size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "every input failed" in err and "truncated" in err
