@@ -105,7 +105,8 @@ def config_from_args(args) -> dict:
         cfg = validate(run_config(args, PROFILE_FILES), str(args.run_dir))
     text = cfg.get("text") or {}
     if (cfg["model"]["name"] == "fusion" and args.text_embed_path is None
-            and text.get("embed_path") and text.get("minilm_path")):
+            and text.get("embed_path") and text.get("minilm_path")
+            and text["embed_path"] != text["minilm_path"]):  # the quick profile uses MiniLM
         from dune_vlm.utils.config import resolve_path
 
         if not resolve_path(text["embed_path"]).is_file():  # the authors' file is not here
