@@ -70,7 +70,11 @@ def labelme_to_mask(json_path: str | Path, line_width: int = 3,
     if not isinstance(doc, dict) or "shapes" not in doc:
         raise PreprocessError(f"{json_path}: not a labelme export (no 'shapes')")
     if doc.get("imageData"):
-        img = Image.open(io.BytesIO(base64.b64decode(doc["imageData"]))).convert("RGB")
+        try:
+            img = Image.open(io.BytesIO(base64.b64decode(doc["imageData"]))).convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise PreprocessError(f"{json_path}: imageData is not a readable image ({exc})") \
+                from None
     elif doc.get("imagePath"):
         img_path = json_path.parent / doc["imagePath"]
         if not img_path.is_file():
@@ -84,10 +88,21 @@ def labelme_to_mask(json_path: str | Path, line_width: int = 3,
         raise PreprocessError(f"{json_path}: imageHeight/imageWidth {doc.get('imageHeight')}x"
                               f"{doc.get('imageWidth')} differ from the image ({h}x{w})")
     mask = np.zeros((h, w), np.uint8)
-    for shape in doc["shapes"]:
+    if not isinstance(doc["shapes"], list):
+        raise PreprocessError(f"{json_path}: 'shapes' is not a list")
+    for i, shape in enumerate(doc["shapes"]):
+        if not isinstance(shape, dict):
+            raise PreprocessError(f"{json_path}: shape {i} is not an object")
         if labels is not None and shape.get("label") not in labels:
             continue
-        pts = np.round(np.asarray(shape.get("points", []), float)).astype(np.int32)
+        try:
+            pts = np.asarray(shape.get("points", []), float).reshape(-1, 2)
+        except (TypeError, ValueError):
+            raise PreprocessError(f"{json_path}: shape {i} ({shape.get('label')!r}): points "
+                                  "must be a list of [x, y] numbers") from None
+        if not np.all(np.isfinite(pts)):
+            raise PreprocessError(f"{json_path}: shape {i}: points must be finite numbers")
+        pts = np.round(pts).astype(np.int32)
         kind = shape.get("shape_type") or "polygon"
         if len(pts) == 0:
             continue

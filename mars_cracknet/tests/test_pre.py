@@ -90,3 +90,24 @@ def test_crops_cli_writes_list(tmp_path, capsys):
     assert main(["crops", "--images", str(big / "imgs"), "--masks", str(big / "masks"),
                  "--out", str(out), "--n", "1", "--size", "32"]) == 2
     assert "s2.png: no mask" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shapes,match", [
+    ([{"label": "crack", "points": "oops"}], "points must be a list"),
+    ([{"label": "crack", "points": [[1, 2], [3]]}], "points must be a list"),
+    ([{"label": "crack", "points": [[1, 2], [3, float("nan")]]}], "finite"),
+    (["not a shape"], "shape 0 is not an object"),
+    ({"a": 1}, "'shapes' is not a list"),
+])
+def test_malformed_labelme_shapes_are_one_named_error(tmp_path, shapes, match):
+    """Issue 27: malformed points were a ValueError traceback."""
+    with pytest.raises(PreprocessError, match=match) as exc:
+        labelme_to_mask(_labelme(tmp_path, shapes))
+    assert "scene.json" in str(exc.value)
+
+
+def test_labelme_with_unreadable_image_data_is_one_named_error(tmp_path):
+    path = tmp_path / "b64.json"
+    path.write_text(json.dumps({"imageData": "!!notb64", "shapes": []}))
+    with pytest.raises(PreprocessError, match="imageData is not a readable image"):
+        labelme_to_mask(path)
