@@ -456,8 +456,9 @@ def _lunar_figures(first: dict, results: Path) -> None:
     for name in ("overlay.png", "csfd.png"):
         if (lunar_dir / name).is_file():
             shutil.copyfile(lunar_dir / name, results / f"lunar_{name}")
+            # 256 colours: at 64 the palette dropped the thin red prediction circles
             _shrink_png(results / f"lunar_{name}", scale=1.0 if name == "csfd.png" else 0.6,
-                        colors=64)
+                        colors=256)
     write_diam_file(lunar_dir / "predict" / "craters.csv", results / "lunar_craters.diam",
                     area_km2=4 * 3.141592653589793 * MOON_RADIUS_KM ** 2)
 
