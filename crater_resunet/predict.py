@@ -85,28 +85,6 @@ def predict_probability(model, image: np.ndarray, mode: str = "auto", overlap: i
 
 
 # ------------------------------------------------------------------------------ boxes
-def boxes_from_mask(prob: np.ndarray, threshold: float = 0.5, min_area: float = 0.0):
-    """Boxes (N, 4) ``x1 y1 x2 y2`` (x2/y2 exclusive) and confidences (N,) from a
-    probability map: one ``boundingRect`` per external contour of ``prob >= threshold``."""
-    import cv2
-
-    binary = (prob >= threshold).astype(np.uint8)
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    boxes, confs = [], []
-    for c in contours:
-        x, y, bw, bh = cv2.boundingRect(c)
-        local = np.zeros((bh, bw), dtype=np.uint8)
-        cv2.drawContours(local, [c], -1, 1, thickness=cv2.FILLED, offset=(-x, -y))
-        area = int(local.sum())
-        if area == 0 or area < min_area:
-            continue
-        boxes.append((x, y, x + bw, y + bh))
-        confs.append(float(prob[y:y + bh, x:x + bw][local > 0].mean()))
-    order = np.argsort(-np.asarray(confs), kind="stable") if confs else []
-    return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[order],
-            np.asarray(confs, dtype=np.float64)[order])
-
-
 def yolo_detections(boxes: np.ndarray, confs: np.ndarray, width: int, height: int) -> str:
     lines = []
     for (x1, y1, x2, y2), c in zip(boxes, confs):
