@@ -574,7 +574,7 @@ def validate_config(cfg: dict) -> None:
 
 
 def seed_everything_keras(seed: int) -> None:
-    """``shared.seed_everything`` under TensorFlow; without it for other backends, because
+    """``shared.seed.seed_everything`` under TensorFlow; without it for other backends, because
     ``keras.utils.set_random_seed`` (which it calls) imports TensorFlow whenever installed."""
     import random
 

@@ -221,7 +221,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
     with its provenance; returns the provenance record."""
     import torch
 
-    from shared import atomic_path
+    from shared.atomic import atomic_path
 
     src, dst = Path(src), Path(dst)
     obj = safe_load(src)

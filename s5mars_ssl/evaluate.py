@@ -86,7 +86,7 @@ def _main(argv=None) -> int:
                               args.mode, args.crop, args.stride, args.device)
     print(json.dumps(res, indent=2))
     if args.out:
-        from shared import atomic_write_json
+        from shared.atomic import atomic_write_json
 
         atomic_write_json(Path(args.out), res)
     return 0

@@ -16,7 +16,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 def read_rgb(path: Path):
     """An RGB image (grey is expanded); anything with another band count is a named error."""
-    from shared import ImageReadError, read_image
+    from shared.images import ImageReadError, read_image
     from shared.runs import UserError
 
     bands = None
@@ -51,7 +51,7 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
     from s5mars_ssl.augseg.utils.metrics import predict_sliding, predict_whole
     from s5mars_ssl.checkpoint import load_model
     from s5mars_ssl.constants import colorize, train_to_raw
-    from shared import atomic_path
+    from shared.atomic import atomic_path
 
     model, info = load_model(checkpoint, weights, device)
     used = info["weights"]

@@ -151,7 +151,7 @@ def _main(argv=None) -> int:
     import torch
 
     from s5mars_ssl.augseg.utils.config import PACKAGE_DIR, load_config, resolve_path
-    from shared import atomic_write_text
+    from shared.atomic import atomic_write_text
     from shared.runs import code_version
 
     torch.set_num_threads(2)

@@ -203,7 +203,8 @@ def run(images: Path, out: Path, checkpoint: str | None = None, random_weights: 
     """Write ``<out>/<stem>.json`` for every image; existing files are kept unless overwrite."""
     from tqdm import tqdm
 
-    from shared import atomic_write_json, read_image
+    from shared.atomic import atomic_write_json
+    from shared.images import read_image
     from shared.runs import UserError
 
     paths = list_images(Path(images), stems_file)

@@ -4,8 +4,9 @@ import random
 import numpy as np
 import pytest
 
-from shared import atomic_path, atomic_write_json, atomic_write_text, seed_everything
+from shared.atomic import atomic_path, atomic_write_json, atomic_write_text
 from shared.results import build_results_table, write_summary
+from shared.seed import seed_everything
 
 
 def test_atomic_write_replaces_and_cleans_up(tmp_path):

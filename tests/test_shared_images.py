@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared import ImageReadError, read_image, read_mask
+from shared.images import ImageReadError, read_image, read_mask
 
 
 def _png(path, arr):
@@ -31,7 +31,7 @@ def test_reads_other_formats(tmp_path, ext):
 
 
 def test_reads_multiband_float_tiff_with_rasterio(tmp_path):
-    from shared import write_geotiff
+    from shared.rasters import write_geotiff
 
     arr = np.random.default_rng(1).random((5, 6, 7)).astype("float32")
     p = write_geotiff(tmp_path / "m.tif", arr)

@@ -4,8 +4,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from shared import RasterError, raster_info, read_window, write_geotiff
-from shared.rasters import geotiff_writer
+from shared.rasters import RasterError, geotiff_writer, raster_info, read_window, write_geotiff
 
 CRS_UTM = CRS.from_epsg(32733)
 TRANSFORM = from_origin(500000.0, 7400000.0, 10.0, 10.0)

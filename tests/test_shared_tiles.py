@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from shared import iter_windows
+from shared.tiles import iter_windows
 
 
 def _coverage(h, w, wins):

@@ -47,7 +47,7 @@ from s5mars_ssl.augseg.utils.loss_helper import OhemCrossEntropy, unsupervised_l
 from s5mars_ssl.augseg.utils.lr_helper import build_optimizer, poly_lr, set_lr
 from s5mars_ssl.augseg.utils.metrics import evaluate
 from s5mars_ssl.constants import CLASSES, IGNORE_INDEX
-from shared import atomic_path
+from shared.atomic import atomic_path
 from shared.runs import GracefulStop, RunDir, UserError, code_version, derive_seed
 
 MODES = ("supervised", "semi")

@@ -274,7 +274,7 @@ def generate(out: str | Path, n_train: int = 64, n_test: int = 16, height: int =
     from PIL import Image
     from tqdm import tqdm
 
-    from shared import atomic_path, atomic_write_json, atomic_write_text
+    from shared.atomic import atomic_path, atomic_write_json, atomic_write_text
 
     out = Path(out)
     params = dict(n_train=n_train, n_test=n_test, height=height, width=width,

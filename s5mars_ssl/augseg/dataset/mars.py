@@ -24,7 +24,7 @@ from s5mars_ssl.augseg.dataset.augmentation import (
 )
 from s5mars_ssl.augseg.dataset.sam_mix import load_object_masks
 from s5mars_ssl.constants import IGNORE_INDEX, NUM_CLASSES, raw_to_train
-from shared import ImageReadError, read_image, read_mask
+from shared.images import ImageReadError, read_image, read_mask
 from shared.runs import derive_seed
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared import iter_windows
+from shared.tiles import iter_windows
 
 EVAL_MODES = ("whole", "center_crop", "sliding")
 
