@@ -5,9 +5,16 @@ A config is a profile name (a key of the subproject's ``profiles`` mapping) or a
 file. A file may name its parent with ``inherit:`` (or AugSeg's ``_base_:``): a profile name or
 a path relative to the file's folder. The *root* of the chain (the file without a parent) is the
 schema: every key that a child file or a ``--set`` gives must exist there (nested keys too),
-so a typo is an error naming the file and the key, never a silently created setting. One path
-rule: a relative path inside a YAML file is left as written (relative to the working
-directory, as on the command line); the caller resolves it.
+so a typo is an error naming the file and the key, never a silently created setting.
+
+One path rule for every path-valued config key of the five subprojects (``resolve_path``): a
+relative path in a config (a profile, a user's YAML file or a ``--set key=value``) is taken
+from the repository root (``REPO_ROOT``), so ``--set data.root=x`` names the same folder in
+every subproject and from whatever folder the command runs; ``~`` is expanded and an absolute
+path is kept. The reader leaves the values as written (a saved ``config.yaml`` stays portable);
+the subprojects resolve them with ``resolve_path`` where they use them. A path given as its own
+command-line option (``--data DIR``) is an ordinary shell path, taken from the current folder,
+and is made absolute (``cli_path``) before it becomes a config value.
 
 Each subproject keeps only its own validation of values on top of this.
 """
@@ -25,6 +32,23 @@ from typing import Any
 import yaml
 
 PARENT_KEYS = ("inherit", "_base_")
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the one definition; imported elsewhere
+
+
+def resolve_path(value: str | os.PathLike | None) -> Path | None:
+    """A path-valued config setting as a path: ``~`` expanded, an absolute path kept, a
+    relative one taken from the repository root; ``None`` (or an empty string: unset) stays
+    ``None``."""
+    if value is None or str(value) == "":
+        return None
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def cli_path(value: str | os.PathLike) -> str:
+    """A path given as a command-line option, made absolute from the current folder (as a shell
+    reads it), for use as a config value (``--data DIR`` -> ``--set data.root=/abs/DIR``)."""
+    return str(Path(os.path.expanduser(str(value))).absolute())
 
 
 class ConfigError(ValueError):

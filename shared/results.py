@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.atomic import atomic_path, atomic_write_json, atomic_write_text
+from shared.configs import REPO_ROOT
 from shared.stats import format_mean_ci
 
 PAPERS = {
@@ -28,7 +29,6 @@ PAPERS = {
     "crater_resunet": "Crater ResNet-UNet (Keras)",
     "ice_patch_cnn": "HiRISE ice patches (Gergácz & Kereszturi)",
 }
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "local"  # results/local/<paper>/: a user's reproduce, git-ignored
 
 

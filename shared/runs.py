@@ -50,6 +50,7 @@ import yaml
 
 from shared.atomic import atomic_write_json, atomic_write_text
 from shared.configs import (
+    REPO_ROOT,
     ConfigError,
     diff_keys,
     load_config,
@@ -63,7 +64,6 @@ HISTORY_NAME = "history.csv"
 LOG_NAME = "train.log"
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".lock"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class UserError(ValueError):
