@@ -11,17 +11,11 @@ from shared.configs import ConfigError
 from shared.configs import load_config as _load
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yml"))}
 
-__all__ = ["CONFIG_DIR", "PROFILES", "REPO_ROOT", "ConfigError", "data_root", "load_config"]
+__all__ = ["CONFIG_DIR", "PROFILES", "ConfigError", "load_config"]
 
 
 def load_config(name: str | os.PathLike, sets=None) -> dict[str, Any]:
     """The resolved config of a profile name (``quick``, ``paper``) or a YAML path."""
     return _load(name, PROFILES, sets)
-
-
-def data_root(cfg: dict) -> Path:
-    root = Path(cfg["data"]["root"])
-    return root if root.is_absolute() else REPO_ROOT / root

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.configs import REPO_ROOT
 from shared.runs import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO_ROOT / "datasets" / "crater_resunet" / "cache"
 DEFAULT_DATA = REPO_ROOT / "datasets" / "crater_resunet" / "lunar"
 LUNAR_TOOLKIT = ("lunar-toolkit", "0.1.0")

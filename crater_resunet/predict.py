@@ -30,8 +30,6 @@ import numpy as np
 from crater_resunet.data import IMAGE_EXTS
 from shared.runs import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 # ------------------------------------------------------------------------ probability maps
 def resolve_overlap(overlap: int | None, th: int, tw: int) -> int:

@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from shared.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from shared.configs import REPO_ROOT
 
 PYCDA_VERSION = "0.1.16"
 MEMBERS = {"image": "pycda/sample_imgs/holdout_tile.pgm",
            "labels": "pycda/sample_imgs/holdout_tile_labels.csv"}
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class PrepareError(RuntimeError):

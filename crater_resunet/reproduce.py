@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT
+
 RUNS = REPO_ROOT / "runs" / "crater_resunet"
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crater_resunet.config import PROFILES, REPO_ROOT
+from crater_resunet.config import PROFILES
+from shared.configs import REPO_ROOT, cli_path, resolve_path
 from shared.runs import UserError, default_threads, resolve_run_threads  # noqa: F401 (reproduce)
 
 LAST, BEST, STATE = "last.keras", "best.keras", "state.json"
@@ -68,8 +69,8 @@ def set_threads(n: int) -> None:
 
 
 def data_root_of(cfg: dict) -> Path:
-    root = Path(cfg["data"]["root"])
-    return root if root.is_absolute() else REPO_ROOT / root
+    """``data.root`` by the one path rule (``shared.configs.resolve_path``)."""
+    return resolve_path(cfg["data"]["root"])
 
 
 def validate(cfg: dict) -> Path:
@@ -407,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the crater ResNet-UNet (Keras 3) on a YOLO-layout data set "
                     "(<data>/{train,valid}/{images,labels}) following the shared run contract.")
     add_run_arguments(parser, default_config="quick", run_dir_aliases=("--out",))
-    parser.add_argument("--data", type=Path, help="data root (same as --set data.root=...)")
+    parser.add_argument("--data", type=Path,
+                        help="data root, from the current folder (--set data.root=... is taken "
+                             "from the repository root)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads, kept in the run config (same as --set "
                              "train.threads=N; default: the config's, else $OMP_NUM_THREADS "
@@ -425,7 +428,7 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.data is not None:
-        args.overrides = [*args.overrides, f"data.root={args.data}"]
+        args.overrides = [*args.overrides, f"data.root={cli_path(args.data)}"]
     if args.precision is not None:
         args.overrides = [*args.overrides, f"train.precision={args.precision}"]
     if args.threads is not None:
