@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from shared.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -108,7 +110,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 MANIFEST_SUFFIX = ".manifest.json"
 
 
-class CheckpointSetError(ValueError):
+class CheckpointSetError(UserError):
     """The files of a multi-file checkpoint are out of step and cannot be repaired."""
 
 

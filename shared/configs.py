@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from shared.errors import UserError
+
 PARENT_KEYS = ("inherit", "_base_")
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the one definition; imported elsewhere
 
@@ -51,7 +53,7 @@ def cli_path(value: str | os.PathLike) -> str:
     return str(Path(os.path.expanduser(str(value))).absolute())
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file, profile name or override is invalid; the message names it."""
 
 

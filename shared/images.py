@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from shared.errors import UserError
+
 _MODES = {None, "L", "RGB", "I;16", "F"}
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """An image or mask file is missing, truncated, not an image or has unexpected content."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

@@ -25,9 +25,10 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from shared.atomic import atomic_path
+from shared.errors import UserError
 
 
-class RasterError(ValueError):
+class RasterError(UserError):
     """A raster file is missing, unreadable or not what the caller needs."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

@@ -10,9 +10,10 @@
 * ``GracefulStop``: SIGINT and SIGTERM set a flag; the trainer saves a resumable checkpoint at
   its next safe point and raises ``RunInterrupted``, which ``cli_main`` turns into one line and
   exit code 130 (SIGINT) or 143 (SIGTERM).
-* ``cli_main``: every user error (``UserError``, ``ConfigError``, the shared readers' errors, an
-  ``OSError`` on a path) is one line naming the file and what is wrong, exit code 2, no
-  traceback.
+* ``cli_main``: every user error (a ``UserError``, defined in ``shared.errors``: the shared
+  readers' errors and every subproject's error classes subclass it; an ``OSError`` on a path)
+  is one line naming the file and what is wrong, exit code 2, no traceback; any other exception
+  is a bug and shows its traceback.
 * ``finished_run``: the one check that a finished run can be reused (same resolved config and
   same code version).
 * ``check_paths`` / ``declare_paths`` (issue 27): the one check of every CLI's paths before it
@@ -51,23 +52,19 @@ import yaml
 from shared.atomic import atomic_write_json, atomic_write_text
 from shared.configs import (
     REPO_ROOT,
-    ConfigError,
     diff_keys,
     load_config,
     parse_set,
     read_yaml_mapping,
     set_dotted,
 )
+from shared.errors import UserError
 
 CONFIG_NAME = "config.yaml"
 HISTORY_NAME = "history.csv"
 LOG_NAME = "train.log"
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".lock"
-
-
-class UserError(ValueError):
-    """A user mistake (bad file, value, path or checkpoint): one line, exit code 2."""
 
 
 class RunInterrupted(Exception):
@@ -138,19 +135,13 @@ def run_config(args: argparse.Namespace, profiles: Mapping[str, str | os.PathLik
 
 
 def cli_main(main: Callable[[Sequence[str] | None], int | None],
-             argv: Sequence[str] | None = None,
-             user_errors: tuple[type[BaseException], ...] = ()) -> int:
-    """Run ``main(argv)``; user errors become one line on stderr and exit code 2.
+             argv: Sequence[str] | None = None) -> int:
+    """Run ``main(argv)``; a ``UserError`` becomes one line on stderr and exit code 2.
 
-    ``user_errors`` adds a subproject's own error classes. A ``RunInterrupted`` exits with
+    An ``OSError`` naming a file (or a full disk, a denied write) is a user error too. Every
+    other exception is a bug: it propagates with its traceback. A ``RunInterrupted`` exits with
     128 + the signal number, a bare Ctrl-C with 130.
     """
-    from shared.atomic import CheckpointSetError
-    from shared.images import ImageReadError
-    from shared.rasters import RasterError
-
-    errors = (UserError, ConfigError, ImageReadError, RasterError, CheckpointSetError,
-              *user_errors)
     try:
         return int(main(argv) or 0)
     except RunInterrupted as exc:
@@ -159,7 +150,7 @@ def cli_main(main: Callable[[Sequence[str] | None], int | None],
     except KeyboardInterrupt:
         print("interrupted (SIGINT)", file=sys.stderr)
         return 130
-    except errors as exc:
+    except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
@@ -515,9 +506,9 @@ class RunDir:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        # every user-error class of the project (UserError, ConfigError, the readers' and the
-        # subprojects' own errors) is a ValueError; a crash keeps its files for the post-mortem
-        if exc_type is not None and issubclass(exc_type, ValueError):
+        # a user error (every user-error class of the project subclasses UserError) undoes the
+        # fresh start; a crash keeps its files for the post-mortem
+        if exc_type is not None and issubclass(exc_type, UserError):
             self._undo_fresh_start()
         self.close()
 

@@ -335,9 +335,10 @@ def test_malformed_yaml_is_one_line_with_its_place(tmp_path, text):
 
 
 def test_failed_start_leaves_no_config_behind(tmp_path):
-    """A data error raised by the trainer's own class (not UserError) after the run folder was
-    opened: the corrected relaunch is not refused as non-empty."""
-    class DataError(ValueError):
+    """A data error raised by the trainer's own class (a UserError subclass) after the run
+    folder was opened: the corrected relaunch is not refused as non-empty; a bug (any other
+    exception, a ValueError too) keeps the folder for the post-mortem (issue 25)."""
+    class DataError(UserError):
         pass
 
     with pytest.raises(DataError), RunDir.open(tmp_path / "run", {"seed": 0})[0] as run:
@@ -345,6 +346,9 @@ def test_failed_start_leaves_no_config_behind(tmp_path):
         raise DataError("bad data")
     assert not (tmp_path / "run").exists()
     RunDir.open(tmp_path / "run", {"seed": 0})[0].close()
+    with pytest.raises(ValueError), RunDir.open(tmp_path / "bug", {"seed": 0})[0]:
+        raise ValueError("a bug")
+    assert (tmp_path / "bug" / "config.yaml").is_file()
 
 
 def test_manifest_names_hashes(tmp_path):
