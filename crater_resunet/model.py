@@ -16,6 +16,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from shared.runs import UserError
+
 DEPTH = 5  # encoder levels, each halving the resolution
 
 
@@ -105,7 +107,7 @@ def save_model(model, path: str | os.PathLike) -> Path:
     return path
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError):
     """A model file that is not a loadable ``.keras`` model; the message names the file."""
 
 

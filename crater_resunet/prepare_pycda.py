@@ -35,13 +35,14 @@ import numpy as np
 
 from shared.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from shared.configs import REPO_ROOT
+from shared.runs import UserError
 
 PYCDA_VERSION = "0.1.16"
 MEMBERS = {"image": "pycda/sample_imgs/holdout_tile.pgm",
            "labels": "pycda/sample_imgs/holdout_tile_labels.csv"}
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError):
     """A missing or malformed input, or a failed download; the message names the file."""
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.runs import UserError
+
 NODATA_OUT = 255
 
 
@@ -42,7 +44,7 @@ NODATA_OUT = 255
 # window; 8,192^2 needs 1,993 MB with the ring, 1,603 MB window by window).
 MAX_ROWS_MB = 1024
 
-class TileInferenceError(ValueError):
+class TileInferenceError(UserError):
     pass
 
 

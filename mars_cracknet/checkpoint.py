@@ -20,10 +20,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from shared.atomic import atomic_path
-from shared.runs import library_noise
+from shared.runs import UserError, library_noise
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, unreadable or does not fit the model; names the file."""
 
 

@@ -32,13 +32,14 @@ from typing import Any
 
 from shared.rasters import RASTER_SUFFIXES as _RASTER_SUFFIXES
 from shared.rasters import RasterError
+from shared.runs import UserError
 
 # the shared raster list (ISIS .cub, PDS .LBL, VRT too: issue 27)
 RASTER_SUFFIXES = _RASTER_SUFFIXES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", *RASTER_SUFFIXES)
 
 
-class PredictError(ValueError):
+class PredictError(UserError):
     """A user input problem; the message names the file."""
 
 

@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 
 from shared.atomic import file_sha256 as sha256
+from shared.runs import UserError
 
 ORIGINAL_NORMALIZATION = {"mean": [0.625, 0.519, 0.363],
                           "std": [0.01803789, 0.01469946, 0.00991374],
@@ -41,7 +42,7 @@ _CLS = {"0.": "0.0.", "1.": "0.1.", "3.": "1.0.", "4.": "1.1.", "6.": "2."}
 LOW_LEVEL = 48
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, foreign or maps only partly; names the file."""
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.runs import UserError
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 MASK_SHAPES = ("box", "ellipse")
 SPLITS = ("train", "valid")
@@ -37,7 +39,7 @@ class LabelWarning(UserWarning):
     """A label value repaired on reading (a coordinate a rounding error outside [0, 1])."""
 
 
-class LabelError(ValueError):
+class LabelError(UserError):
     """A label file or line that does not follow ``class xc yc w h`` with values in [0, 1]."""
 
     def __init__(self, path: str | os.PathLike, line: int | None, reason: str):

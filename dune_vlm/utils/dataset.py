@@ -17,11 +17,12 @@ import numpy as np
 from PIL import Image
 
 from shared.images import ImageReadError, read_mask
+from shared.runs import UserError
 
 SPLITS = ("train", "val", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset file or folder is missing or holds something the model cannot use."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

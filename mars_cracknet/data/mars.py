@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from shared.images import ImageReadError, read_image, read_mask
+from shared.runs import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -45,7 +46,7 @@ MODE_LISTS: dict[str, tuple[tuple[str, ...], bool]] = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset file or list is missing or inconsistent; the message names the path."""
 
 

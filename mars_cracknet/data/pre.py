@@ -26,9 +26,10 @@ import cv2
 import numpy as np
 
 from shared.atomic import atomic_path, atomic_write_text
+from shared.runs import UserError
 
 
-class PreprocessError(ValueError):
+class PreprocessError(UserError):
     """A preprocessing input is missing or malformed; the message names the file."""
 
 

@@ -25,10 +25,10 @@ from s5mars_ssl.augseg.dataset.augmentation import (
 from s5mars_ssl.augseg.dataset.sam_mix import load_object_masks
 from s5mars_ssl.constants import IGNORE_INDEX, NUM_CLASSES, raw_to_train
 from shared.images import ImageReadError, read_image, read_mask
-from shared.runs import derive_seed
+from shared.runs import UserError, derive_seed
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset file is missing or inconsistent; the message names the file."""
 
 

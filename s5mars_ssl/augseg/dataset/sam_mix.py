@@ -32,8 +32,10 @@ import cv2
 import numpy as np
 import torch
 
+from shared.runs import UserError
 
-class SamMaskError(ValueError):
+
+class SamMaskError(UserError):
     """A SAM mask JSON file is missing or malformed."""
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from s5mars_ssl.augseg.models.decoder import DeepLabV3PlusDecoder
 from s5mars_ssl.augseg.models.resnet import ResNet50c
+from shared.runs import UserError
 
 
 class DeepLabV3Plus(nn.Module):
@@ -39,7 +40,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class PretrainedLoadError(ValueError):
+class PretrainedLoadError(UserError):
     """The file given as an ImageNet encoder is missing or is not a ResNet state dict."""
 
 
