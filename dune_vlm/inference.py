@@ -150,11 +150,9 @@ def _main(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    from dune_vlm.utils.config import ConfigError
-    from dune_vlm.utils.dataset import DatasetError
     from shared.runs import cli_main
 
-    return cli_main(_main, argv, (ConfigError, DatasetError))
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

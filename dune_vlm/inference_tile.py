@@ -512,7 +512,7 @@ def _main(argv=None) -> int:
 def main(argv=None) -> int:
     from shared.runs import cli_main
 
-    return cli_main(_main, argv, (TileInferenceError,))
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -295,7 +295,7 @@ def main(argv=None) -> int:
         print(json.dumps(counts))
         return 0
 
-    return cli_main(run, argv, (TilingError,))
+    return cli_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -599,11 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if (rc := help_first(_main, argv)) is not None:
         return rc
-    from mars_cracknet.checkpoint import CheckpointError
-    from mars_cracknet.data.mars import DatasetError
     from shared.runs import cli_main
 
-    return cli_main(_main, argv, user_errors=(DatasetError, CheckpointError))
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

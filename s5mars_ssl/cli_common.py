@@ -102,15 +102,6 @@ def _main(mode: str, argv=None) -> int:
     return 0
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    from s5mars_ssl.augseg.dataset.mars import DataError
-    from s5mars_ssl.augseg.dataset.sam_mix import SamMaskError
-    from s5mars_ssl.augseg.models.model_helper import PretrainedLoadError
-    from s5mars_ssl.checkpoint import CheckpointError
-
-    return DataError, SamMaskError, PretrainedLoadError, CheckpointError
-
-
 def main(mode: str, argv=None) -> int:
     from s5mars_ssl.runtime import passive_openmp
     from shared.runs import cli_main
@@ -121,4 +112,4 @@ def main(mode: str, argv=None) -> int:
     if (rc := help_first(_main, argv, mode)) is not None:
         return rc
 
-    return cli_main(lambda a: _main(mode, a), argv, user_errors())
+    return cli_main(lambda a: _main(mode, a), argv)

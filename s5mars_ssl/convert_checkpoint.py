@@ -34,10 +34,9 @@ def _main(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    from s5mars_ssl.checkpoint import CheckpointError
     from shared.runs import cli_main
 
-    return cli_main(_main, argv, (CheckpointError,))
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -101,10 +101,7 @@ def main(argv=None) -> int:
 
     if (rc := help_first(_main, argv)) is not None:
         return rc
-    from s5mars_ssl.augseg.dataset.mars import DataError
-    from s5mars_ssl.checkpoint import CheckpointError
-
-    return cli_main(_main, argv, (CheckpointError, DataError))
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -156,9 +156,7 @@ def main(argv=None) -> int:
     from shared.runs import cli_main
 
     passive_openmp()
-    from s5mars_ssl.checkpoint import CheckpointError
-
-    return cli_main(_main, argv, (CheckpointError,))
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -196,7 +196,6 @@ def _main(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    from s5mars_ssl.cli_common import user_errors
     from s5mars_ssl.runtime import passive_openmp
     from shared.cli import help_first
     from shared.runs import cli_main
@@ -204,7 +203,7 @@ def main(argv=None) -> int:
     passive_openmp()
     if (rc := help_first(_main, argv)) is not None:
         return rc
-    return cli_main(_main, argv, user_errors())
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":
