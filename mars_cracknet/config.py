@@ -8,7 +8,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from shared.configs import ConfigError
+from shared.configs import ConfigError, resolve_path
 from shared.configs import load_config as _load
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,7 +35,9 @@ def _is_num(v: Any) -> bool:
 
 
 def validate(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``cfg``; a bad value is a ConfigError naming the key and what is expected."""
+    """A copy of ``cfg``; a bad value is a ConfigError naming the key and what is expected.
+    The path keys (``data``, ``init_weights``) come back absolute
+    (``shared.configs.resolve_path``)."""
     cfg = copy.deepcopy(cfg)
     checks = [
         ("model", cfg["model"] in ("resunet", "unet"), "resunet or unet"),
@@ -78,4 +80,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     for key, ok, expected in checks:
         if not ok:
             raise ConfigError(f"config value {key}={cfg[key]!r} is invalid: expected {expected}")
+    for key in ("data", "init_weights"):  # the one path rule: relative = from the repository
+        if cfg.get(key):
+            cfg[key] = str(resolve_path(cfg[key]))
     return cfg

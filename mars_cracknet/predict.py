@@ -235,13 +235,6 @@ def open_source(path: Path):
 
 
 # --------------------------------------------------------------------------- prediction
-def load_model(checkpoint: Path, model_name: str = "auto", device: str = "cpu"):
-    """(model in eval mode, its name) from a run folder, our weights or an original file."""
-    from mars_cracknet.checkpoint import load_model as _load
-
-    return _load(checkpoint, None if model_name == "auto" else model_name, device)
-
-
 class TiffOutputs:
     """Mask (and probability) GeoTIFFs with the input's CRS and transform, written strip by
     strip; nodata pixels are masked (GDAL per-dataset mask) and hold 0."""
@@ -417,7 +410,9 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
                 raise PredictError(f"{args.masks}/{path.stem}.png: no ground-truth mask for "
                                    f"{path}")
             gt_paths[path] = gt_path
-    model, name = load_model(args.checkpoint, args.arch, device)
+    from mars_cracknet.checkpoint import load_model
+
+    model, name = load_model(args.checkpoint, None if args.arch == "auto" else args.arch, device)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     from shared.cli import progress_enabled

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT
+
 SETTINGS = (("a", "mars"), ("b", "earth_mars"), ("c", "semi"))
 METRICS = ("precision", "recall", "dice", "jaccard")
 

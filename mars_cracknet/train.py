@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT
+
 METRICS = ("precision", "recall", "dice", "jaccard")
 ALLOW_ON_RESUME = ("epochs", "pretrain_epochs", "device", "amp", "num_workers")
 # the named flags: shortcuts for --set key=value
@@ -559,6 +560,7 @@ def run(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
 def config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     """Resolved config and run folder from the contract's flags and the named shortcuts."""
     from mars_cracknet.config import PROFILES
+    from shared.configs import cli_path
     from shared.runs import run_config
 
     cfg = run_config(args, PROFILES)
@@ -569,9 +571,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
         from shared.cli import precision_to_amp
 
         cfg["amp"] = precision_to_amp(args.precision, cfg.get("device") or "auto")
-    data = Path(cfg["data"])
-    if not data.is_absolute() and not data.exists() and (REPO_ROOT / data).exists():
-        cfg["data"] = str(REPO_ROOT / data)
+    if getattr(args, "data", None) is not None:  # a shell path, from the current folder
+        cfg["data"] = cli_path(args.data)
     run_dir = args.run_dir or REPO_ROOT / "runs" / "mars_cracknet" / f"{cfg['model']}_{cfg['mode']}"
     return cfg, run_dir
 

@@ -1,11 +1,11 @@
 """Mars-CrackNet (``Res_UNet`` of the paper): a ResNet-18 encoder U-Net with residual decoders.
 
-Structure (see ``shared/specs/mars_cracknet.md``): a full-resolution two-conv branch, the
+Structure (as the original code of Xu et al., "Deciphering Mars Intermediate-Sized Cracks with
+Deep Learning", JGR Planets, ``models/resunet.py``): a full-resolution two-conv branch, the
 torchvision ResNet-18 stem (7x7/2 conv, BN, ReLU; the max-pool is not used) and its four
 stages, a dilated residual bottleneck, four residual decoder blocks that upsample bilinearly
 (``align_corners=True``) and concatenate (skip, upsampled) as the original, and a final 1x1
-convolution. ``forward`` returns logits; apply ``torch.sigmoid`` (or use
-:meth:`predict_proba`) for probabilities.
+convolution. ``forward`` returns logits; apply ``torch.sigmoid`` for probabilities.
 With ``num_classes=1`` the network has exactly 21,545,153 parameters.
 """
 
@@ -87,7 +87,3 @@ class ResUNet(nn.Module):
         d = self.dec2(d, e1)
         d = self.dec1(d, full)
         return self.head(d)
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.forward(x))

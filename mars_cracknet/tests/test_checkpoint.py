@@ -1,7 +1,7 @@
 """Original-format checkpoints (torch.save(net.state_dict()) of the original Res_UNet / UNet),
-built with random values from the key layout (names, shapes, order) of the project's
-shared/specs/reference_checkpoints.json, whose two Mars-CrackNet entries are copied in
-tests/data/reference_checkpoints.json (a layout listing, no weights, no original code)."""
+built with random values from the key layout (names, shapes, order) of the original files,
+listed in tests/data/reference_checkpoints.json (a layout listing, no weights, no original
+code)."""
 
 import json
 import pickle
