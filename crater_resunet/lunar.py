@@ -369,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cli(argv: Sequence[str] | None = None) -> int:
     from shared.runs import cli_main
 
-    return cli_main(main, argv, user_errors=(ValueError, FileNotFoundError))
+    return cli_main(main, argv)
 
 
 if __name__ == "__main__":

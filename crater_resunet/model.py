@@ -101,7 +101,7 @@ def save_model(model, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     if path.suffix != ".keras":
-        raise ValueError(f"{path}: model files must end in .keras")
+        raise ModelFileError(f"{path}: model files must end in .keras")
     with atomic_path(path) as tmp:
         model.save(tmp)
     return path
@@ -118,7 +118,7 @@ def check_keras_file(path: str | os.PathLike) -> Path:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
+        raise ModelFileError(f"{path}: model file not found")
     with path.open("rb") as fh:
         head = fh.read(8)
     if head.startswith(b"\x89HDF"):

@@ -17,7 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crater_resunet.data import IMAGE_EXTS, LabelError, read_yolo_labels
+from crater_resunet.data import IMAGE_EXTS, read_yolo_labels
+from shared.runs import UserError
 
 
 @dataclass
@@ -51,7 +52,7 @@ def move_empty(root: str | os.PathLike, dest: str | os.PathLike | None = None,
     """Move empty pairs to ``dest/empty_images`` and ``dest/empty_labels`` (never overwrite)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: data folder not found")
+        raise UserError(f"{root}: data folder not found")
     dest = Path(dest) if dest is not None else root / "empty"
     report = MoveReport()
     for lbl, img in find_empty(root, splits):
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         report = move_empty(args.root, args.dest, args.splits, args.dry_run)
-    except (FileNotFoundError, LabelError) as exc:
+    except UserError as exc:  # LabelError too
         print(f"error: {exc}", file=sys.stderr)
         return 2
     verb = "would move" if args.dry_run else "moved"

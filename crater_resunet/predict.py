@@ -195,12 +195,12 @@ def collect_images(inputs: list[Path]) -> list[Path]:
             found = sorted(q for q in p.iterdir() if q.suffix.lower() in exts
                            and q.suffix.lower() != ".lbl")
             if not found:
-                raise FileNotFoundError(f"{p}: no images ({', '.join(exts)})")
+                raise UserError(f"{p}: no images ({', '.join(exts)})")
             out += found
         elif p.is_file():
             out.append(p)
         else:
-            raise FileNotFoundError(f"{p}: no such image or folder")
+            raise UserError(f"{p}: no such image or folder")
     return out
 
 
@@ -385,7 +385,7 @@ def model_run_config(model_path: Path) -> dict:
     for name in ("config.yaml", "config.yml"):
         path = Path(model_path).parent / name
         if path.is_file():
-            return deep_merge(cfg, read_yaml_mapping(path, ValueError))
+            return deep_merge(cfg, read_yaml_mapping(path, UserError))
     return cfg
 
 
@@ -521,10 +521,9 @@ def main(argv=None) -> int:
 
 
 def cli(argv=None) -> int:
-    from crater_resunet.data import LabelError
     from shared.runs import cli_main
 
-    return cli_main(main, argv, user_errors=(LabelError, FileNotFoundError, ValueError))
+    return cli_main(main, argv)
 
 
 if __name__ == "__main__":

@@ -255,7 +255,10 @@ def main(argv=None) -> int:
         if done.exists() and not args.force:
             import json
 
-            counts = json.loads(done.read_text())
+            try:
+                counts = json.loads(done.read_text())
+            except ValueError:
+                raise PrepareError(f"{done}: not valid JSON (remove it or use --force)") from None
             same = (counts.get("tile"), counts.get("overlap"), counts.get("valid_fraction"),
                     counts.get("min_visible")) == (args.tile, args.overlap, args.valid_fraction,
                                                    args.min_visible)
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
             image, labels = args.image, args.labels
         counts = convert(image, labels, args.out, args.tile, args.overlap, args.valid_fraction,
                          args.min_visible)
-    except (PrepareError, ValueError, FileNotFoundError) as exc:
+    except UserError as exc:  # PrepareError, the image reader's errors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for split in ("train", "valid"):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from crater_resunet import craters as cr
+from shared.runs import UserError
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -112,7 +113,7 @@ def auto_scales(height: int, width: int, tile: int | tuple[int, int],
 
 def parse_scales(text: str | Sequence[float] | None):
     """``None`` -> None (one scale); ``"auto"`` -> ``"auto"``; ``"1,0.5,0.25"`` or a sequence ->
-    a list of positive floats. A malformed value is a ValueError naming it."""
+    a list of positive floats. A malformed value is a ``UserError`` naming it."""
     if text is None:
         return None
     if isinstance(text, str):
@@ -121,12 +122,12 @@ def parse_scales(text: str | Sequence[float] | None):
         try:
             vals = [float(v) for v in text.replace(" ", "").split(",") if v]
         except ValueError:
-            raise ValueError(f"--scales must be 'auto' or a comma-separated list of positive "
-                             f"numbers like 1,0.5,0.25; got {text!r}") from None
+            raise UserError(f"--scales must be 'auto' or a comma-separated list of positive "
+                            f"numbers like 1,0.5,0.25; got {text!r}") from None
     else:
         vals = [float(v) for v in text]
     if not vals or not all(np.isfinite(v) and v > 0 for v in vals):
-        raise ValueError(f"--scales must be 'auto' or positive numbers, got {text!r}")
+        raise UserError(f"--scales must be 'auto' or positive numbers, got {text!r}")
     return sorted(set(vals), reverse=True)
 
 

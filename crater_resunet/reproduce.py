@@ -531,15 +531,12 @@ def main(argv=None) -> int:
     args = finish_parser(parser).parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
-    from crater_resunet.data import LabelError
-    from crater_resunet.prepare_pycda import PrepareError
     from shared.runs import cli_main
 
     tee = _Tee(sys.stdout)
     sys.stdout = tee
     try:
-        rc = cli_main(lambda _argv: reproduce(args), None,
-                      user_errors=(PrepareError, LabelError, FileNotFoundError))
+        rc = cli_main(lambda _argv: reproduce(args), None)
     finally:
         sys.stdout = tee.stream
     if rc == 0:

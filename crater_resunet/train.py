@@ -445,10 +445,9 @@ def main(argv=None) -> int:
 
 
 def cli(argv=None) -> int:
-    from crater_resunet.data import LabelError
     from shared.runs import cli_main
 
-    return cli_main(main, argv, user_errors=(LabelError, FileNotFoundError))
+    return cli_main(main, argv)
 
 
 if __name__ == "__main__":

@@ -198,15 +198,13 @@ def index_split(root: str | os.PathLike, split: str, warn: bool = True) -> Split
     root = Path(root)
     img_dir, lbl_dir = root / split / "images", root / split / "labels"
     if not img_dir.is_dir():
-        raise FileNotFoundError(f"{img_dir}: image folder not found (expected the YOLO layout "
-                                "<root>/{train,valid}/{images,labels})")
+        raise UserError(f"{img_dir}: image folder not found (expected the YOLO layout "
+                        "<root>/{train,valid}/{images,labels})")
     images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not images:
-        raise FileNotFoundError(f"{img_dir}: no images ({', '.join(IMAGE_EXTS)})")
+        raise UserError(f"{img_dir}: no images ({', '.join(IMAGE_EXTS)})")
     stems = {p.stem for p in images}
     if len(stems) != len(images):
-        from shared.runs import UserError
-
         raise UserError(f"{img_dir}: two images share a file stem; labels would be ambiguous")
     idx = SplitIndex(root, split)
     for p in images:

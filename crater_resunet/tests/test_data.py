@@ -13,6 +13,7 @@ from crater_resunet.data import (
     read_yolo_labels,
     yolo_to_pixel_boxes,
 )
+from shared.runs import UserError
 
 
 def test_box_mask_by_hand():
@@ -113,7 +114,7 @@ def test_index_pairs_images_and_labels(tmp_path, capsys):
     assert "orphan.txt" in capsys.readouterr().err
     labels = load_labels(idx)
     assert [len(x) for x in labels] == [1, 2, 0, 0]
-    with pytest.raises(FileNotFoundError, match="image folder not found"):
+    with pytest.raises(UserError, match="image folder not found"):
         index_split(root, "test")
 
 

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from shared.runs import UserError
+
 
 def test_parameter_count_at_paper_width():
     from crater_resunet.model import build_resunet, count_params
@@ -47,7 +49,7 @@ def test_save_and_safe_mode_load_give_same_predictions(tmp_path):
     assert again.loss.__name__ == "bce_dice_loss"
     assert again.optimizer.__class__.__name__ == "AdamW"
     assert np.allclose(np.asarray(load_model(path)(x, training=False)), before, atol=1e-6)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="model file not found"):  # ModelFileError
         load_model(tmp_path / "missing.keras")
     with pytest.raises(ValueError, match=".keras"):
         save_model(model, tmp_path / "m.h5")
