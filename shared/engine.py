@@ -326,7 +326,11 @@ def run(read: Reader, predict_fn: PredictFn, height: int, width: int,
     ``read``/``predict_fn``/``writers`` as in the module docstring; ``stride`` defaults to the
     tile (no overlap); ``edge`` as in :func:`plan`; ``blend`` a name of :data:`BLENDS` or a
     :class:`Blend`; ``skip_empty`` leaves windows without a valid pixel unpredicted (they
-    would get zero weight anyway); ``progress`` None = on when stderr is a terminal."""
+    would get zero weight anyway); ``progress`` None = on when stderr is a terminal.
+
+    A reader with a ``start_row(row, next_row)`` method is told when a window row starts
+    (``next_row``: the next window row's offset, None for the last), e.g. to hold the rows
+    of the window row in memory and read the next ones in the background."""
     from tqdm import tqdm
 
     th, tw = _pair(tile)
@@ -338,7 +342,13 @@ def run(read: Reader, predict_fn: PredictFn, height: int, width: int,
     blend = blend if isinstance(blend, Blend) else Blend(str(blend))
     overlap = (th - stride[0], tw - stride[1])
     writers = list(writers)
-    total = sum(1 for _ in iter_plan(height, width, (th, tw), stride, edge))  # not stored
+    total, row_starts = 0, []  # the windows are not stored, only their row offsets
+    for win in iter_plan(height, width, (th, tw), stride, edge):
+        total += 1
+        if not row_starts or row_starts[-1] != win.row:
+            row_starts.append(win.row)
+    next_row = dict(zip(row_starts, row_starts[1:] + [None]))
+    start_row = getattr(read, "start_row", None)
     stats = EngineStats(windows=total)
     strip = _Strip(th, width)
     weights: dict[tuple[bool, ...], np.ndarray] = {}
@@ -378,7 +388,11 @@ def run(read: Reader, predict_fn: PredictFn, height: int, width: int,
     x: np.ndarray | None = None
     pending: list = []
     try:
+        current = None
         for win in iter_plan(height, width, (th, tw), stride, edge):
+            if start_row is not None and win.row != current:
+                current = win.row
+                start_row(win.row, next_row[win.row])
             data, valid = read(win)
             bar.update(1)
             if valid is not None and skip_empty and not valid.any():

@@ -225,3 +225,15 @@ def test_geotiff_writer_is_atomic(tmp_path):
             engine.run(engine.ArrayReader(np.zeros((1, 40, 40))), boom, 40, 40, 32, [dst],
                        progress=False)
     assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_reader_is_told_when_each_window_row_starts():
+    calls = []
+
+    class Rows(engine.ArrayReader):
+        def start_row(self, row, next_row):
+            calls.append((row, next_row))
+
+    engine.run(Rows(np.zeros((1, 90, 40))), lambda x: x[:, 0], 90, 40, 32, [ArrayWriter(90, 40)],
+               stride=24, progress=False)
+    assert calls == [(0, 24), (24, 48), (48, 58), (58, None)]
