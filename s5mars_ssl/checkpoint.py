@@ -14,11 +14,14 @@ The original layout differs from ours in names only, except one order: the deep 
 ASPP branches are ``conv1`` (pooling) .. ``conv5`` (ours ``pool``, ``conv1``, ``atrous.0-2``), the
 classifier is one ``Sequential`` (ours three blocks) and its first 3x3 conv takes (low-level 48,
 ASPP 256) channels in that order, ours (ASPP 256, low-level 48): the converter permutes that
-tensor's input channels. The mapping is strict: every tensor placed, every shape checked.
+tensor's input channels. That key map lives beside the model
+(``augseg/models/model_helper.checkpoint_filter_fn``, the stem in ``resnet.py``); here it is
+checked strictly (``shared.torch_checkpoint``): every tensor placed, every shape checked.
 
 The normalisation travels with the weights: ours from the checkpoint; for an original file the
 original's ``mean [0.625, 0.519, 0.363]``, ``std [0.01803789, 0.01469946, 0.00991374]``.
-Everything is read with ``torch.load(weights_only=True)``: a pickle that runs code is refused.
+Everything is read with ``shared.torch_checkpoint.load_torch_file`` (``torch.load(weights_only=
+True)``): a pickle that runs code is refused.
 """
 
 from __future__ import annotations
@@ -28,117 +31,38 @@ import re
 from pathlib import Path
 
 from shared.atomic import file_sha256 as sha256
-from shared.runs import UserError
+from shared.torch_checkpoint import CheckpointError, check_state_dict, load_torch_file
 
 ORIGINAL_NORMALIZATION = {"mean": [0.625, 0.519, 0.363],
                           "std": [0.01803789, 0.01469946, 0.00991374],
                           "note": "the original's values (pku2mars.py trf_normalize)"}
 ORIGINAL_KEYS = ("model_state", "teacher_state")
-_STEM = {"conv1.0.": "conv1.", "conv1.1.": "bn1.", "conv1.3.": "conv2.", "conv1.4.": "bn2.",
-         "conv1.6.": "conv3.", "bn1.": "bn3."}
-_ASPP = {"conv1.1.": "pool.1.0.", "conv1.2.": "pool.1.1.", "conv2.": "conv1.",
-         "conv3.": "atrous.0.", "conv4.": "atrous.1.", "conv5.": "atrous.2."}
-_CLS = {"0.": "0.0.", "1.": "0.1.", "3.": "1.0.", "4.": "1.1.", "6.": "2."}
-LOW_LEVEL = 48
-
-
-class CheckpointError(UserError):
-    """A checkpoint is missing, unreadable, foreign or maps only partly; names the file."""
-
-
-def _sub(rest: str, table: dict[str, str]) -> str | None:
-    for old, new in table.items():
-        if rest.startswith(old):
-            return new + rest[len(old):]
-    return None
-
-
-def original_encoder_key(key: str) -> str:
-    """An AugSeg ResNet-50c key (no ``encoder.``) -> ours; layers keep their names."""
-    if key.startswith("layer"):
-        return key
-    new = _sub(key, _STEM)
-    return new if new is not None else key
-
-
-def original_key(key: str) -> str:
-    """An original model key (``module.`` stripped) -> ours (unknown keys come back as is)."""
-    if key.startswith("encoder."):
-        return "encoder." + original_encoder_key(key[len("encoder."):])
-    for prefix, table in (("decoder.aspp.", _ASPP), ("decoder.classifier.", _CLS)):
-        if key.startswith(prefix):
-            new = _sub(key[len(prefix):], table)
-            return prefix + new if new is not None else key
-    return key
 
 
 def convert_original_state(state: dict, path, num_classes: int | None = None) -> dict:
-    """The original's model state dict -> ours, strictly (error naming missing/unexpected)."""
+    """The original's model state dict -> ours (``model_helper.checkpoint_filter_fn``, beside
+    the model), checked strictly: missing/unexpected/mis-shaped keys in one error line."""
     import torch
 
     from s5mars_ssl.augseg.models import DeepLabV3Plus
+    from s5mars_ssl.augseg.models.model_helper import checkpoint_filter_fn
 
-    out = {}
-    for k, v in state.items():
-        new = original_key(k.removeprefix("module."))
-        if new in out:
-            raise CheckpointError(f"{path}: two tensors map to {new!r}")
-        out[new] = v
-    w = out.get("decoder.classifier.0.0.weight")
-    if torch.is_tensor(w) and w.dim() == 4 and w.shape[1] > LOW_LEVEL:
-        out["decoder.classifier.0.0.weight"] = torch.cat([w[:, LOW_LEVEL:], w[:, :LOW_LEVEL]], 1)
+    out = checkpoint_filter_fn(state, path)
     cls = out.get("decoder.classifier.2.bias")
     n = num_classes or (int(cls.shape[0]) if torch.is_tensor(cls) else 9)
-    check_state(out, DeepLabV3Plus(n).state_dict(), path)
+    check_state_dict(DeepLabV3Plus(n).state_dict(), out, path)
     return out
 
 
-def check_state(state: dict, own: dict, path, what: str = "model") -> None:
-    """Every key of ``own`` present with its shape and no other key; else a named error."""
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    bad = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in own
-           if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or bad:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (first: {', '.join(missing[:5])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:5])})")
-        if bad:
-            parts.append(f"{len(bad)} with another shape (first: {'; '.join(bad[:3])})")
-        raise CheckpointError(f"{path}: does not map onto the {what}: " + ", ".join(parts))
-
-
 def safe_load(path: str | os.PathLike, device: str = "cpu"):
-    """``torch.load(weights_only=True)`` with one-line errors naming the file."""
-    import pickle
-    import zipfile
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    from shared.runs import library_noise
-
-    try:
-        with library_noise():  # torch's warnings would precede the one-line refusal
-            return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
-        raise CheckpointError(f"{path}: refused, not a plain weights file ({first[:160]})"
-                              ) from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({msg[:160]})") from None
+    """``shared.torch_checkpoint.load_torch_file``: weights-only, errors naming the file."""
+    return load_torch_file(path, map_location=device)
 
 
 def _is_state_dict(obj) -> bool:
-    import torch
+    from shared.torch_checkpoint import is_state_dict
 
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
+    return is_state_dict(obj)
 
 
 def detect_format(obj) -> str:
@@ -176,7 +100,7 @@ def read_weights(path: str | os.PathLike, weights: str = "teacher", device: str 
         from s5mars_ssl.augseg.models import DeepLabV3Plus
 
         n = int(obj.get("num_classes", 9))
-        check_state(state, DeepLabV3Plus(n).state_dict(), path)
+        check_state_dict(DeepLabV3Plus(n).state_dict(), state, path)
         return state, {"format": fmt, "weights": used, "config": cfg, "normalization": norm,
                        "num_classes": n, "provenance": obj.get("provenance")}
     if fmt == "original_checkpoint":

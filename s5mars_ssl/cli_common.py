@@ -29,7 +29,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     add_run_arguments(p, default_config=default)
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]; "
                    "a device that is not there is an error")
-    add_precision_argument(p)
+    add_precision_argument(p, default=None)
     p.add_argument("--pretrained", default=None,
                    help="ImageNet ResNet-50(c) state dict for the encoder (the AugSeg "
                         "pretrain/resnet50.pth layout or ours; default: from the config)")
@@ -63,6 +63,8 @@ def _overrides(args, mode: str) -> list[str]:
         ov.append(f"net.pretrained={args.pretrained}")
     if args.init:
         ov.append(f"net.init={args.init}")
+    if getattr(args, "precision", None) is not None:  # --precision (or the old --amp)
+        ov.append(f"trainer.precision={args.precision}")
     if mode == "semi":
         for flag, key in (("no_augin", "augin"), ("no_sammix", "sammix"),
                           ("no_soft_to_hard", "soft_to_hard")):
@@ -90,12 +92,11 @@ def _main(mode: str, argv=None) -> int:
     validate(cfg)
     run_dir = args.run_dir or (REPO_ROOT / "runs" / "s5mars_ssl" /
                                cfg.get("name", Path(str(args.config or "quick")).stem))
-    from s5mars_ssl.augseg.trainer import pick_device, run
-    from shared.cli import precision_to_amp, progress_enabled
+    from s5mars_ssl.augseg.trainer import run
+    from shared.cli import progress_enabled
 
-    amp = precision_to_amp(args.precision, pick_device(args.device))
     result = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, device=args.device,
-                 amp=amp, progress=progress_enabled(args.no_progress))
+                 progress=progress_enabled(args.no_progress))
     if result:
         print(f"final mIoU ({result['evaluated']}, {result['eval_mode']}): "
               f"{result['miou'] * 100:.2f} -> {Path(run_dir) / 'summary.json'}")

@@ -79,7 +79,7 @@ def _main(argv=None) -> int:
     args = finish_parser(p).parse_args(argv)
     if args.checkpoint is None:
         p.error("--model PATH is required (the trained weights)")
-    from s5mars_ssl.augseg.trainer import pick_device
+    from shared.torch_runtime import pick_device
 
     args.device = str(pick_device(args.device))
     res = evaluate_checkpoint(args.checkpoint, args.weights, args.data_root, args.list,

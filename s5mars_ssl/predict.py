@@ -41,7 +41,7 @@ def read_rgb(path: Path):
 def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "teacher",
                    device: str = "cpu", sliding: bool = False, crop: int = 512,
                    stride: int = 384, alpha: float = 0.5, progress: bool = True,
-                   amp: bool = False) -> list[Path]:
+                   precision: str | bool = "fp32") -> list[Path]:
     import numpy as np
     import torch
     from PIL import Image
@@ -52,7 +52,9 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
     from s5mars_ssl.checkpoint import load_model
     from s5mars_ssl.constants import colorize, train_to_raw
     from shared.atomic import atomic_path
+    from shared.torch_runtime import precision_for
 
+    autocast = precision_for(precision, device).autocast  # auto|fp32|bf16 (old amp: a bool)
     model, info = load_model(checkpoint, weights, device)
     used = info["weights"]
     mean = np.asarray(info["normalization"]["mean"], np.float32)
@@ -62,8 +64,7 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
     for path in tqdm(inputs, desc=f"predict ({used})", disable=not progress):
         img = read_rgb(path)
         x = torch.from_numpy(normalize(img, mean, std))[None].to(device)
-        with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                                             enabled=amp):
+        with torch.no_grad(), autocast():
             prob = (predict_sliding(model, x, crop, stride, n_cls) if sliding
                     else predict_whole(model, x)).float()
         pred = prob.argmax(1)[0].cpu().numpy().astype(np.uint8)
@@ -139,14 +140,14 @@ def _main(argv=None) -> int:
             raise UserError(f"{path}: no such file or folder")
     if not inputs:
         raise UserError("no image found in the inputs")
-    from s5mars_ssl.augseg.trainer import pick_device
-    from shared.cli import precision_to_amp, progress_enabled
+    from shared.cli import progress_enabled
+    from shared.torch_runtime import pick_device
 
     device = str(pick_device(args.device))
     files = predict_images(args.checkpoint, inputs, Path(args.out), args.weights, device,
                            args.sliding, args.crop, args.stride, args.alpha,
                            progress=progress_enabled(args.no_progress),
-                           amp=precision_to_amp(args.precision, device))
+                           precision=args.precision)
     print(f"wrote {len(files)} files to {args.out}")
     return 0
 

@@ -119,35 +119,27 @@ def build_sam_generator(model_type: str = "vit_b", checkpoint: str | None = None
                         stability_score_thresh: float = 0.95, device: str = "cpu"):
     """segment-anything's automatic mask generator (``checkpoint=None``: random weights).
 
-    The checkpoint is read here with ``torch.load(weights_only=True)`` and handed to the model
-    as a state dict (strict); segment-anything never unpickles the file itself.
+    The checkpoint is read here with the one safe loader (``shared.torch_checkpoint``:
+    ``torch.load(weights_only=True)``) and handed to the model as a state dict, checked
+    strictly; segment-anything never unpickles the file itself (its own loader is passed
+    ``checkpoint=None``).
     """
-    import torch
     from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
 
     from shared.runs import UserError
+    from shared.torch_checkpoint import is_state_dict, load_strict, load_torch_file
 
     if model_type not in sam_model_registry:
         raise UserError(f"unknown SAM model type {model_type!r} "
                         f"(one of {sorted(sam_model_registry)})")
     state = None
     if checkpoint is not None:
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - unsafe, corrupt or foreign: a user error
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"{checkpoint}: not a loadable SAM checkpoint (weights only: "
-                            f"{first[:160]})") from None
-        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        state = load_torch_file(checkpoint, what="SAM checkpoint")
+        if not is_state_dict(state):
             raise UserError(f"{checkpoint}: not a SAM state dict")
     sam = sam_model_registry[model_type](checkpoint=None)
     if state is not None:
-        try:
-            sam.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise UserError(f"{checkpoint}: does not match SAM {model_type} ({first[:200]})"
-                            ) from None
+        load_strict(sam, state, checkpoint, f"SAM {model_type}")
     sam.to(device).eval()
     return SamAutomaticMaskGenerator(sam, points_per_side=points_per_side,
                                      pred_iou_thresh=pred_iou_thresh,

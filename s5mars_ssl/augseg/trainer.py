@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -47,29 +45,13 @@ from s5mars_ssl.augseg.utils.loss_helper import OhemCrossEntropy, unsupervised_l
 from s5mars_ssl.augseg.utils.lr_helper import build_optimizer, poly_lr, set_lr
 from s5mars_ssl.augseg.utils.metrics import evaluate
 from s5mars_ssl.constants import CLASSES, IGNORE_INDEX
+from shared import torch_runtime
 from shared.atomic import atomic_path
 from shared.runs import GracefulStop, RunDir, UserError, code_version, derive_seed
 
 MODES = ("supervised", "semi")
 CKPT_FORMAT = "s5mars_ssl/1"
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    from shared.cli import check_torch_device
-
-    check_torch_device(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but no CUDA device is available")
-    return torch.device(name)
-
-
-def _dist_info() -> tuple[bool, int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return world > 1, rank, world, local
+PAPER_PRECISION = "fp32"  # the original trains without AMP (exps/s5mars: trainer.precision)
 
 
 @dataclass
@@ -93,7 +75,7 @@ class Job:
     lr_stop: int | None
     rank: int = 0
     world: int = 1
-    amp: bool = False
+    precision: Any = None  # shared.torch_runtime.Precision: the autocast and scaler rule
     it: int = 0
     scaler: Any = None
     history: list = field(default_factory=list)
@@ -110,12 +92,18 @@ class Job:
 
 
 # --------------------------------------------------------------------------- build
-def prepare_config(cfg: dict) -> dict:
-    """A copy with the data root resolved and ``auto`` normalisation measured (so that the
-    saved ``config.yaml`` holds the values the run used)."""
+def prepare_config(cfg: dict, device: str = "auto") -> dict:
+    """A copy with the data root resolved, ``auto`` normalisation measured and
+    ``trainer.precision`` resolved on ``device`` (a missing key is the paper profile's fp32;
+    the old ``amp: true`` is bf16) with the CPU it resolved against in ``machine``, so that
+    the saved ``config.yaml`` holds the values the run used."""
     cfg = copy.deepcopy(cfg)
     if cfg.get("mode") not in MODES:
         raise UserError(f"config: mode must be one of {MODES}, got {cfg.get('mode')!r}")
+    t = torch_runtime.fold_legacy_amp(cfg.setdefault("trainer", {}), default=PAPER_PRECISION)
+    kind = torch_runtime.pick_device(device).type
+    t["precision"] = torch_runtime.resolve_precision(t["precision"], kind)
+    cfg["machine"] = torch_runtime.machine_record()
     cfg["dataset"]["root"] = str(resolve_path(cfg["dataset"]["root"]))
     resolve_normalization(cfg)
     return cfg
@@ -136,16 +124,14 @@ def _build_model(cfg: dict, dev: torch.device, distributed: bool, main: bool):
     return student.to(dev)
 
 
-def build(cfg: dict, device: str = "auto", amp: bool = False) -> Job:
-    """Data, model (student, EMA teacher), optimiser, loss and schedule of a prepared config."""
-    distributed, rank, world, local_rank = _dist_info()
-    dev = pick_device(device)
-    if distributed:
-        if dev.type == "cuda":
-            dev = torch.device("cuda", local_rank)
-            torch.cuda.set_device(dev)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+def build(cfg: dict, device: str = "auto") -> Job:
+    """Data, model (student, EMA teacher), optimiser, loss and schedule of a prepared config
+    (``shared.torch_runtime``: the device, the process group under torchrun, and
+    ``trainer.precision``)."""
+    dev, env = torch_runtime.setup(device)
+    distributed, rank, world, local_rank = env.enabled, env.rank, env.world, env.local_rank
+    precision = torch_runtime.precision_for(cfg["trainer"].get("precision", PAPER_PRECISION),
+                                            dev)
     mode, seed, t = cfg["mode"], int(cfg.get("seed", 0)), cfg["trainer"]
     if dev.type == "cpu" and int(cfg.get("threads", 0)) > 0:
         torch.set_num_threads(int(cfg["threads"]))
@@ -182,10 +168,9 @@ def build(cfg: dict, device: str = "auto", amp: bool = False) -> Job:
                                     c["ohem"].get("min_kept", 100000), IGNORE_INDEX)
     else:
         sup_crit = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    scaler = torch.amp.GradScaler("cuda", enabled=bool(amp) and dev.type == "cuda")
     return Job(cfg, mode, dev, seed, lab_ds, unl_ds, val_ds, student, teacher, model,
                build_optimizer(student, t), sup_crit, per_epoch, total, lr_stop, rank, world,
-               bool(amp), scaler=scaler)
+               precision, scaler=precision.grad_scaler())
 
 
 # --------------------------------------------------------------------------- data order
@@ -257,8 +242,7 @@ def train_step(job: Job, lb: dict, ub: dict | None) -> dict:
     set_lr(job.optimizer, lr)
     img_l, lbl_l = lb["image"].to(job.dev), lb["label"].to(job.dev)
     rec = {"iter": job.it + 1, "lr": lr}
-    amp_dtype = torch.float16 if job.dev.type == "cuda" else torch.bfloat16
-    with torch.autocast(job.dev.type, dtype=amp_dtype, enabled=job.amp):
+    with job.precision.autocast():
         if job.mode == "supervised":
             loss = sup = job.sup_crit(job.model(img_l), lbl_l)
         else:
@@ -275,7 +259,7 @@ def train_step(job: Job, lb: dict, ub: dict | None) -> dict:
                        pseudo_ratio=st["hard_ratio"], soft_ratio=st["soft_ratio"],
                        no_object=n_none)
     job.optimizer.zero_grad(set_to_none=True)
-    job.scaler.scale(loss).backward()  # the scaler is a no-op unless fp16 on CUDA
+    job.scaler.scale(loss).backward()  # the scaler is a no-op unless fp16 (torch_runtime)
     job.scaler.unscale_(job.optimizer)
     if t.get("clip_grad"):
         torch.nn.utils.clip_grad_norm_(job.student.parameters(), float(t["clip_grad"]))
@@ -404,19 +388,22 @@ def save_state(job: Job, run: RunDir | None) -> None:
 
 def load_state(job: Job, path: Path) -> None:
     """Continue from ``last.pt`` (weights, optimiser, iteration, history)."""
+    from shared.torch_checkpoint import load_strict, load_torch_file
+
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint to resume from")
+    ck = load_torch_file(path, map_location=job.dev, what="training state")  # weights-only
+    if not isinstance(ck, dict) or not isinstance(ck.get("student"), dict):
+        raise UserError(f"{path}: not a resumable training state of this run (no student)")
+    load_strict(job.student, ck["student"], path, "student")
+    if job.teacher is not None and ck.get("teacher") is not None:
+        load_strict(job.teacher, ck["teacher"], path, "teacher")
     try:
-        ck = torch.load(path, map_location=job.dev, weights_only=True)
-        job.student.load_state_dict(ck["student"])
-        if job.teacher is not None and ck.get("teacher") is not None:
-            job.teacher.load_state_dict(ck["teacher"])
         job.optimizer.load_state_dict(ck["optimizer"])
-    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, EOFError,
-            OSError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UserError(f"{path}: not a resumable training state of this run ({first})") \
-            from None
+        raise UserError(f"{path}: not a resumable training state of this run (optimizer: "
+                        f"{first})") from None
     if job.teacher is not None and ck.get("teacher") is None:
         raise UserError(f"{path}: holds no teacher (a supervised run?)")
     job.it, job.history = int(ck["iteration"]), list(ck.get("history", []))
@@ -438,31 +425,28 @@ def _result(job: Job, ev: dict, t0: float) -> dict:
 
 
 def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
-        overwrite: bool = False, device: str = "auto", amp: bool = False,
-        progress: bool = True) -> dict:
+        overwrite: bool = False, device: str = "auto", progress: bool = True) -> dict:
     """Train ``cfg`` (``cfg["mode"]``: supervised or semi) in ``run_dir``; returns the final
     evaluation of the evaluated model (the teacher in semi runs), also in ``summary.json``."""
-    cfg = prepare_config(cfg)
-    distributed, rank, _, _ = _dist_info()
+    cfg = prepare_config(cfg, device)
     rd = None
-    if rank == 0:
+    if torch_runtime.dist_env().main:
         net = cfg.get("net", {})
         rd, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
-                              inputs=[cfg["dataset"]["root"],
+                              allow_on_resume=("machine",), inputs=[cfg["dataset"]["root"],
                                       *(resolve_path(net[k]) for k in ("pretrained", "init")
                                         if net.get(k))])
     try:
         with GracefulStop() as stop:
-            return _train(cfg, rd, resume, device, amp, progress, stop)
+            return _train(cfg, rd, resume, device, progress, stop)
     finally:
         if rd is not None:
             rd.close()
-        if distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        torch_runtime.teardown()
 
 
-def _train(cfg, rd: RunDir | None, resume, device, amp, progress, stop) -> dict:
-    job = build(cfg, device, amp)
+def _train(cfg, rd: RunDir | None, resume, device, progress, stop) -> dict:
+    job = build(cfg, device)
     logger = rd.logger("s5mars_ssl") if rd is not None else None
 
     def log(msg: str) -> None:
@@ -476,7 +460,7 @@ def _train(cfg, rd: RunDir | None, resume, device, amp, progress, stop) -> dict:
         f"({job.per_epoch} per epoch) labelled={len(job.lab_ds)} unlabelled="
         f"{len(job.unl_ds) if job.mode == 'semi' else 0} test={len(job.val_ds)} "
         f"params={sum(p.numel() for p in job.student.parameters()):,} precision="
-        f"{('fp16' if job.dev.type == 'cuda' else 'bf16') if job.amp else 'fp32'}")
+        f"{job.precision.name}")
     job.model.train()
     if job.teacher is not None:
         job.teacher.eval()
@@ -493,7 +477,9 @@ def _train(cfg, rd: RunDir | None, resume, device, amp, progress, stop) -> dict:
         log(f"final {m}: mIoU {v['miou'] * 100:.2f}, all-class mIoU {v['miou_all'] * 100:.2f}")
     save_state(job, rd)
     result = _result(job, ev, t0)
-    result["precision"] = ("fp16" if job.dev.type == "cuda" else "bf16") if job.amp else "fp32"
+    from shared.results import machine_info
+
+    result["precision"], result["machine"] = job.precision.name, machine_info()
     if rd is not None:
         rd.write_summary(result)
         _plot(job, rd)

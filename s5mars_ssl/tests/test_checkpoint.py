@@ -13,13 +13,12 @@ import pytest
 import torch
 
 from s5mars_ssl.augseg.models import DeepLabV3Plus, load_pretrained_encoder
-from s5mars_ssl.augseg.models.model_helper import PretrainedLoadError
+from s5mars_ssl.augseg.models.model_helper import PretrainedLoadError, original_key
 from s5mars_ssl.checkpoint import (
     ORIGINAL_NORMALIZATION,
     CheckpointError,
     convert,
     load_model,
-    original_key,
 )
 
 REPO = Path(__file__).resolve().parents[2]

@@ -137,7 +137,7 @@ def test_sam_checkpoint_is_never_unpickled(tmp_path):
     out = subprocess.run([sys.executable, "-m", "s5mars_ssl.sam_masks", "--images",
                           str(img_dir), "--out", str(tmp_path / "o"), "--checkpoint", str(evil)],
                          capture_output=True, text=True, env=env)
-    assert out.returncode == 2 and "sam_evil.pth: not a loadable SAM checkpoint" in out.stderr
+    assert out.returncode == 2 and "sam_evil.pth: not a readable SAM checkpoint" in out.stderr
     assert not marker.exists() and "Traceback" not in out.stderr
 
 

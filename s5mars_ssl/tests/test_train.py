@@ -159,6 +159,18 @@ def test_tiny_supervised_run_and_predict(tiny_dataset, tmp_path):
     for name in ("config.yaml", "history.csv", "train.log", "last.pt", "best.pt",
                  "summary.json", "curves.png"):
         assert (tmp_path / "sup" / name).is_file(), name
+    # the resolved precision (a missing key: the paper's fp32) and the CPU it resolved against
+    import json
+
+    import yaml
+
+    from shared.precision import cpu_has_native_bf16
+
+    saved = yaml.safe_load((tmp_path / "sup" / "config.yaml").read_text())
+    summary = json.loads((tmp_path / "sup" / "summary.json").read_text())
+    assert saved["trainer"]["precision"] == summary["precision"] == "fp32"
+    assert saved["machine"]["native_bf16"] == cpu_has_native_bf16()
+    assert summary["machine"]["native_bf16"] == cpu_has_native_bf16()
     from s5mars_ssl.predict import predict_images
 
     img = sorted((tiny_dataset / "images").glob("*.jpg"))[0]
@@ -227,3 +239,29 @@ def test_torchrun_gloo_two_processes(tiny_dataset, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "world=2" in (tmp_path / "ddp" / "train.log").read_text()
     assert (tmp_path / "ddp" / "last.pt").is_file()
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mknod, (str(self.marker),))
+
+
+def test_resume_reads_last_pt_weights_only_and_bf16_runs(tiny_dataset, tmp_path):
+    """The trainer's own resume goes through the one safe loader: a last.pt that would run
+    code is refused (one line naming it) and nothing runs; ``trainer.precision=bf16`` trains
+    under bf16 autocast and is recorded."""
+    cfg = _tiny_cfg(tiny_dataset, 1, profile="quick_supervised",
+                    **{"trainer.precision": "bf16"})
+    res = trainer.run(cfg, tmp_path / "r", progress=False)
+    assert res["precision"] == "bf16"
+    last = tmp_path / "r" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    marker = tmp_path / "executed"
+    state["history"] = _RunsCode(marker)
+    torch.save(state, last)
+    with pytest.raises(UserError, match=r"last.pt: not a readable training state: refused"):
+        trainer.run(cfg, tmp_path / "r", resume=True, progress=False)
+    assert not marker.exists()

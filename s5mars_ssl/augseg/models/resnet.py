@@ -121,3 +121,34 @@ class ResNet50c(nn.Module):
         c3 = self.layer3(c2)
         c4 = self.layer4(c3)
         return c1, c4
+
+
+# --------------------------------------------------------------------------- original layout
+# The original (AugSeg) deep stem is one Sequential ``conv1.{0,1,3,4,6}`` + ``bn1``; ours names
+# the three convolutions and their norms. Layers keep their names.
+_ORIGINAL_STEM = {"conv1.0.": "conv1.", "conv1.1.": "bn1.", "conv1.3.": "conv2.",
+                  "conv1.4.": "bn2.", "conv1.6.": "conv3.", "bn1.": "bn3."}
+
+
+def original_encoder_key(key: str) -> str:
+    """An AugSeg ResNet-50c key (no ``encoder.`` prefix) -> ours (unknown keys unchanged)."""
+    if key.startswith("layer"):
+        return key
+    for old, new in _ORIGINAL_STEM.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def encoder_filter_fn(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An ImageNet ResNet-50(c) state dict -> :class:`ResNet50c` keys (timm's
+    ``checkpoint_filter_fn`` pattern): ``module.``/``encoder.``/``backbone.`` prefixes
+    stripped, the classifier (``fc.*``) dropped, the AugSeg deep stem renamed when present."""
+    deep_stem = any(k.endswith("conv1.0.weight") and "layer" not in k for k in state)
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("module.").removeprefix("encoder.").removeprefix("backbone.")
+        if k.startswith("fc."):
+            continue
+        out[original_encoder_key(k) if deep_stem else k] = v
+    return out
