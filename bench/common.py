@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.atomic import atomic_write_json
+from shared.configs import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_ROOT / "datasets" / "bench"  # generated inputs (gitignored)
 RUN_DIR = REPO_ROOT / "runs" / "bench"  # child logs and records (gitignored)
 OK, ERROR = "ok", "error"

@@ -141,7 +141,7 @@ def _dune_model(cfg: dict, quick: bool):
     import torch.nn.functional as F
 
     from dune_vlm.models.fusion import build_model
-    from dune_vlm.utils.config import resolve_path
+    from shared.configs import resolve_path
 
     d = cfg["data"]
     name = cfg["model"]["name"]
@@ -164,11 +164,11 @@ def recipe_dune_vlm(args: argparse.Namespace) -> Recipe:
     import torch
 
     from dune_vlm.data.synthetic import generate_dataset
-    from dune_vlm.utils.config import load_profile
+    from dune_vlm.utils.config import load_run_config
     from dune_vlm.utils.dataset import DuneDataset
 
     profile = "quick" if args.quick else "paper"
-    cfg = load_profile(profile)
+    cfg = load_run_config(profile)
     d, t = cfg["data"], cfg["train"]
     tile = 32 if args.quick else 512  # the paper's tiles are 64 x 512 x 512
     size, regions = (128, ("namib",)) if args.quick else (1024, ("namib", "mojave"))
@@ -441,11 +441,11 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
 
     from dune_vlm.data.synthetic import REGIONS, write_scene
     from dune_vlm.inference_tile import predict_raster
-    from dune_vlm.utils.config import load_profile
+    from dune_vlm.utils.config import load_run_config
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = load_profile("quick" if args.quick else "paper")
+    cfg = load_run_config("quick" if args.quick else "paper")
     tc = {k: int(v) for k, v in cfg["tile"].items()}  # predict_raster's keywords
     size = 128 if args.quick else 1536
     if args.quick:

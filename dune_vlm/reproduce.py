@@ -52,7 +52,7 @@ def prepare_data(cfg: dict, data_seed: int, progress: bool) -> tuple[Path, dict]
     """Synthetic tiles of ``data_seed`` (own folder per data seed) and the text embeddings."""
     from dune_vlm.data.synthetic import generate_dataset
     from dune_vlm.make_text_embeds import make_text_embeds
-    from dune_vlm.utils.config import resolve_path
+    from shared.configs import resolve_path
 
     syn = cfg["synthetic"]
     root = resolve_path(cfg["data"]["root"])
@@ -330,7 +330,8 @@ def _main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from dune_vlm.utils.config import REPO_ROOT, load_run_config
+    from dune_vlm.utils.config import load_run_config
+    from shared.configs import REPO_ROOT
     from shared.results import write_summary
     from shared.runs import UserError
     from shared.stats import claim, describe

@@ -37,6 +37,9 @@ SHORTCUTS = {  # the reference's flags, kept as shortcuts for --set
     "weight_decay": ("train.weight_decay", float), "workers": ("train.workers", int),
     "seed": ("train.seed", int), "init": ("model.init", str),
 }
+# shortcuts that name a file or folder: shell paths, made absolute from the current folder
+# (shared.configs.cli_path); a relative path in a config is taken from the repository root
+PATH_SHORTCUTS = ("data_root", "text_embed_path", "init")
 
 
 # the vocabulary's spelling of each shortcut (the reference's, with underscores, stays hidden)
@@ -79,12 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args) -> dict:
     from dune_vlm.utils.config import PROFILE_FILES, validate
+    from shared.configs import cli_path
     from shared.runs import run_config
 
     sets = list(args.overrides)
     for name, (key, _) in SHORTCUTS.items():
-        if getattr(args, name) is not None:
-            sets.append(f"{key}={getattr(args, name)}")
+        value = getattr(args, name)
+        if value is not None:
+            sets.append(f"{key}={cli_path(value) if name in PATH_SHORTCUTS else value}")
     if getattr(args, "precision", None) is not None:  # --precision (or the old --amp)
         import torch  # noqa: F401  (resolve_precision looks for CUDA through it)
 
@@ -107,7 +112,7 @@ def config_from_args(args) -> dict:
     if (cfg["model"]["name"] == "fusion" and args.text_embed_path is None
             and text.get("embed_path") and text.get("minilm_path")
             and text["embed_path"] != text["minilm_path"]):  # the quick profile uses MiniLM
-        from dune_vlm.utils.config import resolve_path
+        from shared.configs import resolve_path
 
         if not resolve_path(text["embed_path"]).is_file():  # the authors' file is not here
             print(f"note: {text['embed_path']} (the authors' text embeddings) not found; using "
@@ -154,8 +159,8 @@ def build(cfg: dict, device, rank: int = 0, world: int = 1) -> Job:
     import torch
 
     from dune_vlm.checkpoint import load_model, load_text_embeds, model_from_spec
-    from dune_vlm.utils.config import resolve_path
     from dune_vlm.utils.dataset import DuneDataset
+    from shared.configs import resolve_path
 
     d, t = cfg["data"], cfg["train"]
     seed, n_cls = int(t["seed"]), int(d["num_classes"])
@@ -332,7 +337,7 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
     if not (resume and threads is None and "threads" not in cfg["train"]):
         cfg = resolve_run_threads(cfg, threads)  # (a run saved before train.threads: as it was)
     dev, rank, world = _setup_device(device, cfg["train"].get("threads") or default_threads())
-    from dune_vlm.utils.config import resolve_path
+    from shared.configs import resolve_path
 
     run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
                            allow_on_resume=("train.epochs",),

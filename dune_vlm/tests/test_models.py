@@ -96,9 +96,9 @@ def test_published_text_embeddings_load_and_run(fusion, tmp_path):
 def test_model_from_spec_with_quick_arch():
     """The quick profile's MiT-B0-sized fusion model is rebuilt from a checkpoint spec."""
     from dune_vlm.checkpoint import UserError, model_from_spec
-    from dune_vlm.utils.config import load_profile
+    from dune_vlm.utils.config import load_run_config
 
-    arch = load_profile("quick")["model"]["fusion_arch"]
+    arch = load_run_config("quick")["model"]["fusion_arch"]
     m = model_from_spec({"name": "fusion", "num_classes": 10, "text_dim": 384, "arch": arch})
     assert count_parameters(m) == 4_141_578
     with torch.no_grad():

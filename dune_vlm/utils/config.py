@@ -9,12 +9,11 @@ from typing import Any
 from shared.configs import ConfigError, load_config, read_yaml_mapping, unknown_keys
 
 PKG_DIR = Path(__file__).resolve().parent.parent
-REPO_ROOT = PKG_DIR.parent
 CONFIG_DIR = PKG_DIR / "configs"
 PROFILES = ("paper", "quick")
 PROFILE_FILES = {name: CONFIG_DIR / f"{name}.yml" for name in PROFILES}
 SCHEMA_FILE = PROFILE_FILES["paper"]  # every config's keys must exist in paper.yml
-__all__ = ["ConfigError", "load_run_config", "validate", "resolve_path"]
+__all__ = ["ConfigError", "load_run_config", "validate"]
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -36,11 +35,6 @@ def load_run_config(spec: str | os.PathLike = "quick", sets=None) -> dict[str, A
         raise ConfigError(f"{spec}: unknown config key(s) {', '.join(bad)} (not in "
                           f"{SCHEMA_FILE.name})")
     return validate(cfg, str(spec))
-
-
-def load_profile(profile_or_path: str) -> dict[str, Any]:
-    """Alias of ``load_run_config`` without overrides."""
-    return load_run_config(profile_or_path)
 
 
 def validate(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
@@ -69,14 +63,6 @@ def validate(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
     if t.get("select_metric") not in ("mIoU_ref", "mIoU"):
         raise ConfigError(f"{source}: train.select_metric must be mIoU_ref or mIoU")
     return cfg
-
-
-def resolve_path(p: str | os.PathLike | None) -> Path | None:
-    """Relative paths in configs are relative to the repository root."""
-    if p is None:
-        return None
-    p = Path(os.path.expanduser(str(p)))
-    return p if p.is_absolute() else REPO_ROOT / p
 
 
 def load_classes(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
