@@ -54,15 +54,19 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
 
 
 def _overrides(args, mode: str) -> list[str]:
+    """The shortcut flags as ``--set`` items; a path flag is a shell path, made absolute from
+    the current folder (a relative path in a config is taken from the repository root)."""
+    from shared.configs import cli_path
+
     ov = [f"mode={mode}"]
     if args.data_root:
-        ov.append(f"dataset.root={args.data_root}")
+        ov.append(f"dataset.root={cli_path(args.data_root)}")
     if args.iterations is not None:
         ov.append(f"trainer.iterations={args.iterations}")
     if args.pretrained:
-        ov.append(f"net.pretrained={args.pretrained}")
+        ov.append(f"net.pretrained={cli_path(args.pretrained)}")
     if args.init:
-        ov.append(f"net.init={args.init}")
+        ov.append(f"net.init={cli_path(args.init)}")
     if getattr(args, "precision", None) is not None:  # --precision (or the old --amp)
         ov.append(f"trainer.precision={args.precision}")
     if mode == "semi":
@@ -82,7 +86,8 @@ def _main(mode: str, argv=None) -> int:
     from s5mars_ssl.runtime import passive_openmp
 
     passive_openmp()
-    from s5mars_ssl.augseg.utils.config import PROFILES, REPO_ROOT, validate
+    from s5mars_ssl.augseg.utils.config import PROFILES, validate
+    from shared.configs import REPO_ROOT
     from shared.runs import run_config
 
     # the shortcut flags count on --resume too: a value that differs from the run's config is

@@ -18,10 +18,10 @@ def evaluate_checkpoint(checkpoint, weights: str = "teacher", data_root=None, te
     from torch.utils.data import DataLoader
 
     from s5mars_ssl.augseg.dataset.mars import MarsDataset, read_sample_list
-    from s5mars_ssl.augseg.utils.config import resolve_path
     from s5mars_ssl.augseg.utils.metrics import evaluate
     from s5mars_ssl.checkpoint import load_model
     from s5mars_ssl.constants import CLASSES
+    from shared.configs import resolve_path
     from shared.runs import UserError
 
     model, info = load_model(checkpoint, weights, device)
@@ -35,7 +35,8 @@ def evaluate_checkpoint(checkpoint, weights: str = "teacher", data_root=None, te
                             "--data-root")
     d = dict(cfg["dataset"])
     d["mean"], d["std"] = info["normalization"]["mean"], info["normalization"]["std"]
-    root = resolve_path(data_root or d["root"])
+    # --data is a shell path (from the current folder); a config's root the one config rule
+    root = Path(data_root) if data_root else resolve_path(d["root"])
     stems = read_sample_list(root / (test_list or d["test_list"]))
     mode = mode or d.get("eval_mode", "whole")
     center = d.get("eval_crop", 1024) if mode == "center_crop" else None

@@ -19,6 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
+from shared.configs import REPO_ROOT
+
 LABELS = {"supervised": "supervised only (labelled split)",
           "mean_teacher": "mean teacher",
           "full": "full method (mean teacher + AugIN + SAM-Mix + soft-to-hard)"}
@@ -133,8 +135,10 @@ def _main(argv=None) -> int:
                    help="also vary the synthetic data: seed i uses data seed i")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a quick-profile value for every run (tests use tiny sizes)")
-    p.add_argument("--data", default="datasets/s5mars_ssl/reproduce", help="dataset folder")
-    p.add_argument("--runs", default="runs/s5mars_ssl/reproduce", help="run folders")
+    p.add_argument("--data", type=Path, default=REPO_ROOT / "datasets/s5mars_ssl/reproduce",
+                   help="dataset folder (default: datasets/s5mars_ssl/reproduce of the repository)")
+    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs/s5mars_ssl/reproduce",
+                   help="run folders (default: runs/s5mars_ssl/reproduce of the repository)")
     from shared.cli import finish_parser
     from shared.results import add_results_arguments
 
@@ -150,7 +154,7 @@ def _main(argv=None) -> int:
     passive_openmp()
     import torch
 
-    from s5mars_ssl.augseg.utils.config import PACKAGE_DIR, load_config, resolve_path
+    from s5mars_ssl.augseg.utils.config import PACKAGE_DIR, load_config
     from shared.atomic import atomic_write_text
     from shared.runs import code_version
 
@@ -158,7 +162,7 @@ def _main(argv=None) -> int:
     cfg = load_config("quick_full", args.sets)
     from shared.results import resolve_results
 
-    results, runs = resolve_path(resolve_results(args, "s5mars_ssl")), resolve_path(args.runs)
+    results, runs = resolve_results(args, "s5mars_ssl"), args.runs
     results.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
 
@@ -171,7 +175,7 @@ def _main(argv=None) -> int:
     seeds = list(range(args.seeds))
     per_seed = {}
     for s in seeds:
-        data = _data(cfg, resolve_path(args.data), s if args.vary_data else 0, log)
+        data = _data(cfg, args.data, s if args.vary_data else 0, log)
         t = time.time()
         per_seed[s] = run_seed(s, data, args.sets, runs / f"data{s if args.vary_data else 0}",
                                version, log)

@@ -39,7 +39,7 @@ from s5mars_ssl.augseg.dataset.augin import augin
 from s5mars_ssl.augseg.dataset.mars import build_datasets, resolve_normalization
 from s5mars_ssl.augseg.dataset.sam_mix import choose_paste_masks, sam_mix
 from s5mars_ssl.augseg.models import DeepLabV3Plus, load_pretrained_encoder
-from s5mars_ssl.augseg.utils.config import PACKAGE_DIR, resolve_path
+from s5mars_ssl.augseg.utils.config import PACKAGE_DIR
 from s5mars_ssl.augseg.utils.ema import ema_update
 from s5mars_ssl.augseg.utils.loss_helper import OhemCrossEntropy, unsupervised_loss
 from s5mars_ssl.augseg.utils.lr_helper import build_optimizer, poly_lr, set_lr
@@ -47,6 +47,7 @@ from s5mars_ssl.augseg.utils.metrics import evaluate
 from s5mars_ssl.constants import CLASSES, IGNORE_INDEX
 from shared import torch_runtime
 from shared.atomic import atomic_path
+from shared.configs import resolve_path
 from shared.runs import GracefulStop, RunDir, UserError, code_version, derive_seed
 
 MODES = ("supervised", "semi")

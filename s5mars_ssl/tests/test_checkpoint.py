@@ -1,6 +1,6 @@
 """Our checkpoints and the original (AugSeg/S5Mars) files through load_model, the converter and
-the CLIs. Original-layout state dicts are built from the key/shape list of
-``shared/specs/reference_checkpoints.json`` with random values (never the original code)."""
+the CLIs. Original-layout state dicts are built from the key/shape list of the original files
+(``tests/data/reference_checkpoints.json``) with random values (never the original code)."""
 
 import json
 import pickle
@@ -22,42 +22,12 @@ from s5mars_ssl.checkpoint import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC_PLACES = [REPO / "shared" / "specs" / "reference_checkpoints.json",
-               REPO.parent / "shared" / "specs" / "reference_checkpoints.json"]
-# the original's names of the layers whose names differ from ours (from the spec's key list),
-# used when the spec file is not beside this checkout
-_ORIG_NAMES = {"encoder.conv1.": "encoder.conv1.0.", "encoder.bn1.": "encoder.conv1.1.",
-               "encoder.conv2.": "encoder.conv1.3.", "encoder.bn2.": "encoder.conv1.4.",
-               "encoder.conv3.": "encoder.conv1.6.", "encoder.bn3.": "encoder.bn1.",
-               "decoder.aspp.pool.1.0.": "decoder.aspp.conv1.1.",
-               "decoder.aspp.pool.1.1.": "decoder.aspp.conv1.2.",
-               "decoder.aspp.conv1.": "decoder.aspp.conv2.",
-               "decoder.aspp.atrous.0.": "decoder.aspp.conv3.",
-               "decoder.aspp.atrous.1.": "decoder.aspp.conv4.",
-               "decoder.aspp.atrous.2.": "decoder.aspp.conv5.",
-               "decoder.classifier.0.0.": "decoder.classifier.0.",
-               "decoder.classifier.0.1.": "decoder.classifier.1.",
-               "decoder.classifier.1.0.": "decoder.classifier.3.",
-               "decoder.classifier.1.1.": "decoder.classifier.4.",
-               "decoder.classifier.2.": "decoder.classifier.6."}
+# the original files' key layouts (names, shapes, dtypes; no weights, no original code)
+LAYOUTS = Path(__file__).resolve().parent / "data" / "reference_checkpoints.json"
 
 
 def _layout(name):
-    for p in SPEC_PLACES:
-        if p.is_file():
-            return [(k, tuple(s), d) for k, s, d in json.loads(p.read_text())[name]["state_dict"]]
-    out = []
-    for k, v in DeepLabV3Plus(9).state_dict().items():
-        for ours, orig in _ORIG_NAMES.items():
-            if k.startswith(ours):
-                k = orig + k[len(ours):]
-                break
-        out.append((f"module.{k}", tuple(v.shape), "int64" if not v.dtype.is_floating_point
-                    else "float32"))
-    if name == "s5mars_ssl_imagenet_encoder":
-        out = [(k.removeprefix("module.encoder."), s, d) for k, s, d in out
-               if k.startswith("module.encoder.")]
-    return out
+    return [(k, tuple(s), d) for k, s, d in json.loads(LAYOUTS.read_text())[name]["state_dict"]]
 
 
 def _random_state(name, seed):

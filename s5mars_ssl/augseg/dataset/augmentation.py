@@ -23,12 +23,6 @@ def normalize(img: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def denormalize(x: np.ndarray, mean, std) -> np.ndarray:
-    """float (3, H, W) -> uint8 (H, W, 3)."""
-    img = x.transpose(1, 2, 0) * np.asarray(std) + np.asarray(mean)
-    return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
 RESIZE_MODES = ("long_side", "square")
 
 

@@ -1,17 +1,16 @@
-"""Profiles, the config reader (``shared.configs``), path resolution and value checks."""
+"""Profiles, the config reader (``shared.configs``, which also holds the one path rule,
+``resolve_path``) and value checks."""
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
 
-from shared.configs import ConfigError, parse_set, set_dotted
+from shared.configs import ConfigError
 from shared.configs import load_config as _load
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
-REPO_ROOT = PACKAGE_DIR.parent
 
 
 PROFILES = {
@@ -29,26 +28,6 @@ def load_config(spec: str | os.PathLike, sets=None) -> dict:
     (``shared.configs.load_config``: ``_base_``/``inherit`` chains, dotted ``--set``, unknown
     keys are an error in YAML files and overrides alike; the schema is the paper config)."""
     return _load(spec, PROFILES, sets)
-
-
-def apply_overrides(cfg: dict, overrides: list[str] | None) -> dict:
-    """``["semi.augin.enabled=false", "trainer.iterations=10"]`` -> updated copy of ``cfg``;
-    a key that ``cfg`` does not have is a ``ConfigError``."""
-    cfg = copy.deepcopy(cfg)
-    schema = copy.deepcopy(cfg)
-    for key, value in parse_set(overrides).items():
-        set_dotted(cfg, key, value, schema)
-    return cfg
-
-
-def resolve_path(p: str | os.PathLike | None) -> Path | None:
-    """A relative path is taken from the current folder if it exists there, else from the repo."""
-    if p is None:
-        return None
-    p = Path(p).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    return REPO_ROOT / p
 
 
 def get(cfg: dict, dotted: str, default: Any = None) -> Any:
