@@ -3,13 +3,15 @@
 Each subproject's reproduce job calls :func:`write_summary`, which writes
 ``results/<paper>/summary.json``. ``python -m shared.results`` (``make results``) turns every
 summary into one table. The paper's reported numbers come from each subproject's own config and
-are passed in by the caller, so they are typed once.
+are passed in by the caller, so they are typed once. ``ReproduceLog`` is the one tee of the
+reproduce jobs' console output into ``reproduce.log``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import io
 import json
 import os
 import platform
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import atomic_path, atomic_write_json, atomic_write_text
+from shared.atomic import atomic_write_json, atomic_write_text
 from shared.configs import REPO_ROOT
 from shared.stats import format_mean_ci
 
@@ -30,6 +32,51 @@ PAPERS = {
     "ice_patch_cnn": "HiRISE ice patches (Gergácz & Kereszturi)",
 }
 LOCAL = "local"  # results/local/<paper>/: a user's reproduce, git-ignored
+
+
+class ReproduceLog(io.TextIOBase):
+    """The one log tee of the reproduce jobs: what they print goes to the console and is kept,
+    and :meth:`save` writes it to ``results/<paper>/reproduce.log`` atomically (call it after
+    each seed so that a cut-off run keeps its log). Use it as a context manager: ``sys.stdout``
+    is the tee inside the block and restored after it.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, stream: Any = None):
+        self.path = Path(path) if path is not None else None
+        self.stream = stream
+        self.lines: list[str] = []
+
+    def __enter__(self) -> ReproduceLog:
+        self.stream = self.stream or sys.stdout
+        self._saved, sys.stdout = sys.stdout, self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout = self._saved
+
+    def write(self, s: str) -> int:
+        if self.stream is not None:
+            self.stream.write(s)
+        self.lines.append(s)
+        return len(s)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write what was printed so far (to ``path``, else the log's own path)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("ReproduceLog.save: no path")
+        atomic_write_text(target, self.text())
+        return target
 
 
 def results_dir(paper: str, record: bool = False, root: str | os.PathLike | None = None
@@ -353,10 +400,9 @@ def plot_seeds(summary: dict[str, Any], path: Path) -> Path | None:
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9,
                frameon=False)
     fig.suptitle(f"{summary.get('title', '')}: spread over {len(seeds)} seeds", fontsize=11)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return path
+    from shared.figures import save_figure
+
+    return save_figure(fig, path, dpi=100)
 
 
 def _load(path: Path) -> dict[str, Any] | None:
