@@ -155,9 +155,10 @@ def crater_recipe(args: argparse.Namespace):
 def ice_recipe(args: argparse.Namespace):
     from ice_patch_cnn.chunk import ChunkSpec, chunk_image
     from ice_patch_cnn.config import load_config
+    from ice_patch_cnn.data.sequence import ChunkBatches
     from ice_patch_cnn.data.synthetic import generate_scenes
     from ice_patch_cnn.model import compile_model, model_from_config
-    from ice_patch_cnn.train import ChunkLoader
+    from ice_patch_cnn.train import load_chunk
 
     cfg = load_config("quick" if args.quick else "paper")
     d, t = cfg["data"], cfg["train"]
@@ -171,15 +172,15 @@ def ice_recipe(args: argparse.Namespace):
     files = sorted(str(p) for p in (root / "chunks").rglob("*.png"))
     if len(files) < batch:
         raise ValueError(f"{root}: {len(files)} chunks kept, fewer than a batch of {batch}")
+    files = files[:len(files) // batch * batch]  # whole batches only
     labels = (np.arange(len(files)) % 2).astype(np.float32)  # the cost ignores the labels
-    bounds = [(s, s + batch) for s in range(0, len(files) - batch + 1, batch)]
 
     def batches():
-        loader = ChunkLoader(size, cache=bool(t.get("cache", False)))
-        while True:  # epochs over the kept chunks, each a fresh pass of the loader
-            for k, x in loader.batches(files, bounds):
-                a, b = bounds[k]
-                yield x, labels[a:b, None]
+        seq = ChunkBatches(files, labels, batch, lambda p: load_chunk(p, size),
+                           cache={} if t.get("cache", False) else None)
+        while True:  # epochs over the kept chunks, each a fresh pass of the sequence
+            for k in range(len(seq)):
+                yield seq[k]
 
     def model():
         m = compile_model(model_from_config(cfg, size), float(t["learning_rate"]))
@@ -188,7 +189,7 @@ def ice_recipe(args: argparse.Namespace):
 
     return (cfg, model, batch, int(t["batch_size"]), f"{size}x{size}x1", batches,
             f"Xception width {cfg['model']['width_scale']}, BCE, Adam lr {t['learning_rate']}, "
-            f"{len(files)} chunks by ice_patch_cnn.chunk, read by train.ChunkLoader")
+            f"{len(files)} chunks by ice_patch_cnn.chunk, read by data.sequence.ChunkBatches")
 
 
 RECIPES = {"crater_resunet": crater_recipe, "ice_patch_cnn": ice_recipe}

@@ -116,11 +116,14 @@ def prepare_data(cfg: dict, data_seed: int, root: Path) -> dict:
 
 def train_seed(cfg: dict, data: dict, run_dir: Path) -> dict:
     """Train (epochs, then resumed for resume_epochs) unless a finished run can be reused
-    (``train.threads`` resolved first, as the run's config.yaml keeps it)."""
+    (``train.threads`` and ``data.root`` resolved first, as the run's config.yaml keeps
+    them)."""
     from ice_patch_cnn.train import resolve_run_threads, run
+    from shared.configs import cli_path
     from shared.runs import code_version, finished_run
 
     cfg = resolve_run_threads(cfg)
+    cfg["data"]["root"] = cli_path(data["data_csv"])
     first, more = int(cfg["train"]["epochs"]), int(cfg["train"]["resume_epochs"])
     total = first + more
     version = code_version(Path(__file__).parent)
@@ -131,7 +134,7 @@ def train_seed(cfg: dict, data: dict, run_dir: Path) -> dict:
         return json.loads(summary_path.read_text())
     state_path = run_dir / "state.json"
     done = json.loads(state_path.read_text())["epochs_done"] if state_path.is_file() else None
-    kw = {"data": data["data_csv"], "progress": False}
+    kw = {"progress": False}
     if done is not None and (done >= total or not _same_config(run_dir, cfg)):
         done = None                       # another config or code: train again from scratch
     summary = None

@@ -1,27 +1,32 @@
 """Train the chunk classifier (binary cross-entropy, Adam, batch 25, 20 % validation split).
 
-The recipe, top to bottom: ``build`` (samples, split, model and optimiser, or both restored
-with ``load_state``), ``train_one_epoch`` (one shuffled pass, ``train_on_batch`` per batch),
-``evaluate`` (validation loss and accuracy), ``save_state`` (``last.keras`` with the optimiser,
-``state.json``), and ``run(cfg, run_dir, data=...)`` that calls them epoch after epoch.
+The recipe follows the Keras example the paper cites ("image classification from scratch"):
+``build`` (the chunk list and its split), ``sequences`` (a ``keras.utils.PyDataset`` for each
+side, ``data/sequence.py``), ``new_model`` (``model.compile``) or ``load_state``, and ``fit``:
+one ``model.fit`` call with the callbacks of ``callbacks.py`` and Keras' own ``ModelCheckpoint``
+(``best.keras``) and ``CSVLogger`` (``history.csv``); ``run(cfg, run_dir)`` puts them together.
 
-Data: a folder with ``1/`` (chunks showing a small ice patch) and ``0/`` (none), or an index
-CSV with columns ``file`` (relative to the CSV's folder) and ``label`` (1/0; rows labelled -1 or
-``hard`` are left out, like the paper's 252 hard chunks). Chunks are 8-bit grayscale PNGs of the
-profile's ``data.chunk_size`` (what ``chunk.py`` writes); a 16-bit, truncated or wrong-sized
-file is a one-line error naming it. The validation share (``data.val_split``, 20 %) is chosen by
-a hash of each chunk's *file name*, not by a permutation: when the data set grows (the paper's
-retraining, 6,240 -> 18,646 chunks) every old chunk stays on its side.
+Data: ``data.root`` (``--data DIR`` is ``--set data.root=DIR``; a relative ``data.root`` in a
+profile or ``--set`` is taken from the repository root, ``shared.configs.resolve_path``): a
+folder with ``1/`` (chunks showing a small ice patch) and ``0/`` (none), or an index CSV (or a
+folder holding ``index.csv``) with columns ``file`` (relative to the CSV's folder) and
+``label`` (1/0; rows labelled -1 or ``hard`` are left out, like the paper's 252 hard chunks).
+Chunks are 8-bit grayscale PNGs of the profile's ``data.chunk_size`` (what ``chunk.py``
+writes); a 16-bit, truncated or wrong-sized file is a one-line error naming it. The validation
+share (``data.val_split``, 20 %) is chosen by a hash of each chunk's *file name*, not by a
+permutation: when the data set grows (the paper's retraining, 6,240 -> 18,646 chunks) every
+old chunk stays on its side.
 
-Run folder (``--run-dir``, alias ``--out``; the contract of ``shared.runs``): ``config.yaml``,
-``history.csv`` (one row per epoch), ``train.log``, ``last.keras`` (with the optimiser state,
-for ``--resume``), ``best.keras`` (lowest ``val_loss``; safe-mode loadable), ``state.json``,
-``training_curves.png`` (like the paper's Figure 3) and ``summary.json`` when the run reached
-its epoch target. A used folder is refused without ``--resume``/``--overwrite``; a lock refuses a
-second run in it. SIGINT/SIGTERM save a resumable checkpoint after the current batch and exit
-130/143; ``--resume`` then continues mid-epoch and ends with the same weights and history as an
-uninterrupted run (the epoch's shuffle and every batch's dropout seed derive from the seed, the
-epoch and the batch, so nothing depends on how many processes the run took).
+Run folder (``--run-dir``, alias ``--out``; the contract of ``shared.runs``): ``config.yaml``
+(with the data's absolute path in ``data.root``), ``history.csv`` (one row per epoch),
+``train.log``, ``last.keras`` (with the optimiser state) + ``state.json`` (the resume point,
+written as one unit after every epoch), ``best.keras`` (lowest ``val_loss``; safe-mode
+loadable), ``training_curves.png`` (like the paper's Figure 3) and ``summary.json`` when the run
+reached its epoch target. A used folder is refused without ``--resume``/``--overwrite``; a lock
+refuses a second run in it. SIGINT/SIGTERM stop after the current batch (exit 130/143);
+``--resume`` restarts the interrupted epoch from the last epoch's checkpoint and ends with the
+same weights and history as an uninterrupted run: the epoch's shuffle and the dropout state
+derive from the seed and the epoch, and the optimiser state is in ``last.keras``.
 
 ``--resume`` continues to the run's epoch target; ``--resume --epochs N`` trains N epochs more
 (the paper's second run: 48 more), on an enlarged ``--data`` if given. When the data changed,
@@ -32,23 +37,23 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import io
 import json
 import os
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.configs import cli_path, resolve_path
 from shared.runs import UserError, default_threads, resolve_run_threads  # noqa: F401 (reproduce)
 
-HISTORY_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 CHUNK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+BEST_PENDING = "best.pending.keras"  # ModelCheckpoint writes here; renamed onto best.keras
 
 
 class DataError(UserError):
@@ -62,6 +67,8 @@ def read_samples(source: str | os.PathLike) -> tuple[list[str], np.ndarray, int]
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source}: not found")
+    if source.is_dir() and not (source / "1").is_dir() and (source / "index.csv").is_file():
+        source = source / "index.csv"
     if source.is_dir():
         files, labels, hard = _samples_from_folders(source)
     else:
@@ -186,50 +193,6 @@ def load_chunk(path: str, size: int) -> np.ndarray:
     return arr
 
 
-def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
-    """(start, end) of each batch; a last batch of a single chunk joins the one before (the
-    batch-normalisation statistics of one sample are degenerate)."""
-    bounds = [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
-    if len(bounds) >= 2 and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds[-2:] = [(bounds[-2][0], n)]
-    return bounds
-
-
-class ChunkLoader:
-    """Batches of chunk files as float32 (N, size, size, 1), decoded by a small thread pool,
-    one batch ahead; with ``cache`` the decoded chunks are kept in memory."""
-
-    def __init__(self, size: int, cache: bool = False, workers: int = 4):
-        self.size = int(size)
-        self.cache: dict[str, np.ndarray] | None = {} if cache else None
-        self.pool = ThreadPoolExecutor(max_workers=workers)
-
-    def _one(self, path: str) -> np.ndarray:
-        if self.cache is not None and path in self.cache:
-            return self.cache[path]
-        arr = load_chunk(path, self.size)
-        if self.cache is not None:
-            self.cache[path] = arr
-        return arr
-
-    def _submit(self, paths: Sequence[str]):
-        return self.pool.submit(lambda: np.stack([self._one(p) for p in paths]))
-
-    def batches(self, files: Sequence[str], bounds: Sequence[tuple[int, int]], start: int = 0):
-        """Yield (batch index, (N, size, size, 1) float32) for ``bounds[start:]``."""
-        todo = list(enumerate(bounds))[start:]
-        pending = self._submit(files[todo[0][1][0]:todo[0][1][1]]) if todo else None
-        for k, (index, _) in enumerate(todo):
-            current = pending.result()
-            if k + 1 < len(todo):
-                a, b = todo[k + 1][1]
-                pending = self._submit(files[a:b])
-            yield index, current[..., None].astype(np.float32)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-
-
 # --------------------------------------------------------------------------- the recipe
 
 @dataclass
@@ -248,7 +211,7 @@ class Setup:
     model: Any = None
     state: dict = field(default_factory=dict)
     weights: dict | None = None
-    loader: ChunkLoader | None = None
+    cache: dict | None = None  # decoded chunks (train.cache), shared by both sequences
 
     @property
     def batch_size(self) -> int:
@@ -263,7 +226,7 @@ def data_digest(files: Sequence[str], labels: np.ndarray) -> str:
 
 
 def build(cfg: dict, data: str | os.PathLike) -> Setup:
-    """Samples, split, class weights and chunk loader (the model comes from ``new_model`` or
+    """Samples, split and class weights (the model comes from ``new_model`` or
     ``load_state``)."""
     size = int(cfg["data"]["chunk_size"])
     files, labels, n_hard = read_samples(data)
@@ -274,15 +237,30 @@ def build(cfg: dict, data: str | os.PathLike) -> Setup:
                   train_idx=train_idx, val_idx=val_idx, n_hard=n_hard, data=str(data),
                   data_digest=data_digest(files, labels))
     setup.weights = class_weights(labels[train_idx]) if tcfg.get("class_weight") else None
-    setup.loader = ChunkLoader(size, cache=bool(tcfg.get("cache", False)))
+    setup.cache = {} if tcfg.get("cache", False) else None
     return setup
+
+
+def sequences(setup: Setup, first_epoch: int = 1):
+    """(training, validation) ``ChunkBatches``; the training one starts at ``first_epoch``."""
+    from ice_patch_cnn.data.sequence import ChunkBatches
+
+    read = functools.partial(load_chunk, size=int(setup.cfg["data"]["chunk_size"]))
+    tr, va = setup.train_idx, setup.val_idx
+    train = ChunkBatches(setup.files[tr], setup.labels[tr], setup.batch_size, read,
+                         seed=setup.seed, first_epoch=first_epoch, cache=setup.cache)
+    val = ChunkBatches(setup.files[va], setup.labels[va], setup.batch_size, read,
+                       cache=setup.cache)
+    return train, val
 
 
 def new_model(setup: Setup):
     """A freshly initialised, compiled classifier (initialisation from the run's seed)."""
+    import keras
+
     from ice_patch_cnn.model import compile_model, model_from_config
 
-    seed_everything_keras(setup.seed)
+    keras.utils.set_random_seed(setup.seed)
     model = compile_model(model_from_config(setup.cfg),
                           float(setup.cfg["train"]["learning_rate"]))
     if setup.cfg["train"].get("run_eagerly"):
@@ -290,73 +268,53 @@ def new_model(setup: Setup):
     return model
 
 
-def _seed_generators(model) -> list:
+def fit(setup: Setup, run, stop, log, callbacks: Sequence = ()) -> None:
+    """``model.fit`` from the epoch after ``state["epochs_done"]`` to the target, with:
+    ``SeedDropout`` (dropout state from the seed and the epoch), ``ModelCheckpoint``
+    (``best.keras`` by ``val_loss``, written to a temporary name that ``_end_epoch`` renames),
+    ``EpochHistory`` (Keras' ``CSVLogger``: ``history.csv``), ``_end_epoch`` (``last.keras`` +
+    ``state.json``, the resume point), ``callbacks`` (tests) and ``StopOnSignal`` (last)."""
     import keras
 
-    gens = []
-    for layer in model._flatten_layers(include_self=False):
-        gens += [v for v in vars(layer).values() if isinstance(v, keras.random.SeedGenerator)]
-    return gens
+    from ice_patch_cnn.callbacks import EpochHistory, SeedDropout, StopOnSignal
+
+    state = setup.state
+    done, target = int(state["epochs_done"]), int(state["target_epochs"])
+    train, val = sequences(setup, first_epoch=done + 1)
+    history = EpochHistory(str(run.file("history.csv")), append=True)
+    end_epoch = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: _end_epoch(run, setup, epoch + 1, history.row, log))
+    best = keras.callbacks.ModelCheckpoint(
+        str(run.file(BEST_PENDING)), monitor="val_loss", mode="min", save_best_only=True,
+        initial_value_threshold=state.get("best_val_loss"), verbose=0)
+    setup.model.fit(train, steps_per_epoch=train.batches_per_epoch, validation_data=val,
+                    epochs=target, initial_epoch=done, class_weight=setup.weights,
+                    shuffle=False, verbose=0,
+                    callbacks=[SeedDropout(setup.seed), best, history, end_epoch,
+                               *callbacks, StopOnSignal(stop, run.path)])
 
 
-def _set_batch_seed(model, seed: int, epoch: int, batch: int) -> None:
-    """Dropout's random state for this batch, from (seed, epoch, batch) only."""
-    from shared.runs import derive_seed
-
-    for i, gen in enumerate(_seed_generators(model)):
-        gen.state.assign(np.array([derive_seed(seed, "dropout", epoch, i), batch],
-                                  dtype=gen.state.dtype))
-
-
-def epoch_order(setup: Setup, epoch: int) -> np.ndarray:
-    """The training chunks of ``epoch`` (1-based) in their shuffled order."""
-    from shared.runs import derive_seed
-
-    rng = np.random.default_rng(derive_seed(setup.seed, "shuffle", epoch))
-    return setup.train_idx[rng.permutation(setup.train_idx.size)]
-
-
-def train_one_epoch(setup: Setup, epoch: int, stop, run_dir: Path) -> dict | None:
-    """One pass over the training chunks; ``None`` if a signal stopped it (state saved).
-
-    Continues a partly done epoch from ``state["batch"]`` with its running sums.
-    """
-    model, state = setup.model, setup.state
-    order = epoch_order(setup, epoch)
-    sums = state.get("partial") or {"n": 0, "loss": 0.0, "accuracy": 0.0}
-    t0 = time.time() - float(sums.get("seconds", 0.0))
-    bounds = batch_bounds(order.size, setup.batch_size)
-    files = list(setup.files[order])
-    for batch, x in setup.loader.batches(files, bounds, int(state["batch"])):
-        y = setup.labels[order[bounds[batch][0]:bounds[batch][1]]]
-        _set_batch_seed(model, setup.seed, epoch, batch)
-        logs = model.train_on_batch(x, y.astype("float32")[:, None],
-                                    class_weight=setup.weights, return_dict=True)
-        n = int(y.size)
-        sums = {"n": sums["n"] + n, "loss": sums["loss"] + float(logs["loss"]) * n,
-                "accuracy": sums["accuracy"] + float(logs["accuracy"]) * n}
-        if stop.requested:
-            state.update(batch=batch + 1, partial={**sums, "seconds": time.time() - t0})
-            save_state(run_dir, setup)
-            return None
-    state.update(batch=0, partial=None)
-    return {"loss": sums["loss"] / max(1, sums["n"]),
-            "accuracy": sums["accuracy"] / max(1, sums["n"]), "seconds": time.time() - t0}
+def _end_epoch(run, setup: Setup, epoch: int, row: dict, log) -> None:
+    """After epoch ``epoch`` (1-based): a new best (``ModelCheckpoint`` saved it to the
+    temporary name) renamed onto ``best.keras``, then ``last.keras`` + ``state.json``."""
+    state = setup.state
+    pending = run.file(BEST_PENDING)
+    if pending.is_file():
+        os.replace(pending, run.file("best.keras"))
+        state.update(best_val_loss=row["val_loss"], best_epoch=epoch,
+                     best_val_accuracy=row["val_accuracy"])
+    state["epochs_done"] = epoch
+    save_state(run.path, setup)
+    log.info(f"epoch {epoch}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
+             f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
+             f"({row['seconds']:.1f} s)")
 
 
-def evaluate(model, setup: Setup, indices: np.ndarray) -> dict:
-    """Mean loss and accuracy over the chunks ``indices`` (inference mode)."""
-    totals = {"n": 0, "loss": 0.0, "accuracy": 0.0}
-    files = list(setup.files[indices])
-    bounds = batch_bounds(len(files), setup.batch_size)
-    for batch, x in setup.loader.batches(files, bounds):
-        y = setup.labels[indices[bounds[batch][0]:bounds[batch][1]]]
-        logs = model.test_on_batch(x, y.astype("float32")[:, None], return_dict=True)
-        totals["n"] += int(y.size)
-        totals["loss"] += float(logs["loss"]) * y.size
-        totals["accuracy"] += float(logs["accuracy"]) * y.size
-    n = max(1, totals["n"])
-    return {"loss": totals["loss"] / n, "accuracy": totals["accuracy"] / n}
+def evaluate(model, setup: Setup) -> dict:
+    """Loss and accuracy of ``model`` on the validation chunks."""
+    _, val = sequences(setup)
+    logs = model.evaluate(val, verbose=0, return_dict=True)
+    return {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"])}
 
 
 def save_state(run_dir: Path, setup: Setup) -> None:
@@ -394,45 +352,43 @@ def load_state(run_dir: Path, setup: Setup) -> None:
 
 
 def _new_state(setup: Setup, target: int) -> dict:
-    return {"epochs_done": 0, "batch": 0, "partial": None, "target_epochs": target,
+    return {"epochs_done": 0, "target_epochs": target,
             "best_val_loss": None, "best_epoch": None, "best_val_accuracy": None,
             "seed": setup.seed, "data": setup.data, "data_digest": setup.data_digest}
 
 
 def _adopt_new_data(setup: Setup, run_dir: Path, log) -> None:
-    """On resume with another data set: restart a partly done epoch, re-measure the best."""
+    """On resume with another data set: re-measure the best on the new validation set."""
     from ice_patch_cnn.model import load_model
 
     state = setup.state
     log.info(f"data changed since the last session ({state.get('data')} -> {setup.data})")
-    if state.get("partial"):
-        log.info(f"epoch {state['epochs_done'] + 1} was interrupted: it restarts on the new data")
-        state.update(batch=0, partial=None)
     if (run_dir / "best.keras").is_file() and state.get("best_val_loss") is not None:
         old = state["best_val_loss"]
-        best = evaluate(load_model(run_dir / "best.keras", compile=True), setup, setup.val_idx)
+        best = evaluate(load_model(run_dir / "best.keras", compile=True), setup)
         state.update(best_val_loss=best["loss"], best_val_accuracy=best["accuracy"])
         log.info(f"best.keras (epoch {state['best_epoch']}) re-measured on the new validation "
                  f"set: val_loss {old:.4f} -> {best['loss']:.4f}")
     state.update(data=setup.data, data_digest=setup.data_digest)
 
 
-def _end_epoch(run, setup: Setup, epoch: int, row: dict, log) -> None:
-    from shared.atomic import atomic_path
+def _keep_history(run, epochs_done: int) -> None:
+    """``history.csv`` cut to the complete rows of the checkpoint's epochs, in the columns
+    ``CSVLogger`` appends (an interrupted epoch's row, or a half-written one, goes)."""
+    from ice_patch_cnn.callbacks import HISTORY_COLUMNS
 
-    state = setup.state
-    best = state.get("best_val_loss")
-    if np.isfinite(row["val_loss"]) and (best is None or row["val_loss"] < best):
-        with atomic_path(run.file("best.keras")) as tmp:
-            setup.model.save(tmp)
-        state.update(best_val_loss=row["val_loss"], best_epoch=epoch,
-                     best_val_accuracy=row["val_accuracy"])
-    state["epochs_done"] = epoch
-    run.append_history(row)
-    save_state(run.path, setup)
-    log.info(f"epoch {epoch}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
-             f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
-             f"({row['seconds']:.1f} s)")
+    def complete(row: dict) -> bool:
+        try:
+            return all(row.get(k) not in (None, "") for k in HISTORY_COLUMNS) and \
+                int(row["epoch"]) <= epochs_done
+        except ValueError:
+            return False
+
+    rows = [{k: r[k] for k in HISTORY_COLUMNS} for r in run.read_history() if complete(r)]
+    if rows:
+        run.write_history(rows)
+    else:
+        run.file("history.csv").unlink(missing_ok=True)
 
 
 def _epoch_target(setup: Setup, resume: bool, epochs: int | None) -> int:
@@ -444,11 +400,36 @@ def _epoch_target(setup: Setup, resume: bool, epochs: int | None) -> int:
     return int(setup.state.get("target_epochs", setup.cfg["train"]["epochs"]))
 
 
+def data_source(cfg: dict, run_dir: Path, data: str | os.PathLike | None,
+                resume: bool) -> Path:
+    """The training data: ``data`` (a path given by the caller, from the current folder),
+    else on ``--resume`` the run's own, else the config's ``data.root``."""
+    if data is not None:
+        return Path(cli_path(data))
+    if resume:
+        recorded = _recorded_data(run_dir)
+        if recorded:
+            return Path(recorded)
+    root = resolve_path(cfg["data"].get("root"))
+    if root is None:
+        raise DataError("data.root is not set: pass --data (a folder with 1/ and 0/ or an "
+                        "index CSV)")
+    if not root.exists():
+        raise DataError(f"{root}: data.root not found; pass --data (a folder with 1/ and 0/ "
+                        "or an index CSV) or --set data.root=...")
+    return root
+
+
 def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None,
         resume: bool = False, overwrite: bool = False, epochs: int | None = None,
-        threads: int | None = None, progress: bool = True) -> dict:
+        threads: int | None = None, progress: bool = True, callbacks: Sequence = ()) -> dict:
     """Train (or resume) in ``run_dir`` and return the summary (also ``summary.json``).
-    ``threads``: overrides ``train.threads`` (kept in config.yaml)."""
+
+    ``data`` overrides ``data.root`` (config.yaml keeps the absolute path of the data the run
+    trained on); ``threads`` overrides ``train.threads`` (kept in config.yaml); ``callbacks``:
+    more Keras callbacks (tests)."""
+    import copy
+
     from ice_patch_cnn.model import set_threads
     from shared.runs import GracefulStop, RunDir
 
@@ -460,40 +441,23 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None
     if resume and not (run_dir / "state.json").is_file():
         raise DataError(f"{run_dir}: nothing to resume (no state.json); start the run "
                         "without --resume")
-    if data is None:
-        data = _recorded_data(run_dir) if resume else None
-        if data is None:
-            raise DataError("--data is required (a folder with 1/ and 0/ or an index CSV)")
-    setup = build(cfg, data)
-    try:
-        run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite, inputs=[data])
-    except BaseException:
-        setup.loader.close()
-        raise
+    source = data_source(cfg, run_dir, data, resume)
+    cfg = copy.deepcopy(cfg)
+    cfg["data"]["root"] = str(source)
+    setup = build(cfg, source)
+    run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite, inputs=[source],
+                           allow_on_resume=("data.root",))
     with run, GracefulStop() as stop:
         log = run.logger("ice_patch_cnn.train", None if progress else io.StringIO())
-        try:
-            return _train_loop(setup, run, stop, resume, epochs, log)
-        finally:
-            setup.loader.close()
+        _start(setup, run, resume, epochs, log)
+        fit(setup, run, stop, log, callbacks)
+        return _finish(setup, run, log)
 
 
-def _train_loop(setup: Setup, run, stop, resume: bool, epochs: int | None, log) -> dict:
-    """The epochs of this session, then the summary and the curves."""
+def _finish(setup: Setup, run, log) -> dict:
+    """``summary.json`` and the curves of a run that reached its epoch target."""
     from shared.runs import code_version
 
-    _start(setup, run, resume, epochs, log)
-    target = int(setup.state["target_epochs"])
-    for epoch in range(int(setup.state["epochs_done"]) + 1, target + 1):
-        result = train_one_epoch(setup, epoch, stop, run.path)
-        if result is None:
-            stop.raise_if_requested(run.path)
-        val = evaluate(setup.model, setup, setup.val_idx)
-        row = {"epoch": epoch, "loss": result["loss"], "accuracy": result["accuracy"],
-               "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-               "seconds": round(result["seconds"], 1)}
-        _end_epoch(run, setup, epoch, row, log)
-        stop.raise_if_requested(run.path)
     summary = _summary(setup, code_version(Path(__file__).parent))
     plot_curves(run.read_history(), run.file("training_curves.png"),
                 setup.state.get("best_epoch"),
@@ -509,15 +473,20 @@ def _start(setup: Setup, run, resume: bool, epochs: int | None, log) -> None:
     """Model and state for this session: new, or restored (then checked against the data)."""
     if resume:
         load_state(run.path, setup)
-        if setup.state.get("data_digest") != setup.data_digest:
+        state = setup.state
+        partial, batch = state.pop("partial", None), state.pop("batch", 0)
+        if partial or batch:  # a mid-epoch checkpoint of the earlier hand-written loop
+            log.info(f"epoch {state['epochs_done'] + 1} was interrupted: it restarts")
+        if state.get("data_digest") != setup.data_digest:
             _adopt_new_data(setup, run.path, log)
-        run.truncate_history(lambda r: int(r["epoch"]) <= int(setup.state["epochs_done"]))
-        setup.state["target_epochs"] = _epoch_target(setup, True, epochs)
-        if setup.state["target_epochs"] <= setup.state["epochs_done"]:
+        run.file(BEST_PENDING).unlink(missing_ok=True)  # an interrupted epoch's candidate
+        _keep_history(run, int(state["epochs_done"]))
+        state["target_epochs"] = _epoch_target(setup, True, epochs)
+        if state["target_epochs"] <= state["epochs_done"]:
             raise UserError(f"{run.path}: the run already reached epoch "
-                            f"{setup.state['epochs_done']}; pass --epochs N to train N more")
-        log.info(f"resuming at epoch {setup.state['epochs_done'] + 1} (batch "
-                 f"{setup.state['batch']}), target {setup.state['target_epochs']}")
+                            f"{state['epochs_done']}; pass --epochs N to train N more")
+        log.info(f"resuming at epoch {state['epochs_done'] + 1}, target "
+                 f"{state['target_epochs']}")
     else:
         setup.model = new_model(setup)
         setup.state = _new_state(setup, _epoch_target(setup, False, epochs))
@@ -573,32 +542,6 @@ def validate_config(cfg: dict) -> None:
             raise UserError(f"config: {name} = {value!r} is not valid")
 
 
-def seed_everything_keras(seed: int) -> None:
-    """``shared.seed.seed_everything`` under TensorFlow; without it for other backends, because
-    ``keras.utils.set_random_seed`` (which it calls) imports TensorFlow whenever installed."""
-    import random
-
-    import keras
-
-    from shared.seed import seed_everything
-
-    if keras.backend.backend() == "tensorflow":
-        seed_everything(seed)
-        return
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.manual_seed(seed)
-    try:  # the seed keras.random.SeedGenerator falls back to (what set_random_seed sets)
-        from keras.src.backend.common import global_state
-
-        global_state.set_global_attribute("global_random_seed", seed)
-    except ImportError:
-        pass
-
-
 # --------------------------------------------------------------------------- outputs
 
 def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None,
@@ -641,9 +584,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Train the Xception chunk classifier (paper: batch 25, 25 epochs, then "
                     "--resume --epochs 48 on the enlarged data). Data: a folder with 1/ and 0/ "
                     "or an index CSV (file,label).")
-    parser.add_argument("--data", help="folder with 1/ and 0/, or index CSV (default: the "
-                        "config's data.root when it holds them; with --resume: the run's own "
-                        "data; give an enlarged set to retrain on it)")
+    parser.add_argument("--data", help="folder with 1/ and 0/, or index CSV, from the current "
+                        "folder: shortcut for --set data.root=PATH (default: the config's "
+                        "data.root, a relative one taken from the repository root; with "
+                        "--resume: the run's own data; give an enlarged set to retrain on it)")
     add_run_arguments(parser, default_config="quick", run_dir_aliases=("--out",))
     parser.add_argument("--epochs", type=int,
                         help="epochs to train now (default train.epochs; with --resume: continue "
@@ -665,10 +609,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    from ice_patch_cnn.config import PROFILES, check_sections, repo_path
+    from ice_patch_cnn.config import PROFILES, check_sections
     from shared.runs import quiet_tensorflow, run_config
 
     args = _parser().parse_args(argv)
+    if args.data is not None:
+        args.overrides.append(f"data.root={json.dumps(cli_path(args.data))}")
     for flag, key in (("batch_size", "train.batch_size"), ("lr", "train.learning_rate"),
                       ("class_weight", "train.class_weight"), ("chunk_size", "data.chunk_size"),
                       ("seed", "seed"), ("threads", "train.threads")):
@@ -679,12 +625,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
     profile = args.config or args.default_config
     if args.run_dir is None:
-        args.run_dir = repo_path(f"runs/ice_patch_cnn/{Path(str(profile)).stem}")
+        args.run_dir = resolve_path(f"runs/ice_patch_cnn/{Path(str(profile)).stem}")
     cfg = check_sections(run_config(args, PROFILES), profile)
-    if args.data is None and not args.resume:  # the config's data.root when it holds chunks
-        root = repo_path(str(cfg.get("data", {}).get("root", "")))
-        if (root / "1").is_dir() or (root / "index.csv").is_file():
-            args.data = str(root)
+    # data named on this command line (--data, --set data.root=...): the run trains on it;
+    # otherwise a resume keeps the run's own data and a new run reads the config's data.root
+    named = any(o.split("=", 1)[0].strip() == "data.root" for o in args.overrides)
+    data = resolve_path(cfg["data"].get("root")) if named else None
     quiet_tensorflow()
     from shared.precision import resolve_precision
 
@@ -692,7 +638,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         import keras
 
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    run(cfg, args.run_dir, data=args.data, resume=args.resume, overwrite=args.overwrite,
+    run(cfg, args.run_dir, data=data, resume=args.resume, overwrite=args.overwrite,
         epochs=args.epochs, progress=not args.no_progress)
     return 0
 

@@ -121,10 +121,35 @@ def test_train_then_resume_keeps_the_epoch_count(tmp_path):
     assert state["best_epoch"] in (1, 2)
 
 
-def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
+def _kill_at(epoch: int, batch: int):
+    """A Keras callback that sends this process SIGTERM during ``batch`` of ``epoch``
+    (1-based epoch, 0-based batch), as a user's kill would."""
     import signal
 
-    import ice_patch_cnn.train as train_mod
+    import keras
+
+    def on_batch(b, logs=None):
+        if (state["epoch"], b) == (epoch, batch):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    state = {"epoch": 0}
+    return keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda e, logs=None: state.update(epoch=e + 1),
+        on_train_batch_begin=on_batch)
+
+
+def _same_weights(a: Path, b: Path, names=("last.keras", "best.keras")):
+    for name in names:
+        for wa, wb in zip(_weights(a / name), _weights(b / name), strict=True):
+            np.testing.assert_array_equal(wa, wb)
+
+
+def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+    """model.fit: 2 epochs straight = 1 epoch + a SIGTERM in epoch 2 + --resume; the same
+    seed twice gives the same weights; 1 epoch + --resume --epochs 1 is the same run too."""
+    from ice_patch_cnn.config import load_config
+    from ice_patch_cnn.train import run
+    from shared.runs import RunInterrupted
 
     data = _chunks(tmp_path / "d")
     cfg = _tiny_config(tmp_path)
@@ -133,27 +158,108 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(tmp_path, monkeypatc
     # determinism: the same seed twice gives identical metrics and weights
     assert main([*base, "--run-dir", str(tmp_path / "c")]) == 0
     assert _history(tmp_path / "a") == _history(tmp_path / "c")
-    for wa, wc in zip(_weights(tmp_path / "a" / "last.keras"),
-                      _weights(tmp_path / "c" / "last.keras")):
-        np.testing.assert_array_equal(wa, wc)
-    seed_batch = train_mod._set_batch_seed
-
-    def kill_at_epoch2_batch1(model, seed, epoch, batch):
-        if (epoch, batch) == (2, 1):
-            os.kill(os.getpid(), signal.SIGTERM)
-        seed_batch(model, seed, epoch, batch)
-
-    monkeypatch.setattr(train_mod, "_set_batch_seed", kill_at_epoch2_batch1)
-    assert main([*base, "--run-dir", str(tmp_path / "b")]) == 143
+    _same_weights(tmp_path / "a", tmp_path / "c")
+    # a SIGTERM during the second batch of epoch 2: exit 143, the epoch-1 checkpoint stays
+    with pytest.raises(RunInterrupted) as stopped:
+        run(load_config(cfg), tmp_path / "b", data=data, epochs=2, progress=False,
+            callbacks=[_kill_at(2, 1)])
+    assert stopped.value.exit_code == 143
     state = json.loads((tmp_path / "b" / "state.json").read_text())
-    assert (state["epochs_done"], state["batch"]) == (1, 2)
+    assert state["epochs_done"] == 1 and state["iterations"] == 2
     assert not (tmp_path / "b" / "summary.json").exists()
-    monkeypatch.setattr(train_mod, "_set_batch_seed", seed_batch)
+    assert [int(r["epoch"]) for r in _history(tmp_path / "b")] == [1]
     assert main(["--run-dir", str(tmp_path / "b"), "--resume", "--quiet"]) == 0
     assert _history(tmp_path / "a") == _history(tmp_path / "b")
-    for name in ("last.keras", "best.keras"):
-        for wa, wb in zip(_weights(tmp_path / "a" / name), _weights(tmp_path / "b" / name)):
-            np.testing.assert_array_equal(wa, wb)
+    _same_weights(tmp_path / "a", tmp_path / "b")
+    # the paper's way: one epoch, then --resume --epochs 1
+    assert main([*base[:-3], "--epochs", "1", "--quiet", "--run-dir", str(tmp_path / "e")]) == 0
+    assert main(["--run-dir", str(tmp_path / "e"), "--resume", "--epochs", "1", "--quiet"]) == 0
+    assert _history(tmp_path / "a") == _history(tmp_path / "e")
+    _same_weights(tmp_path / "a", tmp_path / "e")
+
+
+def test_the_epoch_order_and_the_dropout_state_depend_on_seed_and_epoch_only(tmp_path):
+    import keras
+
+    from ice_patch_cnn.callbacks import seed_dropout, seed_variables
+    from ice_patch_cnn.data.sequence import ChunkBatches
+    from ice_patch_cnn.model import build_xception
+
+    files = [f"f{i}.png" for i in range(11)]
+    labels = np.arange(11) % 2
+
+    def read(path):
+        return np.full((4, 4), int(path[1:-4]), np.uint8)
+
+    seq = ChunkBatches(files, labels, 4, read, seed=7)
+    later = ChunkBatches(files, labels, 4, read, seed=7, first_epoch=3)
+    assert seq.num_batches is None and seq.batches_per_epoch == 3     # 4 + 4 + 3
+    # epoch 3 read by a run that started at epoch 1 (batches 6-8) or resumed at epoch 3
+    for b in range(3):
+        x1, y1 = seq[6 + b]
+        x3, y3 = later[b]
+        np.testing.assert_array_equal(x1, x3)
+        np.testing.assert_array_equal(y1, y3)
+    epoch1 = np.concatenate([seq[b][0][:, 0, 0, 0] for b in range(3)])
+    assert sorted(epoch1.astype(int)) == list(range(11))               # each chunk once
+    assert not np.array_equal(epoch1, np.concatenate([seq[3 + b][0][:, 0, 0, 0]
+                                                      for b in range(3)]))
+    assert [len(seq[b][1]) for b in range(3)] == [4, 4, 3]
+    val = ChunkBatches(files, labels, 5, read)                         # 5 + 6 (no 1-chunk batch)
+    assert len(val) == 2 and val.num_batches == 2 and [len(val[b][1]) for b in (0, 1)] == [5, 6]
+    assert (val[0][0][:, 0, 0, 0] == np.arange(5)).all()
+    # dropout: one random state, set from (seed, epoch) through public Layer APIs
+    model = build_xception((32, 32, 1), width_scale=0.0625)
+    (state,) = seed_variables(model)
+    seed_dropout(model, 1, 2)
+    first = keras.ops.convert_to_numpy(state.value).copy()
+    seed_dropout(model, 1, 3)
+    assert not np.array_equal(first, keras.ops.convert_to_numpy(state.value))
+    seed_dropout(model, 1, 2)
+    np.testing.assert_array_equal(first, keras.ops.convert_to_numpy(state.value))
+
+
+def test_no_private_keras_api_in_ice_patch_cnn():
+    root = Path(__file__).resolve().parents[1]
+    bad = ("keras.src", "_flatten_layers", "global_state", "train_on_batch",
+           "_seed_generators")
+    for path in root.rglob("*.py"):
+        if "tests" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for word in bad:
+            assert word not in text, f"{path.relative_to(root)} uses {word}"
+
+
+def test_data_root_from_the_config(tmp_path, capsys):
+    """Without --data the run reads data.root (relative: from the repository root) and
+    config.yaml keeps the data's absolute path; a missing data.root is one line."""
+    from shared.configs import REPO_ROOT
+
+    data = _chunks(tmp_path / "d")
+    cfg = _tiny_config(tmp_path)
+    rel = os.path.relpath(data, REPO_ROOT)
+    out = tmp_path / "run"
+    assert main(["--config", str(cfg), "--set", f"data.root={rel}", "--run-dir", str(out),
+                 "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert Path(saved["data"]["root"]) == data.resolve() or \
+        Path(saved["data"]["root"]).resolve() == data.resolve()
+    assert json.loads((out / "summary.json").read_text())["chunks"] == 20
+    # --resume without --data: the run's own data, whatever the profile says
+    assert main(["--run-dir", str(out), "--resume", "--epochs", "1", "--quiet"]) == 0
+    assert json.loads((out / "state.json").read_text())["epochs_done"] == 2
+    capsys.readouterr()
+    missing = tmp_path / "nothing-here"
+    assert main(["--config", str(cfg), "--set", f"data.root={missing}", "--run-dir",
+                 str(tmp_path / "r2"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing-here" in err and err.count("\n") == 1
+    # a folder holding index.csv is read through it
+    (data / "index.csv").write_text("file,label\n0/c2.png,1\n0/c0.png,0\n0/c1.png,0\n")
+    (data / "1").rename(tmp_path / "ones")
+    files, labels, _ = read_samples(data)
+    assert labels.tolist() == [1, 0, 0] and Path(files[0]).name == "c2.png"
 
 
 def test_run_folder_contract(tmp_path, capsys):
@@ -235,32 +341,23 @@ def test_cli_errors_are_clean(tmp_path, capsys):
 
 
 TORCH_CODE = r"""
-import sys
-import numpy as np
+import json, sys
 import keras
 assert keras.backend.backend() == "torch", keras.backend.backend()
-from ice_patch_cnn.model import build_xception, compile_model
-from ice_patch_cnn.train import ChunkLoader, _set_batch_seed, read_samples
-files, labels, _ = read_samples(sys.argv[1])
-loader = ChunkLoader(32)
-_, x = next(loader.batches(files, [(0, 8)]))
-loader.close()
-y = labels[:8].astype("float32")[:, None]
-assert x.shape == (8, 32, 32, 1) and y.shape == (8, 1)
-model = compile_model(build_xception((32, 32, 1), width_scale=0.0625))
-_set_batch_seed(model, 1, 1, 0)
-first = model.train_on_batch(x, y, return_dict=True)
-second = model.train_on_batch(x, y, return_dict=True)
-assert np.isfinite(first["loss"]) and np.isfinite(second["loss"])
+from ice_patch_cnn.train import main
+rc = main(sys.argv[1:])
 assert "torch" in sys.modules
-print("OK", model.count_params())
+summary = json.load(open(sys.argv[sys.argv.index("--run-dir") + 1] + "/summary.json"))
+print("OK", rc, summary["backend"], summary["parameters"], summary["epochs_done"])
 """
 
 
-def test_one_step_under_the_torch_backend(tmp_path):
+def test_one_epoch_under_the_torch_backend(tmp_path):
     data = _chunks(tmp_path / "d", n_pos=3, n_neg=5)
+    cfg = _tiny_config(tmp_path)
     env = dict(os.environ, KERAS_BACKEND="torch", OMP_NUM_THREADS="2")
-    out = subprocess.run([sys.executable, "-c", TORCH_CODE, str(data)], capture_output=True,
-                         text=True, env=env, timeout=300)
+    out = subprocess.run([sys.executable, "-c", TORCH_CODE, "--data", str(data), "--config",
+                          str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet"],
+                         capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().endswith("OK 13859"), out.stdout
+    assert out.stdout.strip().endswith("OK 0 torch 13859 1"), out.stdout
