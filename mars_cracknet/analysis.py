@@ -446,7 +446,6 @@ def plot_pdfs(sets: dict[str, dict[str, list[float]]], path: Path, title: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.atomic import atomic_path
 
     fig, axes = plt.subplots(1, len(PLOT_MEASURES), figsize=(4 * len(PLOT_MEASURES), 3.3))
     for ax, (m, label, rng) in zip(axes, PLOT_MEASURES):
@@ -463,9 +462,9 @@ def plot_pdfs(sets: dict[str, dict[str, list[float]]], path: Path, title: str = 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "pdf")
-    plt.close(fig)
+    from shared.figures import save_figure
+
+    save_figure(fig, path, dpi=None, fmt=Path(path).suffix.lstrip(".") or "pdf")
 
 
 def ks_table(a: dict[str, list[float]], b: dict[str, list[float]]) -> list[dict[str, Any]]:

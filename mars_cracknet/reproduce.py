@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import shutil
 import sys
 import time
@@ -30,26 +29,6 @@ from shared.configs import REPO_ROOT
 
 SETTINGS = (("a", "mars"), ("b", "earth_mars"), ("c", "semi"))
 METRICS = ("precision", "recall", "dice", "jaccard")
-
-
-class Tee(io.TextIOBase):
-    """Copy what is printed to the console into a log file (rewritten atomically)."""
-
-    def __init__(self, stream, path: Path):
-        self.stream, self.path, self.lines = stream, path, []
-
-    def write(self, s: str) -> int:
-        self.stream.write(s)
-        self.lines.append(s)
-        return len(s)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def save(self) -> None:
-        from shared.atomic import atomic_write_text
-
-        atomic_write_text(self.path, "".join(self.lines))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +163,7 @@ def plot_examples(data: Path, stems: list[str], runs: dict[str, Path], path: Pat
     from mars_cracknet.checkpoint import load_model
     from mars_cracknet.data.mars import find_image, load_image, load_mask
     from mars_cracknet.inference import predict_tensor
-    from shared.atomic import atomic_path
+    from shared.figures import save_figure
 
     def overlay(img, pred, gt):
         """The image in grey with the prediction drawn on it against the ground truth:
@@ -217,9 +196,7 @@ def plot_examples(data: Path, stems: list[str], runs: dict[str, Path], path: Pat
                         Patch(color=(0.2, 0.45, 1.0), label="crack missed")],
                loc="lower center", ncol=3, fontsize=10, frameon=False)
     fig.tight_layout(rect=(0, 0.5 / (2.6 * len(stems) + 0.6), 1, 1))
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 # --------------------------------------------------------------------------- summary
@@ -329,11 +306,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     data_seeds = list(range(d0, d0 + a.data_seeds))
     if not seeds or not data_seeds:
         raise UserError("--seeds and --data-seeds must be at least 1")
-    from shared.results import resolve_results
+    from shared.results import ReproduceLog, resolve_results
 
     a.results = resolve_results(a, "mars_cracknet")
     a.results.mkdir(parents=True, exist_ok=True)
-    tee = Tee(sys.stdout, a.results / "reproduce.log")
+    tee = ReproduceLog(a.results / "reproduce.log", sys.stdout)
     sys.stdout = tee
     try:
         print(f"# Mars-CrackNet reproduction, profile {cfg['profile']}, model {cfg['model']}, "

@@ -445,38 +445,23 @@ def write_history(run_dir: Path, dist: Dist, rows: list[dict[str, Any]]) -> None
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Training loss and validation scores per epoch (one plotter for runs and reproduce)."""
-    import matplotlib
+    """Training loss and validation scores per epoch (one plotter for runs and reproduce;
+    drawn by ``shared.figures.plot_curves``)."""
+    from shared.figures import plot_curves as draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shared.atomic import atomic_path
-
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    loss = []
     for stage in dict.fromkeys(r["stage"] for r in rows):
         part = [r for r in rows if r["stage"] == stage]
-        ax[0].plot([r["epoch"] for r in part], [r["train_loss"] for r in part], "o-",
-                   ms=3, label=stage)
+        loss.append({"x": [r["epoch"] for r in part], "y": [r["train_loss"] for r in part],
+                     "label": stage})
+    scores = []
     for m in METRICS:
         pts = [(r["epoch"], r[f"val_{m}"]) for r in rows if r.get(f"val_{m}") is not None]
         if pts:
-            ax[1].plot(*zip(*pts, strict=True), "o-", ms=3, label=m)
-    ax[0].set(xlabel="epoch", ylabel="training loss")
-    ax[0].legend(title="stage", fontsize=10, title_fontsize=10)
-    ax[1].set(xlabel="epoch", ylabel="validation score (threshold 0.5)", ylim=(0, 1))
-    if ax[1].lines:
-        ax[1].legend(fontsize=10)
-    from matplotlib.ticker import MaxNLocator
-
-    for a in ax:
-        a.grid(alpha=0.3)
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"Mars-CrackNet learning curves: {title}", fontsize=11)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+            scores.append({"x": [e for e, _ in pts], "y": [v for _, v in pts], "label": m})
+    draw(path, [{"lines": loss, "ylabel": "training loss", "legend": "stage"},
+                {"lines": scores, "ylabel": "validation score (threshold 0.5)", "ylim": (0, 1)}],
+         title=f"Mars-CrackNet learning curves: {title}", legend_size=10)
 
 
 # --------------------------------------------------------------------------- run
