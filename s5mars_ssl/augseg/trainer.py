@@ -488,27 +488,16 @@ def _train(cfg, rd: RunDir | None, resume, device, progress, stop) -> dict:
 
 
 def _plot(job: Job, rd: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Learning curves of the run (``shared.figures.plot_curves``), a 2 x 2 grid legible at
+    its saved size."""
+    from shared.figures import plot_curves
 
     keys = [("sup", "supervised loss"), ("unsup", "unsupervised loss"),
             ("pseudo_ratio", "hard pseudo-label ratio"), ("miou", "mIoU (eval)")]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))  # a grid, legible at its saved size
-    for ax, (k, label) in zip(axes.ravel(), keys):
+    panels = []
+    for k, label in keys:
         rows = [h for h in job.history if k in h]
-        if rows:
-            ax.plot([h["iter"] for h in rows], [h[k] for h in rows], marker="o", ms=3)
-        else:
-            ax.text(0.5, 0.5, "not recorded in this mode", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=10, color="grey")
-        ax.set_title(label, fontsize=11)
-        ax.set_xlabel("iteration", fontsize=10)
-        ax.tick_params(labelsize=9)
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"S5Mars learning curves, {job.mode}: {rd.path.name}", fontsize=12)
-    fig.tight_layout()
-    with atomic_path(rd.file("curves.png")) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+        lines = [{"x": [h["iter"] for h in rows], "y": [h[k] for h in rows]}] if rows else []
+        panels.append({"title": label, "lines": lines, "empty": "not recorded in this mode"})
+    plot_curves(rd.file("curves.png"), panels, ncols=2, panel_size=(5.5, 3.5),
+                xlabel="iteration", title=f"S5Mars learning curves, {job.mode}: {rd.path.name}")
