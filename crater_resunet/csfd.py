@@ -116,7 +116,6 @@ def write_csfd_figure(catalogue_csv: str | Path, png: str | Path, *, area: float
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.atomic import atomic_path
 
     sets = [("predicted", *read_diameters(catalogue_csv)[:2], "tab:red")]
     if truth_csv is not None:
@@ -155,10 +154,9 @@ def write_csfd_figure(catalogue_csv: str | Path, png: str | Path, *, area: float
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(png)
+    from shared.figures import save_figure
+
+    return save_figure(fig, png, dpi=110, fmt="png")
 
 
 def write_diam_file(catalogue_csv: str | Path, path: str | Path, area_km2: float) -> Path:
