@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.runs import UserError
+
 IMAGE_SUFFIXES = {".jp2", ".tif", ".tiff", ".png", ".img", ".lbl", ".cub", ".jpg", ".jpeg"}
 INDEX_FIELDS = ["image", "file", "grid_row", "grid_col", "y", "x", "size", "source", "footprint"]
 GDAL_CACHE_MB = 64
@@ -75,19 +77,19 @@ class ChunkSpec:
 
     def __post_init__(self):
         if int(self.size) < 8:
-            raise ValueError(f"chunk size must be at least 8 px, got {self.size}")
+            raise UserError(f"chunk size must be at least 8 px, got {self.size}")
         if not 0.0 < float(self.center_fraction) <= 1.0:
-            raise ValueError(f"center fraction must be in (0, 1], got {self.center_fraction}")
+            raise UserError(f"center fraction must be in (0, 1], got {self.center_fraction}")
         if not 0.0 <= float(self.nodata_tolerance) < 1.0:
-            raise ValueError(f"no-data tolerance must be in [0, 1), got {self.nodata_tolerance}")
+            raise UserError(f"no-data tolerance must be in [0, 1), got {self.nodata_tolerance}")
         lo, hi = self.stretch_percentiles
         if not 0.0 <= lo < hi <= 100.0:
-            raise ValueError(f"stretch percentiles must satisfy 0 <= low < high <= 100, "
-                             f"got {self.stretch_percentiles}")
+            raise UserError(f"stretch percentiles must satisfy 0 <= low < high <= 100, "
+                            f"got {self.stretch_percentiles}")
         if not 1 <= int(self.despeckle_level) <= 255:
-            raise ValueError(f"despeckle level must be in 1..255, got {self.despeckle_level}")
+            raise UserError(f"despeckle level must be in 1..255, got {self.despeckle_level}")
         if int(self.despeckle_max_pixels) < 1:
-            raise ValueError("despeckle max pixels must be >= 1")
+            raise UserError("despeckle max pixels must be >= 1")
 
     @property
     def halo(self) -> int:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.runs import UserError
+
 CHUNK_FIELDS = ["image", "source", "grid_row", "grid_col", "y", "x", "size", "footprint", "p"]
 
 
@@ -125,8 +127,8 @@ def predict_image(name: str, path: Path, kind: str, predictor: Predictor, spec, 
         source = _chunk_folder_items(path)
         for row, pixels in source:
             if predictor.size and pixels.shape != (predictor.size, predictor.size):
-                raise ValueError(f"{row['file']}: chunk is {pixels.shape[1]}x{pixels.shape[0]},"
-                                 f" the model expects {predictor.size}x{predictor.size}")
+                raise UserError(f"{row['file']}: chunk is {pixels.shape[1]}x{pixels.shape[0]},"
+                                f" the model expects {predictor.size}x{predictor.size}")
             stats.chunks_total += 1
             stats.chunks_kept += 1
             buf_px.append(pixels)
@@ -173,13 +175,13 @@ def run_predict(model, inputs: Sequence[str | Path], out: str | Path, spec=None,
     if spec is None:
         spec = ChunkSpec(size=predictor.size or 1024)
     elif predictor.size and spec.size != predictor.size:
-        raise ValueError(f"chunk size {spec.size} does not match the model's input "
-                         f"{predictor.size} px")
+        raise UserError(f"chunk size {spec.size} does not match the model's input "
+                        f"{predictor.size} px")
     items = [it for it in list_inputs(inputs) if in_shard(it[0], shard)]
     names = [it[0] for it in items]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"several inputs share the image name(s) {dup[:5]}")
+        raise UserError(f"several inputs share the image name(s) {dup[:5]}")
     done = skipped = 0
     failed = []
     for name, path, kind in tqdm(items, desc="predict", unit="img", disable=not progress):
@@ -256,20 +258,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     from ice_patch_cnn.model import load_model, set_threads
-    from shared.runs import UserError, check_not_inputs, check_output_dir
+    from shared.runs import check_not_inputs, check_output_dir
 
     check_output_dir(args.out)
     check_not_inputs([args.out], [args.model, *args.inputs])
     set_threads(args.threads)
-    try:
-        model = load_model(args.model)
-        size = int(model.input_shape[1])
-        spec = ChunkSpec.from_config(cfg, size=size, despeckle=args.despeckle)
-        batch = args.batch_size or int(cfg.get("predict", {}).get("batch_size", 25))
-        result = run_predict(model, args.inputs, args.out, spec, batch, shard, args.keep_top,
-                             progress=progress_enabled(args.no_progress))
-    except (ValueError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from None
+    model = load_model(args.model)
+    size = int(model.input_shape[1])
+    spec = ChunkSpec.from_config(cfg, size=size, despeckle=args.despeckle)
+    batch = args.batch_size or int(cfg.get("predict", {}).get("batch_size", 25))
+    result = run_predict(model, args.inputs, args.out, spec, batch, shard, args.keep_top,
+                         progress=progress_enabled(args.no_progress))
     print(f"{result['predicted']} image(s) predicted, {result['skipped_done']} already done, "
           f"{len(result['failed'])} failed (shard {args.shard or 'all'}); results in "
           f"{args.out / 'chunks'}")

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.runs import UserError
+
 DECISIONS = ("good", "hard", "bad")
 CHUNK_LABELS = ("ice", "hard", "no_ice")
 
@@ -71,7 +73,7 @@ class Rules:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(section) - known)
         if unknown:
-            raise ValueError(f"unknown rules setting(s) {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown rules setting(s) {unknown}; known: {sorted(known)}")
         rules = cls(**section)
         rules.validate()
         return rules
@@ -82,17 +84,17 @@ class Rules:
                      "chunk_hard_low", "chunk_hard_high"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"rules.{name} must be in [0, 1], got {value}")
+                raise UserError(f"rules.{name} must be in [0, 1], got {value}")
         if self.hard_mean_low > self.hard_mean_high:
-            raise ValueError("rules.hard_mean_low must not exceed rules.hard_mean_high")
+            raise UserError("rules.hard_mean_low must not exceed rules.hard_mean_high")
         if self.chunk_hard_low > self.chunk_hard_high:
-            raise ValueError("rules.chunk_hard_low must not exceed rules.chunk_hard_high")
+            raise UserError("rules.chunk_hard_low must not exceed rules.chunk_hard_high")
         if self.uncertain_image not in ("hard", "bad"):
-            raise ValueError(f"rules.uncertain_image must be 'hard' or 'bad', "
-                             f"got {self.uncertain_image!r}")
+            raise UserError(f"rules.uncertain_image must be 'hard' or 'bad', "
+                            f"got {self.uncertain_image!r}")
         for name in ("hard_min_icy_chunks", "good_min_icy_chunks"):
             if int(getattr(self, name)) < 0:
-                raise ValueError(f"rules.{name} must be >= 0")
+                raise UserError(f"rules.{name} must be >= 0")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,6 +24,7 @@ import argparse
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +38,7 @@ from ice_patch_cnn.rules import (
     chunk_label,
     classify_image,
 )
+from shared.runs import UserError
 
 IMAGE_FIELDS = ["image", "n_chunks", "mean_p", "n_icy", "share_icy", "n_hard_chunks", "max_p",
                 "decision", "reason"]
@@ -47,7 +49,7 @@ def read_predictions(folder: str | Path) -> dict[str, list[dict]]:
     folder = Path(folder)
     chunk_dir = folder / "chunks"
     if not chunk_dir.is_dir():
-        raise FileNotFoundError(f"{chunk_dir}: no predictions folder (run predict.py first)")
+        raise UserError(f"{chunk_dir}: no predictions folder (run predict.py first)")
     out: dict[str, list[dict]] = {}
     for path in sorted(chunk_dir.glob("*.csv")):
         with open(path, newline="", encoding="utf-8") as fh:
@@ -56,8 +58,11 @@ def read_predictions(folder: str | Path) -> dict[str, list[dict]]:
             try:
                 row["p"] = float(row["p"])
             except (KeyError, ValueError, TypeError):  # TypeError: a truncated last row
-                raise ValueError(f"{path}: line {line}: bad or missing probability column 'p' "
-                                 "(truncated file?)") from None
+                raise UserError(f"{path}: line {line}: bad or missing probability column 'p' "
+                                "(truncated file?)") from None
+            if not (math.isfinite(row["p"]) and 0.0 <= row["p"] <= 1.0):
+                raise UserError(f"{path}: line {line}: probability p={row['p']} is not within "
+                                "[0, 1]")
         out[path.stem] = rows
     return out
 
@@ -89,13 +94,13 @@ def read_truth(path: str | Path) -> dict[str, dict]:
     """Image truth CSV: columns ``name`` (or ``image``), ``truth`` (good/bad), ``has_ice``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: truth file not found")
+        raise UserError(f"{path}: truth file not found")
     out = {}
     with open(path, newline="", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh), start=2):
             name = row.get("name") or Path(row.get("image") or "").stem
             if not name or row.get("truth") not in ("good", "bad"):
-                raise ValueError(f"{path}: line {i}: need image/name and truth good|bad")
+                raise UserError(f"{path}: line {i}: need image/name and truth good|bad")
             out[name] = {"truth": row["truth"],
                          "has_ice": str(row.get("has_ice", "0")).strip().lower()
                          in ("1", "true", "yes")}
@@ -172,8 +177,12 @@ def read_chunk_truth(path: str | Path) -> dict[tuple[str, int, int], int]:
     """Chunk truth CSV: ``image, grid_row, grid_col, label`` (1, 0 or -1 = hard)."""
     out = {}
     with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            out[row["image"], int(row["grid_row"]), int(row["grid_col"])] = int(row["label"])
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                out[row["image"], int(row["grid_row"]), int(row["grid_col"])] = int(row["label"])
+            except (KeyError, ValueError, TypeError):  # TypeError: a truncated last row
+                raise UserError(f"{path}: line {line}: need image, grid_row, grid_col and label "
+                                "(whole numbers)") from None
     return out
 
 
@@ -279,7 +288,7 @@ def image_crs(folder: Path, image: str) -> str | None:
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("crs")
     except json.JSONDecodeError:
-        raise ValueError(f"{path}: not valid JSON") from None
+        raise UserError(f"{path}: not valid JSON") from None
 
 
 GPKG_FIELDS = ["image", "source", "grid_row", "grid_col", "x", "y", "size", "p", "label",
@@ -345,7 +354,7 @@ def run_survey(predictions_dir: str | Path, out: str | Path | None = None,
     out = Path(out) if out is not None else folder
     preds = read_predictions(folder)
     if not preds:
-        raise ValueError(f"{folder / 'chunks'}: no per-image prediction CSV found")
+        raise UserError(f"{folder / 'chunks'}: no per-image prediction CSV found")
     rows = survey(preds, rules)
     atomic_write_text(out / "images.csv", _csv(rows, IMAGE_FIELDS))
     chunk_rows = [{**c, "label": chunk_label(c["p"], rules)}
@@ -362,7 +371,7 @@ def run_survey(predictions_dir: str | Path, out: str | Path | None = None,
         report["chunk_scores"] = score_chunks(preds, read_chunk_truth(chunk_truth), rules)
     problems = report_problems(report, rules)
     if problems:
-        raise ValueError(f"{folder}: inconsistent survey report: " + "; ".join(problems))
+        raise UserError(f"{folder}: inconsistent survey report: " + "; ".join(problems))
     report["contact_sheet_chunks"] = contact_sheet(folder, preds, out / "contact_sheet.png",
                                                    sheet, rules)
     report["icy_chunks_gpkg"] = write_icy_chunks(folder, preds, rows, out / "icy_chunks.gpkg",
@@ -395,19 +404,16 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sheet", type=int, default=16, help="chunks on the contact sheet")
     args = finish_parser(parser).parse_args(argv)
 
-    from ice_patch_cnn.config import ConfigError, load_config
-    from shared.runs import UserError, check_paths
+    from ice_patch_cnn.config import load_config
+    from shared.runs import check_paths
 
     # issue 27: a survey written among the prediction CSVs it reads (--out <predictions>/chunks)
     # would be read as predictions by every later survey; nor may it replace a truth file
     check_paths([args.out, *(args.out / n for n in SURVEY_FILES if args.out)],
                 [args.predictions / "chunks", args.truth, args.chunk_truth], containing=False)
-    try:
-        rules = Rules.from_config(load_config(args.config)["rules"])
-        report = run_survey(args.predictions, args.out, rules, args.truth, args.chunk_truth,
-                            args.sheet)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    rules = Rules.from_config(load_config(args.config)["rules"])
+    report = run_survey(args.predictions, args.out, rules, args.truth, args.chunk_truth,
+                        args.sheet)
     print(json.dumps({k: report[k] for k in ("images", "chunks") if k in report}
                      | {f"images_{d}": report[f"images_{d}"] for d in DECISIONS}))
     return 0
