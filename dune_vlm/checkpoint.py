@@ -12,6 +12,8 @@
   mis-shaped tensor is an error naming the first of them). The reference file holds no text
   embeddings: the fusion model then needs ``--text_embed_path``.
 
+The key maps live beside the models (``models/fusion.py`` and ``models/segformer.py``:
+``checkpoint_filter_fn``); the strict check and the loader are ``shared.torch_checkpoint``'s.
 Everything is loaded with ``torch.load(weights_only=True)``: a pickle that would run code is
 refused.
 """
@@ -19,7 +21,6 @@ refused.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,11 @@ from dune_vlm.models.fusion import build_model
 from shared.atomic import atomic_path
 from shared.atomic import file_sha256 as sha256
 from shared.runs import UserError
+from shared.torch_checkpoint import check_state_dict, load_torch_file
 
 OURS, REF_FUSION, REF_BASELINE = "dune_vlm", "reference-fusion", "reference-baseline"
 # heads per stage of the reference's two configurations (not recoverable from tensor shapes)
 REF_HEADS = {(64, 128, 256, 512): (1, 2, 4, 8), (32, 64, 160, 256): (1, 2, 5, 8)}
-_BLOCK_RENAMES = (("mlp.dwconv.dwconv.", "mlp.dwconv."),)
 
 
 def load_text_embeds(path: str | os.PathLike, num_classes: int | None = None) -> np.ndarray:
@@ -74,22 +75,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 
 
 def read_file(path: str | os.PathLike, map_location="cpu") -> Any:
-    """``torch.load(weights_only=True)`` with one-line errors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    from shared.runs import library_noise
-
-    try:
-        with library_noise():  # torch's pickle-protocol warning would precede the one line
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            msg = "it holds Python objects other than tensors (refused: loading it could " \
-                  "run code)"
-        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {msg})") \
-            from None
+    """``shared.torch_checkpoint.load_torch_file`` (weights-only; one-line errors naming the
+    file)."""
+    return load_torch_file(path, map_location=map_location)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
@@ -120,47 +108,6 @@ def _strip_module(key: str) -> str:
 
 
 # --------------------------------------------------------------------------- key mapping
-def _block_key(rest: str) -> str:
-    for ref, ours in _BLOCK_RENAMES:
-        rest = rest.replace(ref, ours)
-    return rest
-
-
-def _fusion_key(key: str) -> str:
-    """Reference fusion key -> ours (unknown prefixes stay, and fail the strict check)."""
-    m = re.fullmatch(r"blocks\.(\d+)\.(\d+)\.(.+)", key)
-    if m:
-        return f"encoder.stages.{m[1]}.{m[2]}.{_block_key(m[3])}"
-    for ref, ours in (("patch_embeds.", "encoder.patch_embeds."), ("norms.", "encoder.norms."),
-                      ("alignment_module.vis_proj_q.", "align.q_proj."),
-                      ("alignment_module.text_proj_k.", "align.k_proj."),
-                      ("alignment_module.text_proj_v.", "align.v_proj."),
-                      ("alignment_module.out_proj.", "align.out_proj."),
-                      ("alignment_module.norm.", "align.norm."),
-                      ("decode_head.linear_fuse.", "head.fuse.0."),
-                      ("decode_head.batch_norm.", "head.fuse.1."),
-                      ("decode_head.linear_pred.", "head.classifier.")):
-        if key.startswith(ref):
-            return ours + key[len(ref):]
-    m = re.fullmatch(r"decode_head\.linear_layers\.(\d+)\.linear\.(.+)", key)
-    if m:
-        return f"head.proj.{m[1]}.{m[2]}"
-    return key
-
-
-def _baseline_key(key: str) -> str:
-    m = re.fullmatch(r"patch_embed(\d)\.(.+)", key)
-    if m:
-        return f"encoder.patch_embeds.{int(m[1]) - 1}.{m[2]}"
-    m = re.fullmatch(r"block(\d)\.(\d+)\.(.+)", key)
-    if m:
-        return f"encoder.stages.{int(m[1]) - 1}.{m[2]}.{_block_key(m[3])}"
-    m = re.fullmatch(r"linear_c(\d)\.(.+)", key)
-    if m:
-        return f"linear_c.{int(m[1]) - 1}.{m[2]}"
-    return key
-
-
 def _stage_arch(sd: dict[str, torch.Tensor], embed_key, block_prefix) -> dict[str, Any]:
     """Embed dims, depths, sr ratios and MLP ratio from reference tensor shapes."""
     dims, depths, srs = [], [], []
@@ -207,8 +154,10 @@ def from_reference(obj: dict[str, torch.Tensor], fmt: str, path) -> tuple[dict, 
         spec = reference_spec(sd, fmt)
     except KeyError as exc:
         raise UserError(f"{path}: a {fmt} state dict, but it lacks {exc.args[0]}") from None
-    rename = _fusion_key if fmt == REF_FUSION else _baseline_key
-    mapped = {rename(k): v for k, v in sd.items()}
+    from dune_vlm.models import fusion, segformer
+
+    # the key map lives beside each model (timm's checkpoint_filter_fn pattern)
+    mapped = (fusion if fmt == REF_FUSION else segformer).checkpoint_filter_fn(sd)
     model = model_from_spec(spec)
     check_strict(model.state_dict(), mapped, path, fmt)
     return mapped, spec
@@ -216,19 +165,9 @@ def from_reference(obj: dict[str, torch.Tensor], fmt: str, path) -> tuple[dict, 
 
 def check_strict(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], path,
                  what: str) -> None:
-    """Every tensor placed, every shape equal; else one error naming the first offenders."""
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    shapes = [f"{k} {tuple(got[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-              if k in got and tuple(got[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected),
-                             ("wrong shape", shapes)):
-            if items:
-                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
-                parts.append(f"{len(items)} {label}: {', '.join(items[:5])}{more}")
-        raise UserError(f"{path}: {what} weights do not fit the model: {'; '.join(parts)}")
+    """``shared.torch_checkpoint.check_state_dict``: every tensor placed, every shape equal;
+    else one error line naming the offenders."""
+    check_state_dict(expected, got, path, f"model ({what} weights)")
 
 
 # --------------------------------------------------------------------------- loading

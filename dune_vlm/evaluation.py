@@ -9,23 +9,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dune_vlm.utils.metrics import SegMetric
-from shared.runs import UserError
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    from shared.cli import check_torch_device
-
-    check_torch_device(name)  # a device that is not there: one line, exit code 2
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"bad --device {name!r} ({exc})") from None
 
 
 def collate(batch):
@@ -37,14 +20,19 @@ def collate(batch):
 
 @torch.no_grad()
 def evaluate(model, dataset: Dataset, text, device, num_classes: int, batch_size: int = 8,
-             workers: int = 0, regions: list[str] | None = None, amp: bool = False,
-             sampler=None, progress: bool = False) -> dict[str, Any]:
-    """Metrics over a dataset: overall, plus per region when ``regions`` (one per item) given.
+             workers: int = 0, regions: list[str] | None = None,
+             precision: str | bool = "fp32", sampler=None, progress: bool = False
+             ) -> dict[str, Any]:
+    """Metrics over a dataset: overall, plus per region when ``regions`` (one per item) given;
+    ``precision``: auto, fp32, bf16 or a resolved name (``shared.torch_runtime``).
 
     Returns ``{"overall": SegMetric, "regions": {name: SegMetric}}`` (call ``.compute()``).
     """
     from tqdm import tqdm
 
+    from shared.torch_runtime import precision_for
+
+    autocast = precision_for(precision, device).autocast
     model.eval()
     overall = SegMetric(num_classes)
     per_region: dict[str, SegMetric] = {}
@@ -53,7 +41,7 @@ def evaluate(model, dataset: Dataset, text, device, num_classes: int, batch_size
     for imgs, labels, idx in tqdm(loader, desc="eval", unit="batch", disable=not progress,
                                   leave=False):
         imgs = imgs.to(device)
-        with torch.autocast(device_type=device.type, dtype=_amp_dtype(device), enabled=amp):
+        with autocast():
             logits = model(imgs, text)
         pred = logits.argmax(1).cpu().numpy()
         lab = labels.numpy()
@@ -63,6 +51,3 @@ def evaluate(model, dataset: Dataset, text, device, num_classes: int, batch_size
                 per_region.setdefault(regions[i], SegMetric(num_classes)).update(p, t)
     return {"overall": overall, "regions": per_region}
 
-
-def _amp_dtype(device: torch.device):
-    return torch.float16 if device.type == "cuda" else torch.bfloat16

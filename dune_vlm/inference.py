@@ -91,10 +91,11 @@ def run_evaluation(data_root, weights, split="test", text_embed_path=None, out=N
     import torch
 
     from dune_vlm.checkpoint import load_model_for_inference
-    from dune_vlm.evaluation import evaluate, pick_device
+    from dune_vlm.evaluation import evaluate
     from dune_vlm.utils.config import class_names
     from dune_vlm.utils.dataset import DuneDataset
     from shared.atomic import atomic_write_json
+    from shared.torch_runtime import pick_device
 
     dev = pick_device(device)
     model, text, spec = load_model_for_inference(weights, text_embed_path, dev)

@@ -479,9 +479,9 @@ def _main(argv=None) -> int:
     import torch
 
     from dune_vlm.checkpoint import load_model_for_inference
-    from dune_vlm.evaluation import pick_device
     from dune_vlm.utils.config import class_colors, class_names
     from shared.runs import check_not_inputs, check_output_dir
+    from shared.torch_runtime import pick_device, precision_for
 
     torch.set_num_threads(max(1, args.threads))
     check_not_inputs([args.output_tif], [args.input_tif, args.weights, args.text_embed_path])
@@ -490,10 +490,9 @@ def _main(argv=None) -> int:
     dev = pick_device(args.device)
     model, text, _ = load_model_for_inference(args.weights, args.text_embed_path, dev)
     colors = {k: (*c, 255) for k, c in class_colors().items()}
-    from shared.cli import precision_to_amp, progress_enabled
+    from shared.cli import progress_enabled
 
-    amp = precision_to_amp(args.precision, dev)
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+    with precision_for(args.precision, dev).autocast():
         stats = predict_raster(
             args.input_tif, args.output_tif, model, text, tile_size=args.tile_size,
             stride=stride, batch_size=args.batch_size, device=dev,

@@ -69,17 +69,17 @@ def prepare_data(cfg: dict, data_seed: int, progress: bool) -> tuple[Path, dict]
 def train_or_reuse(cfg: dict, run_dir: Path, progress: bool) -> str:
     """``reused``, ``resumed`` or ``trained``: the one finished-run check of shared.runs
     (``cfg`` with ``train.threads`` resolved, as the run's config.yaml keeps it)."""
-    from dune_vlm.train import resolve_run_threads, run
+    from dune_vlm.train import resolve_run_precision, resolve_run_threads, run
     from shared.configs import diff_keys
     from shared.runs import CONFIG_NAME, code_version, finished_run, read_yaml_mapping
 
     pkg = Path(__file__).resolve().parent
-    cfg = resolve_run_threads(cfg)
+    cfg = resolve_run_precision(resolve_run_threads(cfg))  # as the run's config.yaml keeps them
     if finished_run(run_dir, cfg, code_version(pkg)):
         return "reused"
     resume = (run_dir / "last.pt").is_file() and (run_dir / CONFIG_NAME).is_file() and not [
         k for k in diff_keys(read_yaml_mapping(run_dir / CONFIG_NAME), cfg)
-        if k != "train.epochs"]
+        if k != "train.epochs" and not k.startswith("machine")]
     run(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
     return "resumed" if resume else "trained"
 

@@ -42,6 +42,8 @@ SHORTCUTS = {  # the reference's flags, kept as shortcuts for --set
 PATH_SHORTCUTS = ("data_root", "text_embed_path", "init")
 
 
+PAPER_PRECISION = "fp32"  # the reference trains without AMP (configs/paper.yml train.precision)
+
 # the vocabulary's spelling of each shortcut (the reference's, with underscores, stays hidden)
 SPELLING = {"data_root": "--data", "model": "--variant", "text_embed_path": "--text-embeds",
             "batch_size": "--batch-size", "weight_decay": "--weight-decay"}
@@ -91,12 +93,7 @@ def config_from_args(args) -> dict:
         if value is not None:
             sets.append(f"{key}={cli_path(value) if name in PATH_SHORTCUTS else value}")
     if getattr(args, "precision", None) is not None:  # --precision (or the old --amp)
-        import torch  # noqa: F401  (resolve_precision looks for CUDA through it)
-
-        from shared.cli import precision_to_amp
-
-        amp = precision_to_amp(args.precision, args.device)
-        sets.append(f"train.amp={'true' if amp else 'false'}")
+        sets.append(f"train.precision={args.precision}")
     if getattr(args, "threads", None) is not None:  # kept in the run config (issue 27)
         sets.append(f"train.threads={args.threads}")
     args.overrides = sets
@@ -144,6 +141,7 @@ class Job:
     spec: dict
     rank: int = 0
     world: int = 1
+    precision: Any = None  # shared.torch_runtime.Precision of train.precision
 
 
 def model_spec(cfg: dict, text_dim: int) -> dict:
@@ -187,8 +185,10 @@ def build(cfg: dict, device, rank: int = 0, world: int = 1) -> Job:
     sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=int(t["epochs"]),
                                                   power=float(t["poly_power"]))
     criterion = torch.nn.CrossEntropyLoss(ignore_index=int(d["ignore_index"]))
+    from shared.torch_runtime import precision_for
+
     return Job(cfg, device, model, text, train_ds, val_ds, opt, sched, criterion, spec, rank,
-               world)
+               world, precision_for(t.get("precision", PAPER_PRECISION), device))
 
 
 def _loader(job: Job, epoch: int):
@@ -216,19 +216,17 @@ def train_one_epoch(job: Job, ddp_model, epoch: int, stop, progress: bool = Fals
     import torch
     from tqdm import tqdm
 
-    from dune_vlm.evaluation import _amp_dtype
-
-    seed, amp = int(job.cfg["train"]["seed"]), bool(job.cfg["train"]["amp"])
+    seed = int(job.cfg["train"]["seed"])
     torch.manual_seed(seed * 1000 + epoch * 10 + job.rank)  # dropout of this epoch
     job.train_ds.set_epoch(epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and job.device.type == "cuda")
+    scaler = job.precision.grad_scaler()  # scales only in fp16 (shared.torch_runtime)
     ddp_model.train()
     t0, loss_sum, seen = time.time(), 0.0, 0
     bar = tqdm(_loader(job, epoch), desc=f"epoch {epoch + 1}", unit="batch", leave=False,
                disable=not progress or job.rank != 0)
     for imgs, labels, _ in bar:
         imgs, labels = imgs.to(job.device), labels.to(job.device)
-        with torch.autocast(job.device.type, dtype=_amp_dtype(job.device), enabled=amp):
+        with job.precision.autocast():
             loss = job.criterion(ddp_model(imgs, job.text).float(), labels)
         job.opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -252,8 +250,8 @@ def evaluate(job: Job) -> dict:
     t = job.cfg["train"]
     sampler = DistributedSampler(job.val_ds, shuffle=False) if job.world > 1 else None
     res = eval_dataset(job.model, job.val_ds, job.text, job.device, job.spec["num_classes"],
-                       int(t["batch_size"]), int(t["workers"]), amp=bool(t["amp"]),
-                       sampler=sampler)
+                       int(t["batch_size"]), int(t["workers"]),
+                       precision=job.precision.name, sampler=sampler)
     metric = res["overall"]
     if job.world > 1:
         import torch
@@ -308,22 +306,21 @@ def _history_row(epoch, stats, m, job, t_epoch) -> dict:
             "img_per_s": round(stats["seen"] / max(stats["train_time"], 1e-9), 2)}
 
 
-def _setup_device(device_name: str, threads: int | None):
-    import torch
-    import torch.distributed as dist
+def resolve_run_precision(cfg: dict, device: str = "cpu") -> dict:
+    """A copy with ``train.precision`` resolved on ``device`` (auto -> bf16 where the CPU has
+    native bf16, else fp32; a missing key is the paper profile's fp32; the old ``train.amp:
+    true`` is bf16) and the CPU it resolved against under ``machine``: config.yaml records
+    what ran, and a finished run is reused only on the same kind of CPU."""
+    import copy
 
-    from dune_vlm.evaluation import pick_device
+    from shared import torch_runtime
 
-    if threads:
-        torch.set_num_threads(max(1, threads))
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    device = pick_device(device_name)
-    if world > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-    return device, rank, world
+    cfg = copy.deepcopy(cfg)
+    t = torch_runtime.fold_legacy_amp(cfg["train"], default=PAPER_PRECISION)
+    t["precision"] = torch_runtime.resolve_precision(
+        t["precision"], torch_runtime.pick_device(device).type)
+    cfg["machine"] = torch_runtime.machine_record()
+    return cfg
 
 
 def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
@@ -331,16 +328,22 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
     """Train ``cfg`` (a validated config) in ``run_dir``; returns the run's summary."""
     import torch
 
+    from shared.results import machine_info
     from shared.runs import GracefulStop, RunDir, code_version
     from shared.seed import seed_everything
 
     if not (resume and threads is None and "threads" not in cfg["train"]):
         cfg = resolve_run_threads(cfg, threads)  # (a run saved before train.threads: as it was)
-    dev, rank, world = _setup_device(device, cfg["train"].get("threads") or default_threads())
+    from shared import torch_runtime
+
+    torch.set_num_threads(max(1, int(cfg["train"].get("threads") or default_threads())))
+    dev, env = torch_runtime.setup(device)  # the device; under torchrun the process group
+    rank, world = env.rank, env.world
+    cfg = resolve_run_precision(cfg, device)
     from shared.configs import resolve_path
 
     run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
-                           allow_on_resume=("train.epochs",),
+                           allow_on_resume=("train.epochs", "machine"),
                            inputs=[resolve_path(cfg["data"]["root"]),
                                    resolve_path(cfg["text"]["embed_path"])])
     with run, GracefulStop() as stop:
@@ -354,7 +357,8 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
             log.info(f"resumed {run.path} at epoch {start}")
         run.write_history(history)
         log.info(f"model {job.spec['name']}: {n_params:,} parameters; {len(job.train_ds)} "
-                 f"train / {len(job.val_ds)} val tiles; device {dev}; world size {world}")
+                 f"train / {len(job.val_ds)} val tiles; device {dev}; precision "
+                 f"{job.precision.name}; world size {world}")
         ddp = job.model if world == 1 else torch.nn.parallel.DistributedDataParallel(
             job.model, device_ids=[dev.index] if dev.type == "cuda" else None)
         key = cfg["train"]["select_metric"]
@@ -377,11 +381,11 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
             stop.raise_if_requested(run.path)
         summary = {"run_dir": str(run.path), "model": job.spec["name"], "parameters": n_params,
                    "epochs": len(history), f"best_val_{key}": best,
-                   "code_version": code_version(Path(__file__).resolve().parent)}
+                   "code_version": code_version(Path(__file__).resolve().parent),
+                   "precision": job.precision.name, "machine": machine_info()}
         if rank == 0:
             run.write_summary(summary)
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    torch_runtime.teardown()
     return summary
 
 

@@ -8,6 +8,7 @@ model has 22,021,834 parameters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -18,6 +19,7 @@ from dune_vlm.models.segformer import (
     TORCH_LN_EPS,
     MixVisionTransformer,
     SegFormerBaseline,
+    block_key,
     check_input,
     init_weights,
 )
@@ -168,3 +170,37 @@ def build_model(name: str, num_classes: int = 10, text_dim: int = 512, in_chans:
     if name == "baseline":
         return SegFormerBaseline(in_chans=in_chans, num_classes=num_classes, **kwargs)
     raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
+
+
+# --------------------------------------------------------------------------- original layout
+_FUSION_PREFIXES = (("patch_embeds.", "encoder.patch_embeds."), ("norms.", "encoder.norms."),
+                    ("alignment_module.vis_proj_q.", "align.q_proj."),
+                    ("alignment_module.text_proj_k.", "align.k_proj."),
+                    ("alignment_module.text_proj_v.", "align.v_proj."),
+                    ("alignment_module.out_proj.", "align.out_proj."),
+                    ("alignment_module.norm.", "align.norm."),
+                    ("decode_head.linear_fuse.", "head.fuse.0."),
+                    ("decode_head.batch_norm.", "head.fuse.1."),
+                    ("decode_head.linear_pred.", "head.classifier."))
+
+
+def original_key(key: str) -> str:
+    """A key of the reference fusion model (``patch_embeds.*``, ``blocks.*``,
+    ``alignment_module.*``, ``decode_head.*``; ``module.`` stripped) -> ours (unknown prefixes
+    stay, and fail the strict check)."""
+    m = re.fullmatch(r"blocks\.(\d+)\.(\d+)\.(.+)", key)
+    if m:
+        return f"encoder.stages.{m[1]}.{m[2]}.{block_key(m[3])}"
+    for ref, ours in _FUSION_PREFIXES:
+        if key.startswith(ref):
+            return ours + key[len(ref):]
+    m = re.fullmatch(r"decode_head\.linear_layers\.(\d+)\.linear\.(.+)", key)
+    if m:
+        return f"head.proj.{m[1]}.{m[2]}"
+    return key
+
+
+def checkpoint_filter_fn(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference fusion model's state dict -> :class:`DuneFusionSegFormer` keys (timm's
+    ``checkpoint_filter_fn`` pattern; the caller checks the result strictly)."""
+    return {original_key(k.removeprefix("module.")): v for k, v in state.items()}

@@ -9,6 +9,7 @@ rasters). Spatial sizes are handled for any input whose sides are multiples of 3
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import torch
@@ -232,3 +233,36 @@ class SegFormerBaseline(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- original layout
+# The reference's MiT blocks name the depth-wise conv ``mlp.dwconv.dwconv`` (ours ``mlp.dwconv``).
+_BLOCK_RENAMES = (("mlp.dwconv.dwconv.", "mlp.dwconv."),)
+
+
+def block_key(rest: str) -> str:
+    """A key inside one reference MiT block -> ours."""
+    for ref, ours in _BLOCK_RENAMES:
+        rest = rest.replace(ref, ours)
+    return rest
+
+
+def original_key(key: str) -> str:
+    """A key of the original SegFormer baseline (``patch_embed1``, ``block1``, ``linear_c1``...,
+    ``module.`` stripped) -> ours (unknown keys stay, and fail the strict check)."""
+    m = re.fullmatch(r"patch_embed(\d)\.(.+)", key)
+    if m:
+        return f"encoder.patch_embeds.{int(m[1]) - 1}.{m[2]}"
+    m = re.fullmatch(r"block(\d)\.(\d+)\.(.+)", key)
+    if m:
+        return f"encoder.stages.{int(m[1]) - 1}.{m[2]}.{block_key(m[3])}"
+    m = re.fullmatch(r"linear_c(\d)\.(.+)", key)
+    if m:
+        return f"linear_c.{int(m[1]) - 1}.{m[2]}"
+    return key
+
+
+def checkpoint_filter_fn(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference baseline's state dict -> :class:`SegFormerBaseline` keys (timm's
+    ``checkpoint_filter_fn`` pattern; the caller checks the result strictly)."""
+    return {original_key(k.removeprefix("module.")): v for k, v in state.items()}

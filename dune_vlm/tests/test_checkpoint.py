@@ -120,14 +120,14 @@ def test_bad_files_one_line(files, tmp_path):
     sd = reference_state_dict("dune_vlm_fusion")
     partial = {k: v for k, v in sd.items() if not k.startswith("blocks.3.2.mlp.fc2")}
     torch.save(partial, tmp_path / "partial.pth")
-    with pytest.raises(UserError, match=r"partial.pth: .*2 missing: encoder.stages.3.2.mlp.fc2"
-                       ) as e:
+    with pytest.raises(UserError, match=r"partial.pth: .*2 missing \(first: "
+                                        r"encoder.stages.3.2.mlp.fc2") as e:
         load_model(tmp_path / "partial.pth")
     assert "\n" not in str(e.value)
     sd2 = dict(sd)
     sd2["alignment_module.extra.weight"] = torch.zeros(3)
     torch.save(sd2, tmp_path / "extra.pth")
-    with pytest.raises(UserError, match="unexpected: alignment_module.extra.weight"):
+    with pytest.raises(UserError, match=r"unexpected \(first: alignment_module.extra.weight"):
         load_model(tmp_path / "extra.pth")
     data = (files / "best_model.pth").read_bytes()
     (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])

@@ -178,3 +178,30 @@ def test_threads_are_kept_in_the_run_config_and_a_resume_with_others_is_refused(
     err = capsys.readouterr().err.strip()
     assert "differ from the run's config in train.threads" in err and len(err.splitlines()) == 1
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 1
+
+
+def test_precision_is_a_config_key_resolved_into_config_yaml(data, tmp_path, capsys):
+    """``train.precision`` (issue 25/29): the old ``train.amp: true`` means bf16, the resolved
+    value and the CPU it was resolved against go into config.yaml and summary.json, and
+    ``--precision auto`` resolves by the CPU's native bf16 flag."""
+    import json
+
+    import yaml
+
+    from shared.precision import cpu_has_native_bf16
+
+    run = tmp_path / "legacy"
+    assert train_main(args(data, run, "--set", "train.amp=true", epochs=1)) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert saved["train"]["precision"] == summary["precision"] == "bf16"
+    assert saved["train"]["amp"] is None
+    assert saved["machine"]["native_bf16"] == summary["machine"]["native_bf16"] == \
+        cpu_has_native_bf16()
+    run = tmp_path / "auto"
+    assert train_main(args(data, run, "--precision", "auto", epochs=1)) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+    capsys.readouterr()
+    assert train_main(args(data, tmp_path / "bad", "--set", "train.precision=fp8")) == 2
+    assert "precision='fp8' is invalid" in capsys.readouterr().err
