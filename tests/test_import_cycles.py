@@ -28,11 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 # Circles known and being removed elsewhere in issue 25, each by its member modules; an entry
 # whose circle is gone fails the test, so that it is removed with the circle.
 ALLOWED: dict[frozenset[str], str] = {
-    frozenset({"crater_resunet.predict", "crater_resunet.raster_predict"}):
-        "crater predict <-> raster_predict (the engine move removes it)",
-    frozenset({"s5mars_ssl.augseg.models", "s5mars_ssl.augseg.models.model_helper",
-               "s5mars_ssl.checkpoint"}):
-        "s5mars models <-> model_helper <-> checkpoint (the key maps beside the models remove it)",
 }
 
 
