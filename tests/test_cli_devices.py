@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT as REPO
+
 MISSING = "cuda:99"  # no machine has a hundredth GPU
 
 

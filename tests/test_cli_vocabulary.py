@@ -16,11 +16,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT as REPO
+
 TRAINER = {"--config", "--run-dir", "--resume", "--overwrite", "--set", "--data", "--precision"}
 PREDICTOR = {"--model", "--out", "--precision", "--device", "--no-progress"}
 REPRODUCE = {"--results", "--record", "--seeds"}

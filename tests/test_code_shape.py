@@ -5,9 +5,9 @@ module of the five subprojects (tests excluded), so each reads as its recipe.
 """
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT as ROOT
+
 SUBPROJECTS = ("mars_cracknet", "dune_vlm", "s5mars_ssl", "crater_resunet", "ice_patch_cnn")
 KINDS = ("train", "predict", "inference", "evaluate", "trainer", "chunk", "survey", "reproduce")
 LIMIT = 80

@@ -26,6 +26,7 @@ from shared.atomic import (
     atomic_write_text,
     checked_files,
 )
+from shared.configs import REPO_ROOT as REPO
 from shared.configs import ConfigError, load_config, read_yaml_mapping
 from shared.images import ImageReadError, read_image
 from shared.runs import (
@@ -38,8 +39,6 @@ from shared.runs import (
     positive_float,
     positive_int,
 )
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- data lost

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT as REPO
+
 READMES = ["README.md", "mars_cracknet/README.md", "dune_vlm/README.md", "s5mars_ssl/README.md",
            "crater_resunet/README.md", "ice_patch_cnn/README.md"]
 PACKAGES = ("mars_cracknet", "dune_vlm", "s5mars_ssl", "crater_resunet", "ice_patch_cnn",

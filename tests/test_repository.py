@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT as ROOT
+
 SUBPROJECTS = ["mars_cracknet", "dune_vlm", "s5mars_ssl", "crater_resunet", "ice_patch_cnn"]
 REPRODUCE_TARGETS = ["reproduce", "reproduce-cracks", "reproduce-dunes", "reproduce-s5mars",
                      "reproduce-craters", "reproduce-ice"]

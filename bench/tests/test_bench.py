@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,7 @@ from bench.common import (
 )
 from bench.report import render_markdown
 from bench.run import PLAN, SECTIONS, check, plan
-
-ROOT = Path(__file__).resolve().parents[2]
+from shared.configs import REPO_ROOT as ROOT
 
 
 @pytest.fixture(scope="module")

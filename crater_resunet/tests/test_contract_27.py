@@ -14,10 +14,9 @@ from PIL import Image
 
 from crater_resunet.data.synthetic import write_dataset
 from crater_resunet.train import PROFILES, run
+from shared.configs import REPO_ROOT as REPO
 from shared.configs import ConfigError, load_config
 from shared.runs import UserError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

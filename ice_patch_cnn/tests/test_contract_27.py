@@ -7,15 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ice_patch_cnn.tests.test_train import _chunks, _history, _tiny_config, _weights
 from ice_patch_cnn.train import main
-
-REPO = Path(__file__).resolve().parents[2]
+from shared.configs import REPO_ROOT as REPO
 
 # The trainer in a child that SIGKILLs itself inside the second save of the checkpoint set:
 # after last.keras, after state.json (before the manifest), or after the first rename.

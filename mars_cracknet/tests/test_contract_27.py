@@ -15,8 +15,7 @@ from PIL import Image
 
 from mars_cracknet.checkpoint import read_weights, save_weights
 from mars_cracknet.models import UNet
-
-REPO = Path(__file__).resolve().parents[2]
+from shared.configs import REPO_ROOT as REPO
 
 
 def _args(data, run_dir, epochs=2):

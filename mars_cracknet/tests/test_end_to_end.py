@@ -13,8 +13,7 @@ import torch
 from PIL import Image
 
 from mars_cracknet.checkpoint import checkpoint_info, read_weights
-
-REPO = Path(__file__).resolve().parents[2]
+from shared.configs import REPO_ROOT as REPO
 
 
 def test_semi_train_predict_analyse(tiny_data, tmp_path):

@@ -20,8 +20,8 @@ from s5mars_ssl.checkpoint import (
     convert,
     load_model,
 )
+from shared.configs import REPO_ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[2]
 # the original files' key layouts (names, shapes, dtypes; no weights, no original code)
 LAYOUTS = Path(__file__).resolve().parent / "data" / "reference_checkpoints.json"
 
