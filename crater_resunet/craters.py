@@ -24,6 +24,10 @@ Steps (``extract_craters``):
 
 Positions are in pixels with pixel edges at integers (the centre of the first pixel is 0.5).
 The YOLO box of a crater (:func:`crater_boxes`) is the circle's bounding square, centre +- d/2.
+
+The catalogue of a run is written here too: rows with lon/lat for georeferenced scenes
+(:func:`catalogue_rows`), ``craters.csv`` (:func:`write_catalogue_csv`), ``craters.gpkg``
+(:func:`write_catalogue_gpkg`) and YOLO detection files (:func:`yolo_detections`).
 """
 
 from __future__ import annotations
@@ -231,3 +235,90 @@ def to_rows(table: dict, image: str) -> list[dict]:
             row[k] = int(v) if k == "nodata" else v
         out.append(row)
     return out
+
+
+# ------------------------------------------------------------------------ the catalogue
+PIXEL_COLUMNS = ("image", "x", "y", "diameter", "width", "height", "confidence")
+GEO_COLUMNS = ("lon", "lat", "diameter_km")
+EXTRA_COLUMNS = ("peak", "scale", "nodata")
+CATALOGUE_COLUMNS = PIXEL_COLUMNS + GEO_COLUMNS + EXTRA_COLUMNS
+
+
+def catalogue_rows(scene, name: str, table: dict) -> list[dict]:
+    """One row per crater of a table in input pixels: centre (x = column, y = row, pixel
+    edges at integers), diameter, width, height, confidence, peak, scale, nodata;
+    ``lon``/``lat``/``diameter_km`` when the scene (a ``shared.rasters.Scene``) is
+    georeferenced."""
+    rows = to_rows(table, name)
+    if scene.georeferenced and rows:
+        x = np.array([r["x"] for r in rows])
+        y = np.array([r["y"] for r in rows])
+        lon, lat = scene.pixel_to_lonlat(y - 0.5, x - 0.5)  # pixel-centre convention
+        px_m = scene.pixel_size_m
+        for i, r in enumerate(rows):
+            r.update(lon=float(lon[i]), lat=float(lat[i]),
+                     diameter_km=float(r["diameter"] * px_m / 1000.0) if px_m else None)
+    return rows
+
+
+def write_catalogue_csv(path, rows: list[dict]) -> None:
+    """``craters.csv``: the pixel columns (and lon/lat/diameter_km when any row has them)."""
+    import csv
+    import io
+
+    from shared.atomic import atomic_write_text
+
+    geo = any("lon" in r for r in rows)
+    cols = CATALOGUE_COLUMNS if geo else PIXEL_COLUMNS + EXTRA_COLUMNS
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(cols)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else
+                         (r[c] if c in ("image", "nodata") else f"{r[c]:.9f}"
+                          if c in ("lon", "lat") else f"{r[c]:.6g}" if c == "scale"
+                          else f"{r[c]:.4f}") for c in cols])
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_catalogue_gpkg(path, layers: list[tuple[str, list[dict], dict]]) -> None:
+    """The catalogue as a GeoPackage, one point layer per georeferenced raster (named after
+    it) in that raster's CRS, so QGIS places it on the body; columns as in the CSV. Each
+    layer is ``(name, rows, {"xy": pixel -> map function, "crs": WKT})``."""
+    import pyogrio.raw
+    import shapely
+
+    from shared.atomic import atomic_path
+
+    cols = [c for c in CATALOGUE_COLUMNS if c != "image"]
+    with atomic_path(path, suffix=".gpkg") as tmp:
+        for k, (layer, rows, scene) in enumerate(layers):
+            xs = np.array([r["x"] for r in rows], np.float64)
+            ys = np.array([r["y"] for r in rows], np.float64)
+            mx, my = scene["xy"](ys - 0.5, xs - 0.5) if len(rows) else (xs, ys)
+            geoms = shapely.to_wkb(shapely.points(np.asarray(mx), np.asarray(my)))
+            data = [np.array([r["image"] for r in rows], dtype=object)] + [
+                np.array([np.nan if r.get(c) is None else r[c] for r in rows], np.float64)
+                for c in cols]
+            pyogrio.raw.write(str(tmp), geometry=np.asarray(geoms, dtype=object),
+                              field_data=data, fields=["image", *cols], crs=scene["crs"],
+                              geometry_type="Point", driver="GPKG", layer=layer,
+                              append=k > 0)
+
+
+def yolo_detections(boxes: np.ndarray, confs: np.ndarray, width: int, height: int) -> str:
+    """YOLO detection lines ``0 xc yc w h confidence`` (normalised) of pixel boxes."""
+    lines = []
+    for (x1, y1, x2, y2), c in zip(boxes, confs):
+        lines.append(f"0 {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f} {c:.4f}\n")
+    return "".join(lines)
+
+
+def truth_boxes(labels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Float pixel boxes ``x1 y1 x2 y2`` of YOLO labels."""
+    if len(labels) == 0:
+        return np.zeros((0, 4))
+    xc, yc = labels[:, 1] * width, labels[:, 2] * height
+    bw, bh = labels[:, 3] * width, labels[:, 4] * height
+    return np.stack([xc - bw / 2, yc - bh / 2, xc + bw / 2, yc + bh / 2], axis=1)

@@ -65,37 +65,55 @@ def fill_invalid(image: np.ndarray, valid: np.ndarray | None, sigma: float = 16.
     return out
 
 
-def tiled_probability(image: np.ndarray, predict_fn: PredictFn, tile: tuple[int, int],
-                      overlap: int | None = None, batch_size: int = 8) -> np.ndarray:
-    """(H, W) probability of an (H, W, 3) float image: overlapping model tiles (``overlap``
-    px, a quarter tile by default), averaged; an image smaller than a tile is reflect-padded."""
-    from shared.tiles import iter_windows
-
-    th, tw = tile
+def resolve_overlap(overlap: int | None, th: int, tw: int) -> int:
+    """The tile overlap in pixels: a quarter of the model tile by default; checked."""
     if overlap is None:
         overlap = min(th, tw) // 4
+    if not 0 <= overlap < min(th, tw):
+        raise UserError(f"overlap must be in [0, {min(th, tw)}) for this {th}x{tw} model, "
+                        f"got {overlap}")
+    return overlap
+
+
+def channels_first(predict_fn: PredictFn) -> Callable[[np.ndarray], np.ndarray]:
+    """An (N, th, tw, 3) ``predict_fn`` as the engine's (N, 3, th, tw) callback."""
+    def fn(batch: np.ndarray) -> np.ndarray:
+        return predict_fn(np.ascontiguousarray(np.moveaxis(batch, 1, -1)))
+
+    return fn
+
+
+# The crater model's blend: the plain average of the windows (the original code predicts one
+# tile at a time and has no rule for overlaps; ``shared.engine`` offers the others).
+BLEND = "constant"
+
+
+def tiled_probability(image: np.ndarray, predict_fn: PredictFn, tile: tuple[int, int],
+                      overlap: int | None = None, batch_size: int = 8, pad: str = "reflect",
+                      blend: str = BLEND) -> np.ndarray:
+    """(H, W) probability of an (H, W, 3) float image: overlapping model tiles (``overlap``
+    px, a quarter tile by default) through ``shared.engine``, blended by ``blend``; an image
+    smaller than a tile is padded (``pad``: ``reflect``, or ``zero``)."""
+    from shared.engine import predict_array
+
+    th, tw = tile
+    overlap = resolve_overlap(overlap, th, tw)
     h, w = image.shape[:2]
     ph, pw = max(h, th), max(w, tw)
     img = np.asarray(image, np.float32)
-    if (ph, pw) != (h, w):
+    if (ph, pw) != (h, w) and pad == "zero":
+        img = np.pad(img, ((0, ph - h), (0, pw - w), (0, 0)))
+    elif (ph, pw) != (h, w):
         mode = "reflect" if h > 1 and w > 1 else "edge"
         img = np.pad(img, ((0, ph - h), (0, pw - w), (0, 0)), mode=mode)
         while img.shape[0] < ph or img.shape[1] < pw:  # reflect once is not enough
             img = np.pad(img, ((0, max(0, ph - img.shape[0])), (0, max(0, pw - img.shape[1])),
                                (0, 0)), mode="symmetric")
         img = img[:ph, :pw]
-    windows = list(iter_windows(ph, pw, (th, tw), stride=(th - overlap, tw - overlap),
-                                edge="shift"))
-    acc = np.zeros((ph, pw), np.float32)
-    cnt = np.zeros((ph, pw), np.float32)
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i:i + batch_size]
-        x = np.stack([img[wi.row:wi.row + th, wi.col:wi.col + tw] for wi in chunk])
-        p = np.asarray(predict_fn(x), np.float32).reshape(len(chunk), th, tw)
-        for wi, pi in zip(chunk, p):
-            acc[wi.row:wi.row + th, wi.col:wi.col + tw] += pi
-            cnt[wi.row:wi.row + th, wi.col:wi.col + tw] += 1.0
-    return (acc / np.maximum(cnt, 1.0))[:h, :w]
+    prob = predict_array(np.moveaxis(img, -1, 0), channels_first(predict_fn), (th, tw),
+                         stride=(th - overlap, tw - overlap), edge="shift", blend=blend,
+                         batch_size=batch_size)
+    return prob[0, :h, :w]
 
 
 def auto_scales(height: int, width: int, tile: int | tuple[int, int],

@@ -4,35 +4,26 @@ A raster (GeoTIFF/COG, JP2, PDS .IMG, ISIS .cub, ...; 8/16-bit or float) is read
 ``shared.rasters.open_scene``: windowed reads, nodata/NaN as invalid, one per-image percentile
 stretch to 8 bits measured on a decimated overview. The scene is optionally resampled to the
 model's training scale (``scale`` = model pixels per input pixel, e.g. from
-``--target-resolution`` / the scene's pixel size). Overlapping model-size windows
-(``shared.tiles.iter_windows``) are predicted row of windows by row of windows; the averaged
-probability is written to GeoTIFF as soon as no later window touches a row, so memory holds two
-window rows of the output, never the scene. Craters are then found in overlapping strips of
-the written mask (a blob belongs to the strip that holds its top row), and the catalogue gets
-pixel columns and, for georeferenced scenes, ``lon``, ``lat``, ``diameter_km``.
+``--target-resolution`` / the scene's pixel size). ``shared.engine`` predicts overlapping
+model-size windows once each and writes the averaged probability (and the thresholded mask) to
+GeoTIFF as soon as no later window touches a row, so memory holds one window row of the
+output, never the scene. Craters are then found in overlapping strips of the written
+probability (a blob belongs to the strip that holds its top row), and the catalogue
+(:mod:`crater_resunet.craters`) gets pixel columns and, for georeferenced scenes, ``lon``,
+``lat``, ``diameter_km``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from shared.rasters import RASTER_SUFFIXES
-
 GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM; bounded here
-RASTER_EXTS = tuple(RASTER_SUFFIXES)  # the one list of raster suffixes (shared.rasters)
 MASK_NODATA = 255
 MASK_CLASSES = {0: "background", 1: "crater"}
 MASK_COLOURS = {0: (0, 0, 0), 1: (255, 64, 32)}
 OVERLAY_MAX_PIXELS = 4096 * 4096  # native-resolution overlay figures up to this size
-PIXEL_COLUMNS = ("image", "x", "y", "diameter", "width", "height", "confidence")
-GEO_COLUMNS = ("lon", "lat", "diameter_km")
-EXTRA_COLUMNS = ("peak", "scale", "nodata")
-CATALOGUE_COLUMNS = PIXEL_COLUMNS + GEO_COLUMNS + EXTRA_COLUMNS
 
 
 def model_grid(scene, scale: float) -> tuple[int, int]:
@@ -62,70 +53,28 @@ def read_model_window(scene, row: int, col: int, th: int, tw: int, scale: float,
     return np.ascontiguousarray(x), valid
 
 
-def _groups(windows) -> Iterator[tuple[int, list]]:
-    """Windows grouped by their start row (row-major order)."""
-    cur, group = None, []
-    for w in windows:
-        if w.row != cur and group:
-            yield cur, group
-            group = []
-        cur = w.row
-        group.append(w)
-    if group:
-        yield cur, group
+def stream_probability(model, scene, writers, *, scale: float = 1.0,
+                       overlap: int | None = None, batch_size: int = 8,
+                       channel_order: str = "bgr", blend: str | None = None) -> int:
+    """Predict the scene on the model grid through ``shared.engine`` (each window once, the
+    windows averaged: ``crater_resunet.pyramid.BLEND``) into the engine ``writers``; returns
+    the number of windows predicted. ``overlap`` defaults to a quarter tile."""
+    from crater_resunet.pyramid import BLEND, as_predictor, channels_first, resolve_overlap
+    from shared import engine
 
-
-def stream_probability(model, scene, dst_prob, dst_mask, *, scale: float = 1.0,
-                       overlap: int | None = None, threshold: float = 0.5,
-                       batch_size: int = 8, channel_order: str = "bgr") -> int:
-    """Predict the scene window row by window row into two open GeoTIFF writers; returns
-    the number of windows predicted (each once). ``overlap`` defaults to a quarter tile."""
-    from rasterio.windows import Window
-
-    from crater_resunet.predict import resolve_overlap
-    from shared.tiles import iter_windows
-
-    th, tw = (int(v) for v in model.input_shape[1:3])
+    fn, (th, tw) = as_predictor(model)
     H, W = model_grid(scene, scale)
     overlap = resolve_overlap(overlap, th, tw)
-    edge = "shift" if H >= th and W >= tw else "pad"
-    windows = iter_windows(H, W, (th, tw), stride=(th - overlap, tw - overlap), edge=edge)
-    acc = np.zeros((2 * th, W + tw), np.float32)
-    cnt = np.zeros((2 * th, W + tw), np.float32)
-    valid = np.zeros((2 * th, W + tw), bool)
-    top, n = 0, 0
 
-    def flush(upto: int) -> None:
-        nonlocal top
-        rows = min(upto, H) - top
-        if rows <= 0:
-            return
-        prob = acc[:rows, :W] / np.maximum(cnt[:rows, :W], 1.0)
-        ok = valid[:rows, :W]
-        mask = np.where(ok, (prob >= threshold).astype(np.uint8), MASK_NODATA).astype(np.uint8)
-        win = Window(0, top, W, rows)
-        dst_prob.write(np.where(ok, prob, np.nan).astype(np.float32)[None], window=win)
-        dst_mask.write(mask[None], window=win)
-        for a in (acc, cnt, valid):
-            a[:-rows] = a[rows:].copy()
-            a[-rows:] = 0
-        top += rows
+    def read(win):
+        x, valid = read_model_window(scene, win.row, win.col, th, tw, scale, channel_order)
+        return np.moveaxis(x, -1, 0), valid
 
-    for row, group in _groups(windows):
-        flush(row)
-        for i in range(0, len(group), batch_size):
-            chunk = group[i:i + batch_size]
-            reads = [read_model_window(scene, w.row, w.col, th, tw, scale, channel_order)
-                     for w in chunk]
-            p = np.asarray(model.predict(np.stack([r[0] for r in reads]), verbose=0))[..., 0]
-            n += len(chunk)
-            for w, pi, (_, v) in zip(chunk, p, reads):
-                r0 = w.row - top
-                acc[r0:r0 + th, w.col:w.col + tw] += np.where(v, pi, 0)
-                cnt[r0:r0 + th, w.col:w.col + tw] += v
-                valid[r0:r0 + th, w.col:w.col + tw] |= v
-    flush(H)
-    return n
+    stats = engine.run(read, channels_first(fn), H, W, (th, tw), writers,
+                       stride=(th - overlap, tw - overlap),
+                       edge="shift" if H >= th and W >= tw else "pad", blend=blend or BLEND,
+                       batch_size=batch_size, progress=False)
+    return stats.windows_predicted
 
 
 def detect_craters(prob_path: Path, min_area: float = 0.0, strip: int = 512,
@@ -158,64 +107,6 @@ def detect_craters(prob_path: Path, min_area: float = 0.0, strip: int = 512,
     return cr.crater_nms(table) if nms else table
 
 
-def catalogue_rows(scene, name: str, table: dict) -> list[dict]:
-    """One row per crater of a table in input pixels: centre (x = column, y = row, pixel
-    edges at integers), diameter, width, height, confidence, peak, scale, nodata;
-    ``lon``/``lat``/``diameter_km`` when georeferenced."""
-    from crater_resunet.craters import to_rows
-
-    rows = to_rows(table, name)
-    if scene.georeferenced and rows:
-        x = np.array([r["x"] for r in rows])
-        y = np.array([r["y"] for r in rows])
-        lon, lat = scene.pixel_to_lonlat(y - 0.5, x - 0.5)  # pixel-centre convention
-        px_m = scene.pixel_size_m
-        for i, r in enumerate(rows):
-            r.update(lon=float(lon[i]), lat=float(lat[i]),
-                     diameter_km=float(r["diameter"] * px_m / 1000.0) if px_m else None)
-    return rows
-
-
-def write_catalogue_csv(path: Path, rows: list[dict]) -> None:
-    from shared.atomic import atomic_write_text
-
-    geo = any("lon" in r for r in rows)
-    cols = CATALOGUE_COLUMNS if geo else PIXEL_COLUMNS + EXTRA_COLUMNS
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(cols)
-    for r in rows:
-        writer.writerow(["" if r.get(c) is None else
-                         (r[c] if c in ("image", "nodata") else f"{r[c]:.9f}"
-                          if c in ("lon", "lat") else f"{r[c]:.6g}" if c == "scale"
-                          else f"{r[c]:.4f}") for c in cols])
-    atomic_write_text(path, buf.getvalue())
-
-
-def write_catalogue_gpkg(path: Path, layers: list[tuple[str, list[dict], object]]) -> None:
-    """The catalogue as a GeoPackage, one point layer per georeferenced raster (named after
-    it) in that raster's CRS, so QGIS places it on the body; columns as in the CSV."""
-    import pyogrio.raw
-    import shapely
-
-    from shared.atomic import atomic_path
-
-    cols = [c for c in CATALOGUE_COLUMNS if c != "image"]
-    with atomic_path(path, suffix=".gpkg") as tmp:
-        for k, (layer, rows, scene) in enumerate(layers):
-            xs = np.array([r["x"] for r in rows], np.float64)
-            ys = np.array([r["y"] for r in rows], np.float64)
-            mx, my = scene["xy"](ys - 0.5, xs - 0.5) if len(rows) else (xs, ys)
-            geoms = shapely.to_wkb(shapely.points(np.asarray(mx), np.asarray(my)))
-            data = [np.array([r["image"] for r in rows], dtype=object)] + [
-                np.array([np.nan if r.get(c) is None else r[c] for r in rows], np.float64)
-                for c in cols]
-            pyogrio.raw.write(str(tmp), geometry=np.asarray(geoms, dtype=object),
-                              field_data=data, fields=["image", *cols], crs=scene["crs"],
-                              geometry_type="Point", driver="GPKG", layer=layer,
-                              append=k > 0)
-
-
 def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0,
                    overlap: int | None = None,
                    threshold: float = 0.5, min_area: float = 0.0, batch_size: int = 8,
@@ -238,18 +129,26 @@ def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0,
 def write_level(model, scene, prob_path: Path, geo: dict, scale: float, **stream) -> int:
     """One pyramid level: the probability GeoTIFF ``prob_path`` and the mask beside it
     (``..._mask.tif``: band description, colour table, class names, GDAL categories and a QGIS
-    style), streamed window row by window row; returns the windows predicted."""
-    from shared.rasters import describe_class_band, geotiff_writer, write_class_sidecars
+    style), streamed by ``shared.engine``; returns the windows predicted."""
+    from shared.engine import GeoTIFFWriter
+    from shared.rasters import describe_class_band, write_class_sidecars
+
+    threshold = stream.pop("threshold")
+
+    def mask(prob, valid):
+        return np.where(valid, (prob >= threshold).astype(np.uint8), MASK_NODATA).astype(
+            np.uint8)
 
     mask_path = prob_path.with_name(prob_path.name.replace("_prob.tif", "_mask.tif"))
     prob_path.parent.mkdir(parents=True, exist_ok=True)
-    with geotiff_writer(prob_path, dtype="float32", nodata=float("nan"), **geo) as dp, \
-            geotiff_writer(mask_path, dtype="uint8", nodata=MASK_NODATA, **geo) as dm:
-        dp.set_band_description(1, f"crater probability (scale {scale:g})")
-        describe_class_band(dm, MASK_CLASSES, MASK_COLOURS, nodata=MASK_NODATA,
+    with GeoTIFFWriter(prob_path, dtype="float32", nodata=float("nan"), **geo) as dp, \
+            GeoTIFFWriter(mask_path, dtype="uint8", nodata=MASK_NODATA, encode=mask,
+                          **geo) as dm:
+        dp.dataset.set_band_description(1, f"crater probability (scale {scale:g})")
+        describe_class_band(dm.dataset, MASK_CLASSES, MASK_COLOURS, nodata=MASK_NODATA,
                             description=f"crater mask (1 = crater, threshold "
-                                        f"{stream['threshold']:g}, scale {scale:g})")
-        n = stream_probability(model, scene, dp, dm, scale=scale, **stream)
+                                        f"{threshold:g}, scale {scale:g})")
+        n = stream_probability(model, scene, [dp, dm], scale=scale, **stream)
     write_class_sidecars(mask_path, MASK_CLASSES, MASK_COLOURS)
     return n
 
@@ -301,7 +200,7 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
         table = cr.crater_nms(cr.concat(tables))
         if drop_nodata:
             table = cr.take(table, table["nodata"] == 0)
-        rows = catalogue_rows(scene, Path(path).name, table)
+        rows = cr.catalogue_rows(scene, Path(path).name, table)
         info = {"image": Path(path).name, "windows": n, "model_grid": [H0, W0], "scale": scale,
                 "craters_predicted": len(rows), "georeferenced": scene.georeferenced,
                 "crs": scene.crs.to_string() if scene.crs else None,

@@ -179,7 +179,7 @@ def precision_agreement(fp32, model, images: list[Path], cfg: dict, precision: s
     mask (threshold ``predict.threshold``) on ``images``, predicted in tiles."""
 
     from crater_resunet.data import read_image_bgr
-    from crater_resunet.predict import predict_probability
+    from crater_resunet.image_predict import predict_probability
 
     th = float(cfg["predict"]["threshold"])
     same = total = 0
@@ -472,8 +472,9 @@ def json_file(path: Path) -> dict | None:
 
 def _examples(first: dict, root: Path, results: Path) -> None:
     """The paper's figure for four held-out tiles (most craters) of the first seed."""
+    from crater_resunet.craters import truth_boxes
     from crater_resunet.data import labels_to_mask, read_image_bgr, read_yolo_labels
-    from crater_resunet.predict import figure_rows, to_display, truth_boxes
+    from crater_resunet.image_predict import figure_rows, to_display
     from shared.images import read_image
 
     common, run_dir = first["common"], first["run_dir"]

@@ -1,10 +1,8 @@
-"""Forward passes of any size: padding to a multiple of 32, and overlapping blended tiles."""
+"""Forward passes of any size: padding to a multiple of 32 (the tiles and their blend are
+``shared.engine``'s, called from :mod:`mars_cracknet.predict`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -29,13 +27,6 @@ def predict_tensor(model: torch.nn.Module, x: torch.Tensor, amp: bool = False) -
     return torch.sigmoid(logits.float())[..., :h, :w]
 
 
-def blend_window(size: int, floor: float = 0.05) -> np.ndarray:
-    """A separable weight that is 1 in the centre and falls towards the tile edge."""
-    ramp = np.minimum(np.arange(size) + 0.5, size - np.arange(size) - 0.5) / (size / 2)
-    w1 = np.clip(ramp * 2, floor, 1.0)
-    return np.outer(w1, w1).astype(np.float32)
-
-
 def pick_device(pref: str = "auto", local_rank: int | None = None) -> torch.device:
     """The one device picker: ``auto`` is CUDA when available, else the CPU; under torchrun
     (``local_rank``) each process takes its own GPU. A device that is not there is a
@@ -51,47 +42,3 @@ def pick_device(pref: str = "auto", local_rank: int | None = None) -> torch.devi
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
-
-
-def iter_tiled_probability(
-    read: Callable[[int, int, int, int], np.ndarray], height: int, width: int,
-    predict: Callable[[np.ndarray], np.ndarray], tile: int = 512, overlap: int = 64,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(row0, prob_rows)`` strips of the blended probability map, top to bottom.
-
-    ``read(row, col, h, w)`` returns the (h, w, 3) uint8 pixels of a window (zero beyond the
-    edge); ``predict`` maps a (tile, tile, 3) uint8 array to a (tile, tile) probability map.
-    Memory is bounded by one strip of ``tile`` rows of the full width, whatever the image size.
-    """
-    if tile % MULTIPLE:
-        raise ValueError(f"tile must be a multiple of {MULTIPLE}, got {tile}")
-    if not 0 <= overlap < tile:
-        raise ValueError(f"overlap must be in [0, tile), got {overlap}")
-    from shared.tiles import iter_windows
-
-    stride = tile - overlap
-    windows = list(iter_windows(height, width, tile, stride, edge="pad"))
-    rows = sorted({win.row for win in windows})
-    cols = sorted({win.col for win in windows})
-    wpad = cols[-1] + tile
-    weight = blend_window(tile)
-    acc = np.zeros((tile, wpad), np.float32)
-    wacc = np.zeros((tile, wpad), np.float32)
-    emitted = 0
-    for k, r in enumerate(rows):
-        for c in cols:
-            prob = predict(read(r, c, tile, tile))
-            acc[:, c:c + tile] += prob * weight
-            wacc[:, c:c + tile] += weight
-        last = k == len(rows) - 1
-        done = min(height, r + tile) if last else min(height, r + stride)
-        n = done - emitted
-        if n > 0:
-            off = emitted - r
-            yield emitted, acc[off:off + n, :width] / np.maximum(wacc[off:off + n, :width], 1e-6)
-            emitted = done
-        if not last:
-            acc = np.roll(acc, -stride, axis=0)
-            wacc = np.roll(wacc, -stride, axis=0)
-            acc[tile - stride:] = 0
-            wacc[tile - stride:] = 0

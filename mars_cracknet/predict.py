@@ -26,12 +26,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 from shared.rasters import RASTER_SUFFIXES as _RASTER_SUFFIXES
-from shared.rasters import RasterError
 from shared.runs import UserError
 
 # the shared raster list (ISIS .cub, PDS .LBL, VRT too: issue 27)
@@ -93,219 +91,187 @@ def _resolve_model_args(args: argparse.Namespace, p: argparse.ArgumentParser) ->
 
 
 # --------------------------------------------------------------------------- sources
-class ArraySource:
-    """An image held in memory (PNG/JPG, or a small raster)."""
+# Rasters are read through shared.rasters.Scene with Mars-CrackNet's own stretch: the 0.5 and
+# 99.5 percentiles of the valid pixels (the scene's default is 0.1/99.9, the ice chunker's);
+# 8-bit rasters keep their values. Since issue 25 the Scene rules apply: valid pixels map to
+# 1..255 (rounded; 0 marks invalid), the percentiles are those of the grey (luma) of an RGB
+# raster, and a pixel is nodata when every band equals the nodata value (was: any band).
+STRETCH_PERCENTILES = (0.5, 99.5)
+# The blend of overlapping tiles: Mars-CrackNet's linear ramp from the tile sides (floor 0.05).
+BLEND = "linear"
 
-    georef = False
+
+class ImageSource:
+    """A plain image held in memory (PNG/JPG): every pixel valid, outputs as PNG."""
+
+    tiff = False
 
     def __init__(self, path: Path):
+        import numpy as np
+
         from mars_cracknet.data.mars import load_image
+        from shared.engine import ArrayReader
 
         self.path = path
         self.image = load_image(path)
         self.height, self.width = self.image.shape[:2]
-
-    def read(self, row: int, col: int, h: int, w: int):
-        import numpy as np
-
-        out = np.zeros((h, w, 3), np.uint8)
-        part = self.image[row:row + h, col:col + w]
-        out[:part.shape[0], :part.shape[1]] = part
-        return out
+        self.reader = ArrayReader(np.moveaxis(self.image, -1, 0))
 
     def preview(self, step: int):
         return self.image[::step, ::step]
-
-    def valid(self, row: int, n: int):
-        import numpy as np
-
-        return np.ones((n, self.width), bool)
 
     def close(self) -> None:
         pass
 
 
-class RasterSource:
-    """A raster read window by window (GeoTIFF, HiRISE JP2, ...), stretched to uint8.
-
-    Pixels equal to the raster's nodata value, or NaN, in any band are invalid: the network
-    sees 0 there, and the outputs mark them as nodata. A raster without any valid pixel (in a
-    decimated read) is an error.
-    """
+class SceneSource:
+    """A raster (GeoTIFF, HiRISE JP2, ...) read window by window through
+    ``shared.rasters.open_scene`` (:data:`STRETCH_PERCENTILES`); nodata, NaN and alpha are
+    invalid (the network sees 0 there, the outputs mark them). Georeferenced rasters and
+    rasters with nodata give GeoTIFF outputs with the input's CRS and transform."""
 
     def __init__(self, path: Path):
         import numpy as np
-        import rasterio
 
-        from shared.rasters import check_bands, raster_info
+        from shared.engine import SceneReader
+        from shared.rasters import check_bands, open_scene
 
         self.path = path
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            self.info = raster_info(path)
-            self.ds = rasterio.open(path)
-        check_bands(path, self.info.count, model="Mars-CrackNet (an RGB or greyscale model)")
-        self.height, self.width = self.info.height, self.info.width
-        self.georef = self.info.crs is not None or not self.info.transform.is_identity
-        self.bands = [1, 2, 3] if self.info.count >= 3 else [1]
-        self.nodata = self.info.nodata
-        self.is_float = np.dtype(self.info.dtype).kind == "f"
-        step = max(1, max(self.height, self.width) // 1024)
-        small = self._read(lambda: self.ds.read(
-            self.bands, out_shape=(len(self.bands), max(1, self.height // step),
-                                   max(1, self.width // step))))
-        valid = small[:, self._valid(small)]
-        if valid.size == 0:
-            raise PredictError(f"{path}: no valid pixels (every pixel is nodata"
-                               f"{' or NaN' if self.is_float else ''}); nothing to predict")
-        self.has_nodata = self.nodata is not None or self.is_float
-        if self.info.dtype == "uint8":
-            self.lo, self.hi = 0.0, 255.0
-        else:  # one 0.5-99.5 % stretch of the valid pixels of a decimated read
-            self.lo, self.hi = (float(v) for v in np.percentile(valid, [0.5, 99.5]))
-            if self.hi <= self.lo:
-                self.hi = self.lo + 1.0
-
-    def _read(self, fn):
-        import rasterio
-
+        self.scene = open_scene(path, STRETCH_PERCENTILES)
         try:
-            return fn()
-        except (rasterio.errors.RasterioError, OSError, RasterError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise PredictError(f"{self.path}: cannot read the raster's pixels (truncated or "
-                               f"corrupt file?): {reason}") from None
-
-    def _valid(self, arr):
-        """(rows, cols) True where every band holds a value."""
-        import numpy as np
-
-        ok = np.ones(arr.shape[1:], bool)
-        if self.is_float:
-            ok &= np.isfinite(arr).all(axis=0)
-        if self.nodata is not None and not (isinstance(self.nodata, float)
-                                            and np.isnan(self.nodata)):
-            ok &= (arr != self.nodata).all(axis=0)
-        return ok
-
-    def _to_rgb(self, arr):
-        import numpy as np
-
-        ok = self._valid(arr)
-        arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        if (self.lo, self.hi) != (0.0, 255.0):
-            arr = (arr - self.lo) / (self.hi - self.lo) * 255.0
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-        arr[:, ~ok] = 0
-        arr = arr.transpose(1, 2, 0)
-        return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
-
-    def _window(self, row: int, col: int, h: int, w: int):
-        from shared.rasters import read_window
-
-        fill = self.nodata if self.nodata is not None else 0
-        return self._read(lambda: read_window(self.ds, (col, row, w, h), bands=self.bands,
-                                              fill_value=fill))
-
-    def read(self, row: int, col: int, h: int, w: int):
-        return self._to_rgb(self._window(row, col, h, w))
-
-    def valid(self, row: int, n: int):
-        """Validity of ``n`` full-width rows from ``row``."""
-        return self._valid(self._window(row, 0, n, self.width))
+            sc = self.scene
+            check_bands(path, sc.count, model="Mars-CrackNet (an RGB or greyscale model)")
+            if sc.all_invalid():
+                raise PredictError(f"{path}: no valid pixels (every pixel is nodata or NaN); "
+                                   "nothing to predict")
+        except BaseException:
+            self.scene.close()
+            raise
+        self.height, self.width = sc.height, sc.width
+        self.crs, self.transform = sc.crs, sc.transform
+        self.bands = [1, 2, 3] if sc.count >= 3 else [1]
+        self.tiff = (sc.crs is not None or not sc.transform.is_identity
+                     or sc.nodata is not None or np.dtype(sc.dtype).kind == "f")
+        reader = SceneReader(sc, uint8=True, bands=self.bands)
+        self.reader = reader if len(self.bands) == 3 else \
+            (lambda win: _grey_as_rgb(*reader(win)))
 
     def preview(self, step: int):
-        return self._to_rgb(self._read(lambda: self.ds.read(
-            self.bands, out_shape=(len(self.bands), -(-self.height // step),
-                                   -(-self.width // step)))))
+        """(h / step, w / step, 3) uint8 of a decimated read (GDAL overviews when present)."""
+        import numpy as np
+
+        from shared.rasters import nodata_mask, to_uint8
+
+        sc = self.scene
+        raw = sc.dataset.read(self.bands, out_shape=(len(self.bands), -(-self.height // step),
+                                                      -(-self.width // step)))
+        invalid = nodata_mask(raw, sc.nodata)
+        out = np.stack([to_uint8(b.astype(np.float32), invalid, sc.stretch) for b in raw], -1)
+        return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
 
     def close(self) -> None:
-        self.ds.close()
+        self.scene.close()
+
+
+def _grey_as_rgb(x, valid):
+    import numpy as np
+
+    return np.repeat(x, 3, axis=0), valid
 
 
 def open_source(path: Path):
     if path.suffix.lower() in RASTER_SUFFIXES:
-        from shared.rasters import RasterError
-
-        try:
-            return RasterSource(path)
-        except RasterError as exc:
-            raise PredictError(str(exc)) from None
-    return ArraySource(path)
+        return SceneSource(path)
+    return ImageSource(path)
 
 
 # --------------------------------------------------------------------------- prediction
-class TiffOutputs:
-    """Mask (and probability) GeoTIFFs with the input's CRS and transform, written strip by
-    strip; nodata pixels are masked (GDAL per-dataset mask) and hold 0."""
+def load_model(checkpoint: Path, model_name: str = "auto", device: str = "cpu"):
+    """(model in eval mode, its name) from a run folder, our weights or an original file."""
+    from mars_cracknet.checkpoint import load_model as _load
 
-    def __init__(self, stack: contextlib.ExitStack, source, out_dir: Path, prob: bool):
-        from shared.rasters import geotiff_writer
+    return _load(checkpoint, None if model_name == "auto" else model_name, device)
 
-        stem, self.width = source.path.stem, source.width
-        kw = {"width": source.width, "height": source.height, "count": 1, "dtype": "uint8",
-              "crs": source.info.crs, "transform": source.info.transform}
-        self.paths = {"mask": out_dir / f"{stem}_mask.tif"}
-        if prob:
-            self.paths["prob"] = out_dir / f"{stem}_prob.tif"
-        self.files = {k: stack.enter_context(geotiff_writer(p, **kw))
-                      for k, p in self.paths.items()}
-        from shared.rasters import describe_class_band
 
-        describe_class_band(self.files["mask"], {0: "background", 255: "crack"},
-                            {0: (0, 0, 0), 255: (230, 30, 30)},
-                            description="crack mask (255 = crack, 0 = background)")
-        if "prob" in self.files:
-            self.files["prob"].set_band_description(1, "crack probability x 255")
+def _tiff_writers(stack: contextlib.ExitStack, source, out_dir: Path, prob: bool,
+                  threshold: float) -> dict:
+    """Mask (and probability) GeoTIFF writers of ``shared.engine`` with the input's CRS and
+    transform; nodata pixels hold 0 and are masked (GDAL per-dataset mask)."""
+    import numpy as np
 
-    def write(self, row0: int, m, p, valid) -> None:
-        import numpy as np
-        from rasterio.windows import Window
+    from shared.engine import GeoTIFFWriter
+    from shared.rasters import describe_class_band
 
-        win = Window(0, row0, self.width, m.shape[0])
-        arrays = {"mask": (m * 255).astype(np.uint8), "prob": np.round(p * 255).astype(np.uint8)}
-        for key, dst in self.files.items():
-            arr = arrays[key]
-            if valid is not None:
-                arr[~valid] = 0
-                dst.write_mask(valid.astype(np.uint8) * 255, window=win)
-            dst.write(arr[None], window=win)
-
-    def close(self) -> dict[str, str]:
-        return {k: str(p) for k, p in self.paths.items()}
+    stem = source.path.stem
+    kw = {"width": source.width, "height": source.height, "count": 1, "dtype": "uint8",
+          "crs": source.crs, "transform": source.transform, "nodata": None,
+          "dataset_mask": True}
+    encode = {"mask": lambda p, v: ((np.where(v, p, 0) > threshold) * 255).astype(np.uint8),
+              "prob": lambda p, v: np.round(np.where(v, p, 0) * 255).astype(np.uint8)}
+    files = {k: stack.enter_context(GeoTIFFWriter(out_dir / f"{stem}_{k}.tif", encode=encode[k],
+                                                  **kw))
+             for k in (("mask", "prob") if prob else ("mask",))}
+    describe_class_band(files["mask"].dataset, {0: "background", 255: "crack"},
+                        {0: (0, 0, 0), 255: (230, 30, 30)},
+                        description="crack mask (255 = crack, 0 = background)")
+    if prob:
+        files["prob"].dataset.set_band_description(1, "crack probability x 255")
+    return files
 
 
 class PngOutputs:
     """Mask (and probability) PNGs, assembled in memory (plain images)."""
 
-    def __init__(self, source, out_dir: Path, prob: bool):
-        import numpy as np
+    def __init__(self, source, out_dir: Path, prob: bool, threshold: float):
+        from shared.engine import ArrayWriter
 
-        self.stem, self.out_dir = source.path.stem, out_dir
-        shape = (source.height, source.width)
-        self.arrays = {"mask": np.zeros(shape, np.uint8)}
-        if prob:
-            self.arrays["prob"] = np.zeros(shape, np.uint8)
+        self.stem, self.out_dir, self.prob, self.threshold = (source.path.stem, out_dir, prob,
+                                                              threshold)
+        self.array = ArrayWriter(source.height, source.width)
 
-    def write(self, row0: int, m, p, valid) -> None:  # noqa: ARG002 - plain images are valid
-        import numpy as np
-
-        self.arrays["mask"][row0:row0 + m.shape[0]] = m * 255
-        if "prob" in self.arrays:
-            self.arrays["prob"][row0:row0 + m.shape[0]] = np.round(p * 255)
+    def write(self, row0: int, prob, valid) -> None:
+        self.array.write(row0, prob, valid)
 
     def close(self) -> dict[str, str]:
+        import numpy as np
         from PIL import Image
 
         from shared.atomic import atomic_path
 
+        p = self.array.prob[0]
+        arrays = {"mask": ((p > self.threshold) * 255).astype(np.uint8)}
+        if self.prob:
+            arrays["prob"] = np.round(p * 255).astype(np.uint8)
         out = {}
-        for name, arr in self.arrays.items():
+        for name, arr in arrays.items():
             path = self.out_dir / f"{self.stem}_{name}.png"
             with atomic_path(path) as tmp:
                 Image.fromarray(arr).save(tmp, format="PNG")
             out[name] = str(path)
         return out
+
+
+class _Tally:
+    """An engine writer that counts tp, fp, fn against the ground truth over the valid
+    pixels and keeps a decimated mask for the overlay."""
+
+    def __init__(self, threshold: float, gt, step: int | None):
+        import numpy as np
+
+        self.threshold, self.gt, self.step = threshold, gt, step
+        self.counts = np.zeros(3, np.int64)
+        self.small: list = []
+
+    def write(self, row0: int, prob, valid) -> None:
+        import numpy as np
+
+        m = (np.where(valid, prob[0], 0) > self.threshold) & valid
+        if self.gt is not None:
+            g = self.gt[row0:row0 + m.shape[0]] & valid
+            self.counts[:] += (np.count_nonzero(m & g), np.count_nonzero(m & ~g),
+                               np.count_nonzero(~m & g))
+        if self.step is not None:
+            self.small.append(m[(-row0) % self.step::self.step, ::self.step])
 
 
 def _write_overlay(source, small_mask: list, step: int, out_dir: Path) -> str:
@@ -324,52 +290,63 @@ def _write_overlay(source, small_mask: list, step: int, out_dir: Path) -> str:
     return str(path)
 
 
-def predict_image(model, source, out_dir: Path, *, threshold: float = 0.5, tile: int = 512,
-                  overlap: int = 64, prob: bool = False, overlay: bool = False,
-                  overlay_max: int = 4096, gt=None, amp: bool = False, device: str = "cpu"
-                  ) -> dict[str, Any]:
-    """Predict one image, write its outputs; return their paths and the confusion counts
-    (tp, fp, fn over the valid pixels, if ``gt``)."""
-    import numpy as np
+def torch_predict_fn(model, device: str = "cpu", amp: bool = False):
+    """The engine's callback: (N, 3, h, w) float32 0..255 -> (N, h, w) crack probability."""
     import torch
 
-    from mars_cracknet.inference import iter_tiled_probability, predict_tensor
+    from mars_cracknet.inference import predict_tensor
+
+    def fn(batch):
+        x = torch.from_numpy(batch) / 255.0
+        return predict_tensor(model, x.to(device), amp=amp)[:, 0].cpu().numpy()
+
+    return fn
+
+
+def predict_image(model, source, out_dir: Path, *, threshold: float = 0.5, tile: int = 512,
+                  overlap: int = 64, prob: bool = False, overlay: bool = False,
+                  overlay_max: int = 4096, gt=None, amp: bool = False, device: str = "cpu",
+                  batch_size: int = 4, blend: str = BLEND, progress: bool | None = False
+                  ) -> dict[str, Any]:
+    """Predict one image through ``shared.engine`` (overlapping tiles blended by ``blend``),
+    write its outputs; return their paths and the confusion counts (tp, fp, fn over the
+    valid pixels, if ``gt``)."""
+    from shared import engine
 
     h, w = source.height, source.width
     tile = min(tile, -(-max(h, w) // 32) * 32)  # no bigger than the image needs
     overlap = min(overlap, tile // 2)
-
-    def run(rgb):
-        x = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float()[None] / 255.0
-        return predict_tensor(model, x.to(device), amp=amp)[0, 0].cpu().numpy()
-
     step = max(1, -(-max(h, w) // overlay_max))
-    small_mask: list = []
-    counts = np.zeros(3, np.int64)  # tp, fp, fn
-    tiff = source.georef or getattr(source, "has_nodata", False)
+    tally = _Tally(threshold, gt, step if overlay else None)
     with contextlib.ExitStack() as stack:
-        outputs = TiffOutputs(stack, source, out_dir, prob) if tiff else \
-            PngOutputs(source, out_dir, prob)
-        for row0, p in iter_tiled_probability(source.read, h, w, run, tile=tile,
-                                              overlap=overlap):
-            valid = source.valid(row0, p.shape[0]) if tiff else None
-            m = p > threshold
-            if valid is not None:
-                m &= valid
-            outputs.write(row0, m, p, valid)
-            if gt is not None:
-                g = gt[row0:row0 + m.shape[0]]
-                if valid is not None:
-                    g = g & valid
-                counts[:] += (np.count_nonzero(m & g), np.count_nonzero(m & ~g),
-                              np.count_nonzero(~m & g))
-            if overlay:
-                small_mask.append(m[(-row0) % step::step, ::step])
-    result: dict[str, Any] = outputs.close()
+        if source.tiff:
+            files = _tiff_writers(stack, source, out_dir, prob, threshold)
+            writers = [*files.values(), tally]
+        else:
+            png = PngOutputs(source, out_dir, prob, threshold)
+            writers = [png, tally]
+        engine.run(source.reader, torch_predict_fn(model, device, amp), h, w, tile, writers,
+                   stride=tile - overlap, edge="pad", blend=blend, batch_size=batch_size,
+                   progress=progress)
+    result: dict[str, Any] = {k: str(f.path) for k, f in files.items()} if source.tiff \
+        else png.close()
     if overlay:
-        result["overlay"] = _write_overlay(source, small_mask, step, out_dir)
-    result["counts"] = [int(c) for c in counts]
+        result["overlay"] = _write_overlay(source, tally.small, step, out_dir)
+    result["counts"] = [int(c) for c in tally.counts]
     return result
+
+
+def predict_scene(model, path: Path, out_dir: Path, *, gt=None, **kw) -> dict[str, Any]:
+    """One input file, opened, predicted (:func:`predict_image` keywords) and closed: the unit
+    of work per scene."""
+    source = open_source(path)
+    try:
+        if gt is not None and gt.shape != (source.height, source.width):
+            raise PredictError(f"{path}: ground-truth mask size {gt.shape} differs from the "
+                               f"image size {(source.height, source.width)}")
+        return predict_image(model, source, out_dir, gt=gt, **kw)
+    finally:
+        source.close()
 
 
 def list_inputs(path: Path | list[Path]) -> list[Path]:
@@ -423,17 +400,10 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
         if args.masks is not None:
             gt_path = gt_paths[path]
             gt = load_mask(gt_path) > 0
-        source = open_source(path)
-        try:
-            if gt is not None and gt.shape != (source.height, source.width):
-                raise PredictError(f"{gt_path}: mask size {gt.shape} differs from image size "
-                                   f"{(source.height, source.width)} of {path}")
-            out = predict_image(model, source, args.out, threshold=args.threshold,
-                                tile=args.tile, overlap=args.overlap, prob=args.prob,
-                                overlay=args.overlay, overlay_max=args.overlay_max, gt=gt,
-                                amp=args.amp, device=device)
-        finally:
-            source.close()
+        out = predict_scene(model, path, args.out, gt=gt, threshold=args.threshold,
+                            tile=args.tile, overlap=args.overlap, prob=args.prob,
+                            overlay=args.overlay, overlay_max=args.overlay_max, amp=args.amp,
+                            device=device)
         if gt is not None:
             rows.append({"image": path.stem, **scores(*out["counts"])})
     result: dict[str, Any] = {"model": name, "checkpoint": str(args.checkpoint),

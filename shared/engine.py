@@ -230,15 +230,17 @@ class GeoTIFFWriter:
 
     ``encode(prob (K, n, W), valid (n, W)) -> (count, n, W)`` array of ``dtype`` (default:
     :func:`float_bands`). Use it as a context manager; ``dataset`` is the open rasterio
-    dataset (band descriptions, colour tables). Other keywords go to
+    dataset (band descriptions, colour tables). ``dataset_mask``: also write GDAL's
+    per-dataset mask (255 valid, 0 not). Other keywords go to
     :func:`shared.rasters.geotiff_writer` (``blocksize``, ``compress``, ...)."""
 
     def __init__(self, path: Any, *, width: int, height: int, count: int = 1,
                  dtype: str = "float32", crs: Any = None, transform: Any = None,
                  nodata: float | None = float("nan"),
                  encode: Callable[[np.ndarray, np.ndarray], np.ndarray] = float_bands,
-                 **profile: Any):
+                 dataset_mask: bool = False, **profile: Any):
         self.path, self.width, self.encode = path, int(width), encode
+        self.dataset_mask = dataset_mask
         self._kw = dict(width=width, height=height, count=count, dtype=dtype, crs=crs,
                         transform=transform, nodata=nodata, **profile)
         self._ctx = None
@@ -259,8 +261,10 @@ class GeoTIFFWriter:
         from rasterio.windows import Window
 
         arr = self.encode(prob, valid)
-        self.dataset.write(arr if arr.ndim == 3 else arr[None],
-                           window=Window(0, row0, self.width, prob.shape[1]))
+        win = Window(0, row0, self.width, prob.shape[1])
+        if self.dataset_mask:
+            self.dataset.write_mask(valid.astype(np.uint8) * 255, window=win)
+        self.dataset.write(arr if arr.ndim == 3 else arr[None], window=win)
 
 
 # ------------------------------------------------------------------------ the engine

@@ -74,17 +74,19 @@ def read_tif(path: Path) -> np.ndarray:
         return src.read(1)
 
 
-def old_probability(model, source) -> np.ndarray:
-    import torch
+def probability(model, source) -> np.ndarray:
+    """The float crack probability of a source. Before the move (when the fixture was made):
+    ``mars_cracknet.inference.iter_tiled_probability(source.read, ...)`` with a per-tile
+    ``predict_tensor`` (the code of commit 2405f31); after it: ``shared.engine`` with the
+    linear blend, as ``predict_image`` runs it."""
+    from mars_cracknet.predict import BLEND, torch_predict_fn
+    from shared import engine
 
-    from mars_cracknet.inference import iter_tiled_probability, predict_tensor
-
-    def run(rgb):
-        x = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float()[None] / 255.0
-        return predict_tensor(model, x)[0, 0].numpy()
-
-    return np.concatenate([p for _, p in iter_tiled_probability(
-        source.read, source.height, source.width, run, tile=TILE, overlap=OVERLAP)])
+    out = engine.ArrayWriter(source.height, source.width)
+    engine.run(source.reader, torch_predict_fn(model), source.height, source.width, TILE,
+               [out], stride=TILE - OVERLAP, edge="pad", blend=BLEND, batch_size=4,
+               progress=False)
+    return out.prob[0]
 
 
 def outputs(tmp: Path) -> dict[str, np.ndarray]:
@@ -95,7 +97,7 @@ def outputs(tmp: Path) -> dict[str, np.ndarray]:
     for kind, path in (("png", write_png(tmp / "a.png")), ("tif", write_raster(tmp / "r.tif"))):
         source = open_source(path)
         try:
-            out[f"{kind}_prob_float"] = old_probability(model, source)
+            out[f"{kind}_prob_float"] = probability(model, source)
             res = predict_image(model, source, tmp / kind, tile=TILE, overlap=OVERLAP,
                                 prob=True)
         finally:

@@ -6,13 +6,26 @@ import torch
 from PIL import Image
 
 from mars_cracknet.checkpoint import save_weights
-from mars_cracknet.inference import iter_tiled_probability, predict_tensor
+from mars_cracknet.inference import predict_tensor
 from mars_cracknet.models import UNet
 from mars_cracknet.predict import main
 
 
-def _pointwise(rgb):
-    return rgb[..., 0].astype(np.float32) / 255.0
+def _pointwise(batch):
+    return batch[:, 0] / 255.0
+
+
+def _tiled(image, tile, overlap, predict=_pointwise):
+    """Mars-CrackNet's tiling (shared.engine, edge pad, its linear blend) of an (h, w, 3)
+    image, as predict_image runs it."""
+    from mars_cracknet.predict import BLEND
+    from shared import engine
+
+    h, w = image.shape[:2]
+    out = engine.ArrayWriter(h, w)
+    engine.run(engine.ArrayReader(np.moveaxis(image, -1, 0)), predict, h, w, tile, [out],
+               stride=tile - overlap, edge="pad", blend=BLEND, progress=False)
+    return out.prob[0]
 
 
 @pytest.mark.parametrize("hw,tile,overlap", [((100, 130), 32, 8), ((64, 64), 64, 16),
@@ -20,34 +33,31 @@ def _pointwise(rgb):
 def test_tiles_blend_to_the_untiled_result(hw, tile, overlap):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
-
-    def read(r, c, h, w):
-        out = np.zeros((h, w, 3), np.uint8)
-        part = image[r:r + h, c:c + w]
-        out[:part.shape[0], :part.shape[1]] = part
-        return out
-
-    rows = []
-    for row0, strip in iter_tiled_probability(read, *hw, _pointwise, tile, overlap):
-        assert row0 == sum(len(s) for s in rows)
-        rows.append(strip)
-    got = np.concatenate(rows)
+    got = _tiled(image, tile, overlap)
     assert got.shape == hw
-    np.testing.assert_allclose(got, _pointwise(image), atol=1e-5)
+    np.testing.assert_allclose(got, image[..., 0] / 255.0, atol=1e-5)
 
 
 def test_tiled_memory_is_bounded():
-    """A 3000 x 3000 image in 128-px tiles never holds a full-size array."""
-    def read(r, c, h, w):
-        return np.zeros((h, w, 3), np.uint8)
+    """A 3000 x 3000 image in 128-px tiles, streamed: never a full-size array."""
+    from mars_cracknet.predict import BLEND
+    from shared import engine
+
+    class Count:
+        n = 0
+
+        def write(self, row0, prob, valid):
+            Count.n += prob.shape[1]
+
+    def read(win):
+        return np.zeros((3, 128, 128), np.uint8), None
 
     tracemalloc.start()
-    n = 0
-    for _, strip in iter_tiled_probability(read, 3000, 3000, _pointwise, 128, 32):
-        n += strip.shape[0]
+    engine.run(read, _pointwise, 3000, 3000, 128, [Count()], stride=96, edge="pad",
+               blend=BLEND, progress=False)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert n == 3000
+    assert Count.n == 3000
     assert peak < 12e6  # a full float32 map would take 36 MB
 
 
