@@ -285,7 +285,7 @@ class Recording:
 
 def tile_crater(args: argparse.Namespace) -> dict[str, Any]:
     from crater_resunet.data.synthetic import make_tile
-    from crater_resunet.predict import predict_probability
+    from crater_resunet.image_predict import predict_probability
 
     _threads("crater_resunet", args.threads)
     cfg = _crater_cfg(args.quick)
@@ -305,7 +305,8 @@ def tile_crater(args: argparse.Namespace) -> dict[str, Any]:
 
     out = tiled_vs_pure(tiled, rec.replay_s)
     out.update(image=f"{size}x{size} (crater_resunet.data.synthetic.make_tile, grey as RGB)",
-               predictor="crater_resunet.predict.predict_probability (mode tile)", tile=th,
+               predictor="crater_resunet.image_predict.predict_probability (mode tile, "
+                         "shared.engine)", tile=th,
                overlap=overlap, forward_calls=len(rec.shapes),
                windows_predicted=int(sum(s[0] for s in rec.shapes)))
     return out
