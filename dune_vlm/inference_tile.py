@@ -1,22 +1,27 @@
-"""Map a huge 64-band GeoTIFF with sliding-window inference, window by window.
+"""Map a huge 64-band GeoTIFF with sliding-window inference, in bounded memory.
 
-The raster is never loaded whole. The windows (``--tile_size``, ``--stride``) are planned once
-with ``shared.tiles.iter_windows`` and predicted exactly once each, one window row after the
-other. The input rows of the current window row are held over the whole width in a ring
-(``RowReader``: each block of the file is decoded once, the next rows in a background thread
-while the model predicts), or read window by window where that ring would be too large
-(``WindowReader``). Windows are predicted in batches, and their softmax probabilities are
-blended into a rolling strip of ``tile_size`` rows with a smooth weight: zero in a margin of
-``overlap/4`` along window sides that lie inside the raster (where a window lacks context),
-then a cosine ramp up to 1, and full weight on sides that lie on the raster border. The rows
-that no later window touches are then final and written. Neighbouring windows' weights overlap,
-so the blend has no seams, and a model whose receptive field is within the margin gives
-exactly its whole-image prediction.
+The tiling is the one engine of the project, :mod:`shared.engine`: windows of ``--tile-size``
+every ``--stride`` px planned on the ``shared.tiles`` grid and predicted exactly once each, in
+batches; the input read from a :class:`shared.rasters.Scene` by
+:class:`shared.engine.RowRingReader` (the rows of the current window row over the whole width
+in a ring, in the file's dtype, each block of the file decoded once, the next rows in a
+background thread while the model predicts), or window by window
+(:class:`shared.engine.SceneReader`) where that ring would exceed ``--max-rows-mb``; the softmax
+probabilities blended with the engine's weight, and the rows no later window touches written
+to the output GeoTIFF strip by strip. This module keeps only what is the dune mapper's own: the
+scaling of quantised inputs, the "any band equals nodata" rule, the model call, and the
+encoding of the map.
+
+The default blend is ``cosine`` with a margin (the rule this mapper had before the engine):
+zero in a margin of ``overlap/4`` along window sides that lie inside the raster (where a window
+lacks context), then a cosine ramp up to 1, and full weight on sides on the raster border, so
+the blend has no seams and a model whose receptive field is within the margin gives exactly its
+whole-image prediction.
 
 Output: a tiled, deflate-compressed uint8 GeoTIFF with the input's CRS and transform, class
 indexes, 255 where the input is nodata, an embedded class colour table and, with
 ``--confidence``, a second band holding the blended maximum probability x 100. Memory: the
-input ring, ``bands x (tile + stride) x width`` of the file's dtype, the output strip,
+input ring, ``bands x (tile + stride) x width`` of the file's dtype, the engine's strip,
 ``classes x tile_size x width`` float32, and a batch of windows (independent of the raster's
 height).
 """
@@ -28,389 +33,180 @@ import contextlib
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from shared.engine import BLENDS
 from shared.runs import UserError
 
 NODATA_OUT = 255
+MAX_ROWS_MB = 1024  # the ring's budget; its cost and pay-off: README, "Memory"
+DEFAULT_BLEND = "cosine"  # the dune mapper's rule before the engine (cosine ramp after a margin)
 
-
-
-# Budget of RowReader's ring of input rows; above it the mapper reads window by window
-# (measured on int8 LZW rasters, whole process: 4,096^2 in 26 s with the ring, 57 s window by
-# window; 8,192^2 needs 1,993 MB with the ring, 1,603 MB window by window).
-MAX_ROWS_MB = 1024
 
 class TileInferenceError(UserError):
     pass
 
 
-def side_weight(n: int, margin: int, ramp: int, taper_start: bool, taper_end: bool) -> np.ndarray:
-    """1-D weight: 0 inside ``margin``, cosine ramp over ``ramp`` px, 1 in the middle."""
-    d = np.arange(n, dtype=np.float64)
-    w = np.ones(n)
-
-    def ramp_fn(dist):
-        t = np.clip((dist - margin + 0.5) / max(ramp, 1), 0.0, 1.0)
-        return np.where(dist < margin, 0.0, np.sin(0.5 * np.pi * t) ** 2)
-
-    if taper_start:
-        w = np.minimum(w, ramp_fn(d))
-    if taper_end:
-        w = np.minimum(w, ramp_fn(n - 1 - d))
-    return w
-
-
-def plan_windows(height: int, width: int, tile: int, stride: int) -> list[list]:
-    """The windows of the raster, grouped by window row (``shared.tiles.iter_windows``)."""
-    from shared.tiles import iter_windows
-
-    rows: dict[int, list] = {}
-    for win in iter_windows(height, width, tile, stride, edge="shift"):
-        rows.setdefault(win.row, []).append(win)
-    return [rows[r] for r in sorted(rows)]
-
-
-@dataclass
-class Strip:
-    """Blend accumulators for raster rows ``top .. top + rows`` (full width)."""
-
-    rows: int
-    width: int
-    top: int = 0
-    acc: np.ndarray | None = None
-    wsum: np.ndarray = field(init=False)
-    valid: np.ndarray = field(init=False)
-
-    def __post_init__(self):
-        self.wsum = np.zeros((self.rows, self.width), np.float32)
-        self.valid = np.zeros((self.rows, self.width), bool)
-
-    def add(self, prob: np.ndarray, weight: np.ndarray, good: np.ndarray, row: int,
-            col: int) -> None:
-        """Blend one window's (C, h, w) probabilities placed at raster ``(row, col)``
-        (``prob`` is weighted in place)."""
-        if self.acc is None:
-            self.acc = np.zeros((prob.shape[0], self.rows, self.width), np.float32)
-        h = min(prob.shape[1], self.rows - (row - self.top))
-        w = min(prob.shape[2], self.width - col)
-        r0 = row - self.top
-        p = prob[:, :h, :w]
-        np.multiply(p, weight[:h, :w], out=p)
-        self.acc[:, r0:r0 + h, col:col + w] += p
-        self.wsum[r0:r0 + h, col:col + w] += weight[:h, :w]
-        self.valid[r0:r0 + h, col:col + w] |= good[:h, :w]
-
-    def take(self, n: int, confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Class (and confidence) of the first ``n`` rows, then move the strip down by ``n``."""
-        cls = np.full((n, self.width), NODATA_OUT, np.uint8)
-        conf = np.full((n, self.width), NODATA_OUT, np.uint8) if confidence else None
-        ok = (self.wsum[:n] > 0) & self.valid[:n]
-        if self.acc is not None and ok.any():
-            best, arg = self.acc[0, :n].copy(), np.zeros((n, self.width), np.uint8)
-            for c in range(1, len(self.acc)):  # argmax over classes, first maximum wins
-                np.copyto(arg, np.uint8(c), where=self.acc[c, :n] > best)
-                np.maximum(best, self.acc[c, :n], out=best)
-            cls[ok] = arg[ok]
-            if confidence:
-                best = best[ok] / self.wsum[:n][ok]
-                conf[ok] = np.clip(np.rint(best * 100), 0, 100).astype(np.uint8)
-        for a in (self.acc, self.wsum, self.valid):
-            if a is not None:
-                if n < self.rows:
-                    a[..., :self.rows - n, :] = a[..., n:, :]  # numpy copies overlaps safely
-                a[..., self.rows - n:, :] = 0
-        self.top += n
-        return cls, conf
-
-
-class RowReader:
-    """The input rows of the current window row over the whole width, in the file's dtype,
-    zeroed where a pixel is not data, with that mask, in a ring of ``tile + stride`` rows
-    (raster row ``r`` in slot ``r % (tile + stride)``). Consecutive window rows share
-    ``tile - stride`` rows, which stay, so every block of the file is decoded once (a windowed
-    GeoTIFF read decodes each block it touches, and GDAL's cache would have to hold two block
-    rows of 64-band blocks to spare that); the next ``stride`` rows are decoded in a background
-    thread while the model predicts the current row. Memory: ``bands x (tile + stride) x
-    width`` of the file's dtype (403 MB at 8,192 px wide in int8, tile 512, stride 256)."""
-
-    def __init__(self, src, tile: int, stride: int, nodata):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.src, self.tile, self.nodata, self.size = src, tile, nodata, tile + stride
-        width = max(src.width, tile)
-        self.raw = np.zeros((src.count, self.size, width), np.dtype(src.dtypes[0]))
-        self.bad = np.ones((self.size, width), bool)
-        self.end = 0  # rows < end are read, being read, or lie past the bottom
-        self.pool, self.pending = ThreadPoolExecutor(1, thread_name_prefix="rows"), None
-
-    @staticmethod
-    def nbytes(src, tile: int, stride: int) -> int:
-        return src.count * (tile + stride) * max(src.width, tile) * \
-            np.dtype(src.dtypes[0]).itemsize
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-
-    def start_row(self, row: int, next_row: int | None) -> None:
-        """Hold rows ``row .. row + tile`` (waiting for the background read), then start
-        reading the rows the next window row adds."""
-        if self.pending is not None:
-            self.pending.result()  # re-raises a read error
-            self.pending = None
-        self._read_upto(row + self.tile)
-        if next_row is not None:
-            assert next_row - row <= self.size - self.tile, "window rows further than stride"
-            self.pending = self.pool.submit(self._read_upto, next_row + self.tile)
-
-    def _read_upto(self, stop: int) -> None:
-        r, self.end = self.end, max(self.end, stop)
-        while r < stop:  # at most two runs of ring slots
-            slot = r % self.size
-            n = min(stop - r, self.size - slot)
-            self._read(r, slot, n)
-            r += n
-
-    def _read(self, row: int, slot: int, n: int) -> None:
-        from rasterio.errors import RasterioIOError
-        from rasterio.windows import Window
-
-        from shared.rasters import RasterError, nodata_mask
-
-        inside, W = max(0, min(n, self.src.height - row)), self.src.width
-        raw, bad = self.raw[:, slot:slot + inside, :W], self.bad[slot:slot + inside, :W]
-        if inside:
-            try:
-                self.src.read(window=Window(0, row, W, inside), out=raw)
-            except RasterioIOError as exc:
-                raise TileInferenceError(str(RasterError(
-                    self.src.name, f"truncated or corrupt data in rows {row}..{row + inside} "
-                    f"({exc})"))) from None
-            bad[:] = nodata_mask(raw, self.nodata, any_band=True)
-            if bad.any():
-                raw[:, bad] = 0
-        self.raw[:, slot + inside:slot + n] = 0  # past the bottom: not data
-        self.bad[slot + inside:slot + n] = True
-
-    def window(self, win) -> tuple[list, np.ndarray]:
-        """``([(first row, (bands, h, tile) values), ...], (tile, tile) not-data mask)``."""
-        t, c, s0 = self.tile, win.col, win.row % self.size
-        if s0 + t <= self.size:
-            return [(0, self.raw[:, s0:s0 + t, c:c + t])], self.bad[s0:s0 + t, c:c + t]
-        k = self.size - s0  # the window wraps round the ring
-        parts = [(0, self.raw[:, s0:, c:c + t]), (k, self.raw[:, :t - k, c:c + t])]
-        return parts, np.concatenate([self.bad[s0:, c:c + t], self.bad[:t - k, c:c + t]])
-
-
-class WindowReader:
-    """Window by window from disk (each block decoded once per window touching it): the
-    fallback when a ``RowReader`` would exceed the memory allowed for it."""
-
-    def __init__(self, src, tile: int, nodata):
-        self.src, self.tile, self.nodata = src, tile, nodata
-
-    def start_row(self, row: int, next_row: int | None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def window(self, win) -> tuple[list, np.ndarray]:
-        from rasterio.windows import Window
-
-        from shared.rasters import RasterError, nodata_mask, read_window
-
-        try:
-            raw = read_window(self.src, Window(win.col, win.row, self.tile, self.tile),
-                              fill_value=self.nodata if self.nodata is not None else 0)
-        except RasterError as exc:
-            raise TileInferenceError(str(exc)) from None
-        bad = nodata_mask(raw, self.nodata, any_band=True)
-        bad[self.src.height - win.row:] = True  # boundless fill: not data
-        bad[:, self.src.width - win.col:] = True
-        raw[:, bad] = 0
-        return [(0, raw)], bad
-
-
-def to_batch(views: list, scale: float, out: np.ndarray) -> np.ndarray:
-    """Scaled float32 features (n, bands, tile, tile) of the windows ``views`` (readers'
-    ``window()``, already zero where a pixel is not data) in ``out[:n]``."""
-    for x, (parts, _) in zip(out, views):
-        for r0, raw in parts:
-            dst = x[:, r0:r0 + raw.shape[1]]
-            if scale != 1.0:
-                np.multiply(raw, np.float32(scale), out=dst, casting="unsafe")
-            else:
-                np.copyto(dst, raw, casting="unsafe")
-    return out[:len(views)]
-
-
-def predict_batch(model, text, xb: np.ndarray, device) -> np.ndarray:
-    """Softmax probabilities (n, C, tile, tile) of one batch of windows (n, bands, tile, tile)."""
-    import torch
-
-    with torch.inference_mode():
-        xb = torch.from_numpy(xb).to(device)
-        return torch.softmax(model(xb, text).float(), dim=1).cpu().numpy()
-
-
-def blend_weight(win, tile: int, height: int, width: int, margin: int, ramp: int,
-                 bad: np.ndarray) -> np.ndarray:
-    """2-D weight of a window: tapered on sides inside the raster, 0 on nodata pixels."""
-    wr = side_weight(tile, margin, ramp, win.row > 0, win.row + tile < height)
-    wc = side_weight(tile, margin, ramp, win.col > 0, win.col + tile < width)
-    w = np.outer(wr, wc).astype(np.float32)
-    w[bad] = 0.0
-    return w
-
-
 def _check_args(input_tif: Path, tile_size: int, stride: int, batch_size: int,
-                margin: int | None) -> tuple[int, int]:
+                margin: int | None, blend: str) -> int | None:
     if tile_size <= 0 or tile_size % 32:
         raise TileInferenceError(f"tile size must be a positive multiple of 32, got {tile_size}")
     if not 0 < stride <= tile_size:
         raise TileInferenceError(f"stride must be in 1..tile size ({tile_size}), got {stride}")
     if batch_size < 1:
         raise TileInferenceError("batch size must be positive")
+    if blend not in BLENDS:
+        raise TileInferenceError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     if not input_tif.is_file():
         raise TileInferenceError(f"{input_tif}: file not found")
     overlap = tile_size - stride
-    margin = overlap // 4 if margin is None else int(margin)
-    if overlap and 2 * margin > overlap:
+    if margin is not None and overlap and 2 * int(margin) > overlap:
         raise TileInferenceError(f"margin {margin} too large for overlap {overlap}")
-    return margin, max(overlap - 2 * margin, 1)
+    return None if margin is None else int(margin)
 
 
 def _open_input(input_tif: Path, in_chans):
-    import rasterio
+    from shared.rasters import RasterError, open_scene
 
     try:
-        src = rasterio.open(input_tif)
-    except rasterio.errors.RasterioIOError as exc:
-        raise TileInferenceError(f"{input_tif}: not a readable raster ({exc})") from None
-    if in_chans is not None and src.count != in_chans:
-        src.close()
-        raise TileInferenceError(f"{input_tif}: has {src.count} bands, the model expects "
+        scene = open_scene(input_tif)
+    except RasterError as exc:
+        raise TileInferenceError(str(exc)) from None
+    if in_chans is not None and scene.count != in_chans:
+        scene.close()
+        raise TileInferenceError(f"{input_tif}: has {scene.count} bands, the model expects "
                                  f"{in_chans}")
-    if src.crs is None:
-        src.close()
+    if scene.crs is None:
+        scene.close()
         raise TileInferenceError(f"{input_tif}: has no CRS (a georeferenced export is needed "
                                  "to write a map)")
-    return src
+    return scene
 
 
-def _predict_row(reader, wins, next_row, strip, model, text, ctx, stats, bar) -> None:
-    """Predict one window row (each window once) and blend it into the strip."""
-    tile, bs = ctx["tile"], ctx["batch_size"]
-    reader.start_row(wins[0].row, next_row)
-    for i in range(0, len(wins), bs):
-        chunk = [(win, reader.window(win)) for win in wins[i:i + bs]]
-        bar.update(len(chunk))
-        keep = [(win, view) for win, view in chunk if not view[1].all()]
-        stats["windows_skipped_nodata"] += len(chunk) - len(keep)
-        if not keep:
-            continue
-        xb = to_batch([view for _, view in keep], ctx["scale"], ctx["batch"])
-        probs = predict_batch(model, text, xb, ctx["device"])
-        stats["windows_predicted"] += len(keep)
-        stats["num_classes"] = int(probs.shape[1])
-        for p, (win, (_, bad)) in zip(probs, keep):
-            w = blend_weight(win, tile, ctx["height"], ctx["width"], ctx["margin"],
-                             ctx["ramp"], bad)
-            strip.add(p, w, ~bad, win.row, win.col)
+def make_predict_fn(model, text, device, scale: float):
+    """The engine's callback: a batch (n, bands, tile, tile) of the file's values (zero where
+    not data) -> softmax probabilities (n, C, tile, tile). The batch is scaled in place."""
+    import torch
+
+    def predict_fn(xb: np.ndarray) -> np.ndarray:
+        if scale != 1.0:
+            np.multiply(xb, np.float32(scale), out=xb)
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(xb).to(device), text)
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    return predict_fn
 
 
-def write_rows(dst, strip: Strip, n: int, confidence: bool) -> None:
-    """Write the strip's first ``n`` (final) rows and move it down."""
-    from rasterio.windows import Window
+def encode_map(confidence: bool):
+    """The engine's GeoTIFF encoding: (classes, n, W) probabilities (NaN where invalid) ->
+    class index (first maximum wins), 255 where invalid, and the max probability x 100."""
 
-    row = strip.top
-    cls, conf = strip.take(n, confidence)
-    win = Window(0, row, strip.width, n)
-    dst.write(cls, 1, window=win)
-    if confidence:
-        dst.write(conf, 2, window=win)
+    def encode(prob: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        n, width = valid.shape
+        out = np.full((2 if confidence else 1, n, width), NODATA_OUT, np.uint8)
+        if valid.any():
+            best, arg = np.where(valid, prob[0], -1.0), np.zeros((n, width), np.uint8)
+            for c in range(1, len(prob)):
+                np.copyto(arg, np.uint8(c), where=prob[c] > best)
+                np.maximum(best, prob[c], out=best, where=valid)
+            out[0][valid] = arg[valid]
+            if confidence:
+                out[1][valid] = np.clip(np.rint(best[valid] * 100), 0, 100).astype(np.uint8)
+        return out
+
+    return encode
 
 
 def predict_raster(
     input_tif, output_tif, model, text=None, *, tile_size: int = 512, stride: int = 256,
     batch_size: int = 4, device="cpu", confidence: bool = False,
     input_scale: float | None = None, nodata: float | None = None, colormap=None,
-    class_names: list[str] | None = None,
-    margin: int | None = None, progress: bool = True, max_rows_mb: int = MAX_ROWS_MB,
+    class_names: list[str] | None = None, margin: int | None = None,
+    blend: str = DEFAULT_BLEND, progress: bool = True, max_rows_mb: int = MAX_ROWS_MB,
 ) -> dict:
-    """Classify ``input_tif`` into ``output_tif``: plan, predict, blend, write; returns run
-    statistics (windows planned and predicted, the reader used, peak RSS).
+    """Classify ``input_tif`` into ``output_tif`` with :func:`shared.engine.run` (one scene,
+    one call); returns run statistics (windows planned and predicted, the reader, peak RSS).
 
-    The input is read by a ``RowReader`` (each block decoded once) unless its rows would take
-    more than ``max_rows_mb``; then window by window (``WindowReader``)."""
+    ``blend`` is the engine's weight (default cosine, with ``margin`` px of zero weight,
+    default overlap // 4). The input is read by a ``RowRingReader`` (each block decoded once)
+    unless its rows would take more than ``max_rows_mb``; then window by window."""
     import rasterio
-    from tqdm import tqdm
 
-    from shared.rasters import geotiff_writer
+    from shared.engine import Blend, GeoTIFFWriter, RowRingReader, SceneReader, run
+    from shared.rasters import RasterError, nodata_mask
 
     input_tif, output_tif = Path(input_tif), Path(output_tif)
-    margin, ramp = _check_args(input_tif, tile_size, stride, batch_size, margin)
+    margin = _check_args(input_tif, tile_size, stride, batch_size, margin, blend)
     if input_scale is not None and not (np.isfinite(input_scale) and input_scale > 0):
         raise TileInferenceError(f"--input-scale {input_scale}: expected a positive finite "
                                  "number (nan or 0 gives a map of one class)")  # issue 27
     t_start = time.time()
-    stats = {"windows_predicted": 0, "windows_skipped_nodata": 0, "num_classes": None}
-    # the reader decodes each block once: GDAL's block cache would only hold copies
+    # the ring decodes each block once: GDAL's block cache would only hold copies
     with rasterio.Env(GDAL_CACHEMAX=64), \
-            _open_input(input_tif, getattr(model, "in_chans", None)) as src:
-        H, W = src.height, src.width
-        nd = nodata if nodata is not None else src.nodata
-        dtype = np.dtype(src.dtypes[0])
+            _open_input(input_tif, getattr(model, "in_chans", None)) as scene:
+        H, W = scene.height, scene.width
+        nd = nodata if nodata is not None else scene.file_nodata
+        dtype = np.dtype(scene.dtype)
         scale = input_scale if input_scale is not None else \
             (1.0 / 127.0 if dtype.kind in "iu" else 1.0)
-        plan = plan_windows(H, W, tile_size, stride)
-        total = sum(len(r) for r in plan)
-        rows_fit = RowReader.nbytes(src, tile_size, stride) <= max_rows_mb * 2**20
-        reader = RowReader(src, tile_size, stride, nd) if rows_fit else \
-            WindowReader(src, tile_size, nd)
-        ctx = {"tile": tile_size, "batch_size": batch_size, "scale": scale, "device": device,
-               "margin": margin, "ramp": ramp, "height": H, "width": W,
-               "batch": np.empty((batch_size, src.count, tile_size, tile_size), np.float32)}
-        strip = Strip(tile_size, W)
-        with geotiff_writer(output_tif, width=W, height=H, count=2 if confidence else 1,
-                            dtype="uint8", crs=src.crs, transform=src.transform,
-                            nodata=NODATA_OUT, blocksize=256) as dst:
-            bar = tqdm(total=total, desc="windows", unit="win", disable=not progress)
-            with contextlib.closing(reader):
-                for k, wins in enumerate(plan):
-                    nxt = plan[k + 1][0].row if k + 1 < len(plan) else None
-                    _predict_row(reader, wins, nxt, strip, model, text, ctx, stats, bar)
-                    write_rows(dst, strip, (H if nxt is None else nxt) - strip.top, confidence)
-            bar.close()
-            if colormap and class_names:  # colour table, band description, class names
-                from shared.rasters import describe_class_band
 
-                describe_class_band(dst, class_names, colormap, band=1, nodata=NODATA_OUT,
-                                    description="dune class (255 = nodata)")
-            elif colormap:
-                dst.write_colormap(1, colormap)
-            dst.set_band_description(1, "dune class (255 = nodata)")
-            if confidence:
-                dst.set_band_description(2, "confidence: blended max probability x 100")
-        bands = src.count
+        def invalid(raw):  # a pixel with any band at nodata is not data
+            return nodata_mask(raw, nd, any_band=True)
+
+        if RowRingReader.nbytes(scene, tile_size, stride) <= max_rows_mb * 2**20:
+            reader = RowRingReader(scene, tile_size, stride, invalid=invalid)
+        else:
+            reader = SceneReader(scene, uint8=False, invalid=invalid)
+        writer = GeoTIFFWriter(output_tif, width=W, height=H, count=2 if confidence else 1,
+                               dtype="uint8", crs=scene.crs, transform=scene.transform,
+                               nodata=NODATA_OUT, encode=encode_map(confidence), blocksize=256)
+        try:
+            with contextlib.ExitStack() as stack:
+                if hasattr(reader, "close"):  # the ring's background thread
+                    stack.callback(reader.close)
+                stack.enter_context(writer)
+                stats = run(reader, make_predict_fn(model, text, device, scale), H, W,
+                            tile_size, [writer], stride=stride, edge="shift",
+                            blend=Blend(blend, margin=margin), batch_size=batch_size,
+                            skip_empty=True, progress=progress)
+                _describe(writer.dataset, colormap, class_names, confidence)
+        except RasterError as exc:
+            raise TileInferenceError(str(exc)) from None
+        bands = scene.count
+    out = {"windows_predicted": stats.windows_predicted,
+           "windows_skipped_nodata": stats.windows_skipped, "num_classes": stats.classes}
     if colormap and class_names:  # GDAL category names + RAT, QGIS style, beside the map
         from shared.rasters import write_class_sidecars
 
-        stats["sidecars"] = [str(p) for p in write_class_sidecars(output_tif, class_names,
-                                                                   colormap)]
-    stats.update({
+        out["sidecars"] = [str(p) for p in write_class_sidecars(output_tif, class_names,
+                                                                 colormap)]
+    out.update({
         "input": str(input_tif), "output": str(output_tif), "height": H, "width": W,
         "bands": bands, "dtype": dtype.name, "tile_size": tile_size, "stride": stride,
-        "batch_size": batch_size, "margin": margin, "windows_total": total,
-        "reader": type(reader).__name__,
+        "batch_size": batch_size, "blend": blend,
+        "margin": (tile_size - stride) // 4 if margin is None else margin,
+        "windows_total": stats.windows, "reader": type(reader).__name__,
         "wall_s": round(time.time() - t_start, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     })
-    return stats
+    return out
+
+
+def _describe(dst, colormap, class_names, confidence: bool) -> None:
+    """Colour table, band descriptions and class names of the map being written."""
+    if colormap and class_names:
+        from shared.rasters import describe_class_band
+
+        describe_class_band(dst, class_names, colormap, band=1, nodata=NODATA_OUT,
+                            description="dune class (255 = nodata)")
+    elif colormap:
+        dst.write_colormap(1, colormap)
+    dst.set_band_description(1, "dune class (255 = nodata)")
+    if confidence:
+        dst.set_band_description(2, "confidence: blended max probability x 100")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -466,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory for the input rows held in a ring (each block decoded once); "
                         "above it, windows are read one by one")
     hidden_alias(p, "--max_rows_mb", dest="max_rows_mb", type=int)
+    p.add_argument("--blend", choices=BLENDS, default=DEFAULT_BLEND,
+                   help="weight of overlapping windows (shared.engine); default cosine, the "
+                        "mapper's own rule: 0 in a margin of overlap/4 at inner window sides, "
+                        "then a cosine ramp")
     add_progress_argument(p)
     return finish_parser(p)
 
@@ -498,7 +298,7 @@ def _main(argv=None) -> int:
             stride=stride, batch_size=args.batch_size, device=dev,
             confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
             colormap=colors, class_names=class_names(),
-            progress=progress_enabled(args.no_progress),
+            progress=progress_enabled(args.no_progress), blend=args.blend,
             max_rows_mb=args.max_rows_mb)
     print(f"wrote {stats['output']}: {stats['width']}x{stats['height']}, "
           f"{stats['windows_predicted']} windows predicted "

@@ -185,11 +185,15 @@ class SceneReader:
 
     ``uint8=True`` reads through the scene's one stretch (:meth:`Scene.read_uint8`, valid
     pixels 1..255, invalid 0), else raw float32 values with invalid pixels set to ``fill``;
-    ``bands`` (1-based) and ``gray`` are passed on."""
+    ``bands`` (1-based) and ``gray`` are passed on. ``invalid(x) -> (th, tw) bool`` (raw
+    reads only) replaces the scene's no-data rule inside the raster (e.g. the dune mapper's
+    "any band equals nodata"); outside stays invalid."""
 
     def __init__(self, scene: Any, *, uint8: bool = True, bands: Sequence[int] | None = None,
-                 gray: bool = False, fill: float = 0.0):
+                 gray: bool = False, fill: float = 0.0,
+                 invalid: Callable[[np.ndarray], np.ndarray] | None = None):
         self.scene, self.uint8, self.bands, self.gray, self.fill = scene, uint8, bands, gray, fill
+        self.invalid = invalid
         self.height, self.width = scene.height, scene.width
 
     def __call__(self, win: TileWindow) -> tuple[np.ndarray, np.ndarray]:
@@ -197,9 +201,116 @@ class SceneReader:
             return self.scene.read_uint8(win.row, win.col, win.height, win.width,
                                          bands=self.bands, gray=self.gray)
         x, valid = self.scene.read(win.row, win.col, win.height, win.width, bands=self.bands)
+        if self.invalid is not None:
+            valid = np.zeros_like(valid)
+            valid[:win.valid_height, :win.valid_width] = True
+            valid &= ~np.asarray(self.invalid(x), bool)
         if not valid.all():
             x[:, ~valid] = self.fill
         return x, valid
+
+
+class RowRingReader:
+    """Windows of a wide :class:`shared.rasters.Scene` from a ring of whole-width rows, in the
+    file's dtype, each block of the file decoded once (for many-band rasters such as the dune
+    mapper's 64-band embeddings, where reading window by window decodes each interior block
+    up to four times and GDAL's cache would have to hold two block rows to spare that).
+
+    The ring holds ``tile + stride`` rows (raster row ``r`` in slot ``r % (tile + stride)``);
+    consecutive window rows share ``tile - stride`` rows, which stay. :func:`run` calls
+    :meth:`start_row` when a window row starts: it waits for the rows it needs, then decodes
+    the ``stride`` rows the next window row adds in a background thread while the model
+    predicts. Invalid pixels (``invalid(raw) -> (n, W) bool``, default the scene's no-data
+    rule without its alpha band; rows past the bottom; columns past the right edge) are
+    ``fill``. Memory: ``bands x (tile + stride) x max(width, tile)`` of the file's dtype
+    (:meth:`nbytes`). Close it (or use it as a context manager) to stop the thread."""
+
+    def __init__(self, scene: Any, tile: int | tuple[int, int],
+                 stride: int | tuple[int, int] | None = None, *,
+                 bands: Sequence[int] | None = None,
+                 invalid: Callable[[np.ndarray], np.ndarray] | None = None, fill: float = 0):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from shared.rasters import nodata_mask
+
+        self.scene, self.bands, self.fill = scene, bands, fill
+        self.tile = _pair(tile)
+        self.size = self.tile[0] + (self.tile[0] if stride is None else _pair(stride)[0])
+        self.height, self.width = scene.height, scene.width
+        self.invalid = invalid or (lambda raw: nodata_mask(raw, scene.nodata))
+        count, dtype = self._layout(scene, bands)
+        self.raw = np.zeros((count, self.size, max(scene.width, self.tile[1])), dtype)
+        self.bad = np.ones(self.raw.shape[1:], bool)
+        self.end = 0  # rows < end are read, being read, or lie past the bottom
+        self.pool, self.pending = ThreadPoolExecutor(1, thread_name_prefix="rows"), None
+
+    @staticmethod
+    def _layout(scene: Any, bands: Sequence[int] | None) -> tuple[int, np.dtype]:
+        idx = range(1, scene.count + 1) if bands is None else [int(b) for b in bands]
+        return len(idx), np.result_type(*[scene.dtypes[i - 1] for i in idx])
+
+    @classmethod
+    def nbytes(cls, scene: Any, tile: int | tuple[int, int],
+               stride: int | tuple[int, int] | None = None,
+               bands: Sequence[int] | None = None) -> int:
+        """Bytes the ring of ``scene`` would take."""
+        th, tw = _pair(tile)
+        sh = th if stride is None else _pair(stride)[0]
+        count, dtype = cls._layout(scene, bands)
+        return count * (th + sh) * max(scene.width, tw) * np.dtype(dtype).itemsize
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def __enter__(self) -> RowRingReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start_row(self, row: int, next_row: int | None) -> None:
+        """Hold rows ``row .. row + tile`` (waiting for the background read, whose error is
+        raised here), then start reading the rows the next window row adds."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+        th = self.tile[0]
+        self._read_upto(row + th)
+        if next_row is not None:
+            if next_row - row > self.size - th:
+                raise ValueError(f"window rows {row} and {next_row} are further apart than "
+                                 f"the ring's stride {self.size - th}")
+            self.pending = self.pool.submit(self._read_upto, next_row + th)
+
+    def _read_upto(self, stop: int) -> None:
+        r, self.end = self.end, max(self.end, stop)
+        while r < stop:  # at most two runs of ring slots
+            slot = r % self.size
+            n = min(stop - r, self.size - slot)
+            self._read(r, slot, n)
+            r += n
+
+    def _read(self, row: int, slot: int, n: int) -> None:
+        inside, W = max(0, min(n, self.height - row)), self.width
+        raw, bad = self.raw[:, slot:slot + inside, :W], self.bad[slot:slot + inside, :W]
+        if inside:
+            self.scene.read_raw(row, 0, inside, W, bands=self.bands, out=raw)
+            bad[:] = self.invalid(raw)
+            if bad.any():
+                raw[:, bad] = self.fill
+        self.raw[:, slot + inside:slot + n] = self.fill  # past the bottom: not data
+        self.bad[slot + inside:slot + n] = True
+
+    def __call__(self, win: TileWindow) -> tuple[np.ndarray, np.ndarray]:
+        """``(x (bands, th, tw) in the file's dtype, valid (th, tw))`` of a window whose rows
+        the ring holds (a view into the ring unless the window wraps round it)."""
+        (th, tw), c, s0 = self.tile, win.col, win.row % self.size
+        if s0 + th <= self.size:
+            return self.raw[:, s0:s0 + th, c:c + tw], ~self.bad[s0:s0 + th, c:c + tw]
+        k = self.size - s0  # the window wraps round the ring
+        x = np.concatenate([self.raw[:, s0:, c:c + tw], self.raw[:, :th - k, c:c + tw]], 1)
+        bad = np.concatenate([self.bad[s0:, c:c + tw], self.bad[:th - k, c:c + tw]])
+        return x, ~bad
 
 
 # ------------------------------------------------------------------------ writers

@@ -696,6 +696,26 @@ class Scene:
                                        boundless)[0][0]
         return raw, self._valid(raw, inside, alpha)
 
+    def read_raw(self, row: int, col: int, height: int, width: int,
+                 bands: Sequence[int] | None = None, out: np.ndarray | None = None,
+                 ) -> np.ndarray:
+        """The file's own values (its dtype, no nodata test) of a window inside the raster,
+        (bands, height, width), decoded into ``out`` when given (no copy: the row ring of
+        :class:`shared.engine.RowRingReader`). A window reaching outside or a truncated
+        file is a RasterError."""
+        if out is None:
+            return self._read_raw(row, col, height, width, bands, False)[0]
+        if row < 0 or col < 0 or row + height > self.height or col + width > self.width:
+            raise RasterError(self.path, f"window rows {row}..{row + height}, cols "
+                                         f"{col}..{col + width} is outside the raster "
+                                         f"({self.height}x{self.width})")
+        try:
+            return self._src.read(self._indexes(bands), window=Window(col, row, width, height),
+                                  out=out)
+        except RasterioIOError as exc:
+            raise RasterError(self.path, f"truncated or corrupt data in rows {row}.."
+                                         f"{row + height} ({_short(exc)})") from None
+
     def read(self, row: int, col: int, height: int, width: int,
              bands: Sequence[int] | None = None, boundless: bool = True,
              out_shape: tuple[int, int] | None = None, resampling: str = "bilinear",

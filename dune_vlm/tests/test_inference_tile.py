@@ -7,13 +7,13 @@ from rasterio.transform import from_origin
 from torch import nn
 
 from dune_vlm.inference_tile import (
+    DEFAULT_BLEND,
     NODATA_OUT,
     TileInferenceError,
     main,
-    plan_windows,
     predict_raster,
-    side_weight,
 )
+from shared.engine import Blend, plan
 from shared.rasters import write_geotiff
 
 CRS_UTM = CRS.from_epsg(32733)
@@ -45,15 +45,15 @@ def raster(tmp_path, h=150, w=170, bands=64, crs=CRS_UTM, name="in.tif"):
     return path, img
 
 
-def test_window_weights_cover_and_taper():
-    plan = plan_windows(150, 40, 64, 32)
-    assert [row[0].row for row in plan] == [0, 32, 64, 86]
-    assert [len(row) for row in plan] == [1] * 4
-    assert [row[0].row for row in plan_windows(20, 20, 64, 32)] == [0]
-    w = side_weight(64, 8, 16, True, True)
+def test_default_blend_is_the_mappers_cosine_with_margin():
+    """The engine's cosine weight with the default margin (overlap / 4) is the mapper's rule."""
+    assert DEFAULT_BLEND == "cosine"
+    w = Blend(DEFAULT_BLEND).weight((64, 64), (32, 32))[32]  # one row through the middle
     assert w[:8].max() == 0 and w[-8:].max() == 0 and w[24:40].min() == 1
     assert np.all(np.diff(w[:32]) >= 0)  # smooth monotone ramp, no step inside
-    assert side_weight(64, 8, 16, False, False).min() == 1  # raster border: full weight
+    border = Blend(DEFAULT_BLEND).weight((64, 64), (32, 32), (False,) * 4)
+    assert border.min() == 1  # raster border: full weight
+    assert [w.row for w in plan(150, 40, 64, 32)] == [0, 32, 64, 86]
 
 
 def test_blended_map_equals_whole_image_prediction(tmp_path):
@@ -157,7 +157,7 @@ def test_each_window_predicted_exactly_once(tmp_path):
     model = CountingNet().eval()
     stats = predict_raster(path, tmp_path / "m.tif", model, tile_size=64, stride=32,
                            batch_size=4, progress=False)
-    planned = sum(len(r) for r in plan_windows(300, 260, 64, 32))
+    planned = len(plan(300, 260, 64, 32))
     assert stats["windows_total"] == planned == 9 * 8
     assert len(model.seen) == stats["windows_predicted"] == planned - \
         stats["windows_skipped_nodata"]
@@ -166,17 +166,17 @@ def test_each_window_predicted_exactly_once(tmp_path):
 def test_row_reader_decodes_each_row_once_and_equals_window_reads(tmp_path, monkeypatch):
     """The ring reader (stride 48 of tile 64: windows wrap round the ring) reads every raster
     row exactly once, and its map is the one of window-by-window reads."""
-    from dune_vlm import inference_tile
+    from shared import engine
 
     path, _ = raster(tmp_path, h=300, w=260)
     reads = []
-    orig = inference_tile.RowReader._read
+    orig = engine.RowRingReader._read
 
     def spy(self, row, slot, n):
-        reads.extend(range(row, min(row + n, self.src.height)))
+        reads.extend(range(row, min(row + n, self.height)))
         return orig(self, row, slot, n)
 
-    monkeypatch.setattr(inference_tile.RowReader, "_read", spy)
+    monkeypatch.setattr(engine.RowRingReader, "_read", spy)
     maps = []
     for limit in (1024, 0):
         out = tmp_path / f"map{limit}.tif"
@@ -185,7 +185,7 @@ def test_row_reader_decodes_each_row_once_and_equals_window_reads(tmp_path, monk
                                max_rows_mb=limit)
         with rasterio.open(out) as dst:
             maps.append(dst.read())
-        assert stats["reader"] == ("RowReader" if limit else "WindowReader")
+        assert stats["reader"] == ("RowRingReader" if limit else "SceneReader")
     assert sorted(reads) == list(range(300))
     assert np.array_equal(maps[0], maps[1])
 
@@ -226,3 +226,32 @@ def test_map_geotiff_has_class_names_and_a_qgis_style(tmp_path):
     assert [e.get("label") for e in palette] == names
     cats = ET.parse(str(out) + ".aux.xml").getroot().find("PAMRasterBand/CategoryNames")
     assert [c.text for c in cats] == names
+
+
+@pytest.mark.parametrize("max_rows_mb", [1024, 0], ids=["ring", "windows"])
+def test_wide_raster_memory_does_not_grow_with_height(tmp_path, max_rows_mb):
+    """A wide raster (1,024 px) mapped at two heights (64 and 192 rows): the arrays the mapper
+    allocates (numpy, traced) peak at the same size, within the ring + strip + batch bound."""
+    import tracemalloc
+
+    from rasterio.crs import CRS
+
+    rng = np.random.default_rng(0)
+    peaks = []
+    for h in (64, 192):
+        img = rng.integers(-100, 100, size=(64, h, 1024), dtype=np.int8)
+        path = tmp_path / f"wide{h}.tif"
+        write_geotiff(path, img, crs=CRS.from_epsg(32733), transform=TRANSFORM, nodata=-128)
+        del img
+        model = LocalNet().eval()
+        tracemalloc.start()
+        stats = predict_raster(path, tmp_path / f"map{h}.tif", model, tile_size=64, stride=32,
+                               batch_size=4, progress=False, max_rows_mb=max_rows_mb)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert stats["windows_predicted"] == stats["windows_total"]
+    ring = 64 * (64 + 32) * 1024 if max_rows_mb else 0  # int8 rows of the ring
+    strip = (10 + 1) * 64 * 1024 * 4  # float32 class sums + weight sums of one tile's rows
+    batch = 4 * 64 * 64 * 64 * 4 + 4 * 10 * 64 * 64 * 4  # a batch in and out
+    assert peaks[1] <= 1.1 * peaks[0]
+    assert peaks[0] < 2 * (ring + strip + batch) + 8 * 2**20
