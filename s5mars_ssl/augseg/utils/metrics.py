@@ -12,8 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared.tiles import iter_windows
-
 EVAL_MODES = ("whole", "center_crop", "sliding")
 
 
@@ -54,25 +52,34 @@ def predict_whole(model, image: torch.Tensor) -> torch.Tensor:
     return F.softmax(model(image).float(), dim=1)
 
 
+# The original's sliding-window rule: a plain average of the overlapping windows' softmax.
+SLIDING_BLEND = "constant"
+
+
 @torch.no_grad()
 def predict_sliding(model, image: torch.Tensor, crop: int, stride: int,
-                    num_classes: int) -> torch.Tensor:
-    """Average the softmax of overlapping ``crop`` windows (every ``stride`` px) over the image.
+                    num_classes: int, batch_size: int = 4,
+                    blend: str = SLIDING_BLEND) -> torch.Tensor:
+    """Softmax of overlapping ``crop`` windows (every ``stride`` px) blended over the image by
+    the project's engine (:func:`shared.engine.predict_array`), on ``image``'s device.
 
-    Images smaller than one window are padded (and the padding cropped away afterwards).
-    """
-    b, _, h, w = image.shape
-    ph, pw = max(crop - h, 0), max(crop - w, 0)
-    if ph or pw:
-        image = F.pad(image, (0, pw, 0, ph))
-    hh, ww = image.shape[-2:]
-    prob = image.new_zeros((b, num_classes, hh, ww))
-    count = image.new_zeros((1, 1, hh, ww))
-    for win in iter_windows(hh, ww, crop, stride, edge="shift"):
-        ys, xs = win.slices
-        prob[:, :, ys, xs] += F.softmax(model(image[:, :, ys, xs]).float(), dim=1)
-        count[:, :, ys, xs] += 1
-    return (prob / count)[:, :, :h, :w]
+    Images smaller than one window are zero-padded (the model sees the padding, the output
+    does not), as the original did. ``blend`` defaults to the original's plain average."""
+    from shared.engine import predict_array
+
+    dev = image.device
+
+    def predict_fn(x: np.ndarray) -> np.ndarray:
+        logits = model(torch.from_numpy(x).to(dev))
+        return F.softmax(logits.float(), dim=1).cpu().numpy()
+
+    out = [predict_array(img, predict_fn, crop, stride=stride, edge="shift", blend=blend,
+                         batch_size=batch_size)
+           for img in image.float().cpu().numpy()]
+    prob = torch.from_numpy(np.stack(out)).to(dev)
+    if prob.shape[1] != num_classes:
+        raise ValueError(f"the model gave {prob.shape[1]} classes, expected {num_classes}")
+    return prob
 
 
 @torch.no_grad()
