@@ -245,13 +245,25 @@ def iter_chunks(path: str | Path, spec: ChunkSpec = ChunkSpec(),
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_scene(
             path, spec.stretch_percentiles, OVERVIEW_MAX, default_nodata=0) as scene:
         _describe(scene, stats)
-        rows = range(-(-scene.height // int(spec.size)))
+        rows = grid_rows(scene.height, scene.width, int(spec.size))
         if progress:
             from tqdm import tqdm
 
             rows = tqdm(rows, desc=f"chunk {name}", unit="row", leave=False)
-        for gr in rows:
-            yield from _strip(scene, gr, spec, stats, name, path)
+        for y, cols in rows:
+            yield from _strip(scene, y, cols, spec, stats, name, path)
+
+
+def grid_rows(height: int, width: int, size: int) -> list[tuple[int, list[int]]]:
+    """The chunk grid, ``[(row offset, [column offsets]), ...]``: the windows of
+    ``shared.tiles.iter_windows`` (the one planner; ``edge="pad"``: chunks keep the regular
+    grid and the last ones reach past the edge, no overlap, no blending)."""
+    from shared.tiles import iter_windows
+
+    rows: dict[int, list[int]] = {}
+    for win in iter_windows(height, width, size, edge="pad"):
+        rows.setdefault(win.row, []).append(win.col)
+    return list(rows.items())
 
 
 def _describe(scene, stats: ImageStats) -> None:
@@ -270,24 +282,24 @@ def _describe(scene, stats: ImageStats) -> None:
         stats.transform = list(scene.transform)[:6]
 
 
-def _strip(scene, gr: int, spec: ChunkSpec, stats: ImageStats, name: str,
+def _strip(scene, y: int, cols: list[int], spec: ChunkSpec, stats: ImageStats, name: str,
            path: Path) -> Iterator[Chunk]:
-    """The chunks of grid row ``gr``, read in column groups with the despeckle margin."""
+    """The chunks of the grid row at ``y`` (chunk columns at ``cols``, :func:`grid_rows`),
+    read in column groups with the despeckle margin."""
     size, halo = int(spec.size), spec.halo
-    n_cols = -(-scene.width // size)
     # bytes per pixel: the raw bands plus the float32/bool/uint8 working copies
     per_px = scene.count * np.dtype(scene.dtype).itemsize + 16
     cols_per_read = max(1, int(spec.max_strip_mb * 2**20 // ((size + 2 * halo) ** 2 * per_px)))
     c0 = int(size * (1 - spec.center_fraction) / 2)
     georef = is_georeferenced(scene)
-    y = gr * size
-    for g0 in range(0, n_cols, cols_per_read):
-        g1 = min(n_cols, g0 + cols_per_read)
-        img8, valid = scene.read_uint8(y - halo, g0 * size - halo, size + 2 * halo,
-                                       (g1 - g0) * size + 2 * halo, gray=True)
+    gr = y // size
+    for g0 in range(0, len(cols), cols_per_read):
+        group = cols[g0:g0 + cols_per_read]
+        img8, valid = scene.read_uint8(y - halo, group[0] - halo, size + 2 * halo,
+                                       len(group) * size + 2 * halo, gray=True)
         img8, invalid = img8[0], ~valid
-        for gc in range(g0, g1):
-            ox = (gc - g0) * size
+        for x in group:
+            gc, ox = x // size, x - group[0]
             inv = invalid[halo:halo + size, halo + ox:halo + ox + size]
             share = float(inv[c0:size - c0, c0:size - c0].mean())
             stats.chunks_total += 1
