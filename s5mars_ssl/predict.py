@@ -38,20 +38,49 @@ def read_rgb(path: Path):
         raise UserError(f"{path}: not a readable RGB image ({exc})") from None
 
 
+def predict_one(model, path: Path, out: Path, mean, std, *, device: str = "cpu",
+                sliding: bool = False, crop: int = 512, stride: int = 384, alpha: float = 0.5,
+                autocast=None) -> list[Path]:
+    """One image's ``_mask``, ``_overlay`` and ``_ids`` PNGs (the per-scene task; the model
+    is loaded once by the caller). ``--sliding`` tiles with the project's engine
+    (``predict_sliding``: ``shared.engine``, the original's plain average)."""
+    import contextlib
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from s5mars_ssl.augseg.dataset.augmentation import normalize
+    from s5mars_ssl.augseg.utils.metrics import predict_sliding, predict_whole
+    from s5mars_ssl.constants import colorize, train_to_raw
+    from shared.atomic import atomic_path
+
+    img = read_rgb(path)
+    x = torch.from_numpy(normalize(img, mean, std))[None].to(device)
+    with torch.no_grad(), (autocast or contextlib.nullcontext)():
+        prob = (predict_sliding(model, x, crop, stride, model.num_classes) if sliding
+                else predict_whole(model, x)).float()
+    pred = prob.argmax(1)[0].cpu().numpy().astype(np.uint8)
+    colour = colorize(pred)
+    overlay = (img.astype(np.float32) * (1 - alpha) + colour * alpha).astype(np.uint8)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, arr in (("mask", colour), ("overlay", overlay), ("ids", train_to_raw(pred))):
+        target = out / f"{path.stem}_{suffix}.png"
+        with atomic_path(target) as tmp:
+            Image.fromarray(arr).save(tmp, format="PNG")
+        written.append(target)
+    return written
+
+
 def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "teacher",
                    device: str = "cpu", sliding: bool = False, crop: int = 512,
                    stride: int = 384, alpha: float = 0.5, progress: bool = True,
                    precision: str | bool = "fp32") -> list[Path]:
     import numpy as np
-    import torch
-    from PIL import Image
     from tqdm import tqdm
 
-    from s5mars_ssl.augseg.dataset.augmentation import normalize
-    from s5mars_ssl.augseg.utils.metrics import predict_sliding, predict_whole
     from s5mars_ssl.checkpoint import load_model
-    from s5mars_ssl.constants import colorize, train_to_raw
-    from shared.atomic import atomic_path
     from shared.torch_runtime import precision_for
 
     autocast = precision_for(precision, device).autocast  # auto|fp32|bf16 (old amp: a bool)
@@ -59,23 +88,10 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
     used = info["weights"]
     mean = np.asarray(info["normalization"]["mean"], np.float32)
     std = np.asarray(info["normalization"]["std"], np.float32)
-    n_cls = model.num_classes
     written = []
     for path in tqdm(inputs, desc=f"predict ({used})", disable=not progress):
-        img = read_rgb(path)
-        x = torch.from_numpy(normalize(img, mean, std))[None].to(device)
-        with torch.no_grad(), autocast():
-            prob = (predict_sliding(model, x, crop, stride, n_cls) if sliding
-                    else predict_whole(model, x)).float()
-        pred = prob.argmax(1)[0].cpu().numpy().astype(np.uint8)
-        colour = colorize(pred)
-        overlay = (img.astype(np.float32) * (1 - alpha) + colour * alpha).astype(np.uint8)
-        out.mkdir(parents=True, exist_ok=True)
-        for suffix, arr in (("mask", colour), ("overlay", overlay), ("ids", train_to_raw(pred))):
-            target = out / f"{path.stem}_{suffix}.png"
-            with atomic_path(target) as tmp:
-                Image.fromarray(arr).save(tmp, format="PNG")
-            written.append(target)
+        written += predict_one(model, path, out, mean, std, device=device, sliding=sliding,
+                               crop=crop, stride=stride, alpha=alpha, autocast=autocast)
     return written
 
 
