@@ -1,7 +1,7 @@
 """Raster metadata, window reads and GeoTIFF writes through rasterio (GDAL).
 
-Nothing here loads a whole raster unless asked to: ``read_window`` reads one window, and
-``geotiff_writer`` lets a caller write a large output window by window.
+Nothing here loads a whole raster unless asked to: ``read_window`` reads one window of an open
+dataset or a path, and ``geotiff_writer`` lets a caller write a large output window by window.
 
 ``open_scene`` is the one way to read a real product (GeoTIFF/COG, HiRISE JP2 with its PDS
 label, PDS3 .IMG, ISIS .cub, PNG/JPEG; 8/16-bit or float): a :class:`Scene` gives windowed
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,26 +53,6 @@ def check_bands(path: str | os.PathLike, count: int,
                                 "pass an image with that band count or a model made for it")
 
 
-@dataclass(frozen=True)
-class RasterInfo:
-    """What a raster holds, read from its header only."""
-
-    path: Path
-    width: int
-    height: int
-    count: int
-    dtype: str
-    nodata: float | None
-    crs: Any  # rasterio.crs.CRS or None
-    transform: Any  # affine.Affine
-    driver: str
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(bands, height, width)."""
-        return (self.count, self.height, self.width)
-
-
 def _open(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
@@ -82,16 +61,6 @@ def _open(path: str | os.PathLike):
         return rasterio.open(path)
     except RasterioIOError as exc:
         raise RasterError(path, f"not a readable raster ({exc})") from None
-
-
-def raster_info(path: str | os.PathLike) -> RasterInfo:
-    """Read band count, size, dtype, nodata, CRS and transform without reading pixels."""
-    with _open(path) as src:
-        return RasterInfo(
-            path=Path(path), width=src.width, height=src.height, count=src.count,
-            dtype=src.dtypes[0], nodata=src.nodata, crs=src.crs, transform=src.transform,
-            driver=src.driver,
-        )
 
 
 def read_window(

@@ -4,7 +4,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from shared.rasters import RasterError, geotiff_writer, raster_info, read_window, write_geotiff
+from shared.rasters import RasterError, geotiff_writer, open_scene, read_window, write_geotiff
 
 CRS_UTM = CRS.from_epsg(32733)
 TRANSFORM = from_origin(500000.0, 7400000.0, 10.0, 10.0)
@@ -19,11 +19,11 @@ def raster(tmp_path):
 
 def test_geotiff_round_trip_keeps_crs_and_transform(raster):
     path, arr = raster
-    info = raster_info(path)
-    assert info.crs == CRS_UTM
-    assert info.transform == TRANSFORM
-    assert (info.count, info.height, info.width) == (3, 40, 50)
-    assert info.dtype == "float32" and info.nodata == -9999.0
+    with open_scene(path) as info:
+        assert info.crs == CRS_UTM
+        assert info.transform == TRANSFORM
+        assert (info.count, info.height, info.width) == (3, 40, 50)
+        assert info.dtype == "float32" and info.nodata == -9999.0
     with rasterio.open(path) as src:
         np.testing.assert_array_equal(src.read(), arr)
 
@@ -54,11 +54,11 @@ def test_read_window_inside_and_at_edge(raster):
 def test_bad_rasters(tmp_path, raster):
     path, _ = raster
     with pytest.raises(RasterError, match="missing.tif: file not found"):
-        raster_info(tmp_path / "missing.tif")
+        read_window(tmp_path / "missing.tif", (0, 0, 2, 2))
     junk = tmp_path / "junk.tif"
     junk.write_bytes(b"not a tiff at all")
     with pytest.raises(RasterError, match="junk.tif: not a readable raster"):
-        raster_info(junk)
+        read_window(junk, (0, 0, 2, 2))
     with pytest.raises(RasterError, match="out of range"):
         read_window(path, (0, 0, 2, 2), bands=[4])
     with pytest.raises(ValueError, match="positive"):

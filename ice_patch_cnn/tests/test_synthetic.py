@@ -68,11 +68,11 @@ def test_generate_scenes_is_resumable(tmp_path):
 
 def test_large_mosaic_is_written_block_by_block(tmp_path):
     from ice_patch_cnn.data.synthetic import write_large_scene
-    from shared.rasters import raster_info
+    from shared.rasters import open_scene
 
     path = write_large_scene(tmp_path / "big.tif", 300, 500, seed=1, tile=128, progress=False)
-    info = raster_info(path)
-    assert (info.height, info.width, info.count, info.dtype) == (300, 500, 1, "uint8")
+    with open_scene(path) as info:
+        assert (info.height, info.width, info.count, info.dtype) == (300, 500, 1, "uint8")
     from shared.images import read_image
 
     img = read_image(path)
