@@ -70,7 +70,6 @@ def figure_rows(rows: list[dict], path: str | os.PathLike, title: str | None = N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.atomic import atomic_path
 
     h, w = rows[0]["image"].shape[:2]
     aspect = w / h
@@ -102,10 +101,9 @@ def figure_rows(rows: list[dict], path: str | os.PathLike, title: str | None = N
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    from shared.figures import save_figure
+
+    return save_figure(fig, path, dpi=110)
 
 
 # ------------------------------------------------------------------------------ one image

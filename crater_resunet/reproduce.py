@@ -29,52 +29,24 @@ from shared.configs import REPO_ROOT
 RUNS = REPO_ROOT / "runs" / "crater_resunet"
 
 
-class _Tee:
-    """Copy everything written to stdout into a list (the reproduce log)."""
-
-    def __init__(self, stream):
-        self.stream, self.lines = stream, []
-
-    def write(self, text):
-        self.stream.write(text)
-        self.lines.append(text)
-        return len(text)
-
-    def flush(self):
-        self.stream.flush()
-
-    def isatty(self):
-        return False
-
-
 def _curves(histories: dict, path: Path) -> None:
     """Learning curves of every seed: loss, thresholded Dice and accuracy, train (dashed) and
-    held-out (solid), one colour per seed."""
-    import matplotlib
+    held-out (solid), one colour per seed (``shared.figures.plot_curves``)."""
+    from shared.figures import plot_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shared.atomic import atomic_path
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for i, (seed, history) in enumerate(histories.items()):
-        epochs = range(1, len(history["loss"]) + 1)
-        color = f"C{i % 10}"
-        for ax, key in zip(axes, ("loss", "dice_t", "accuracy")):
-            ax.plot(epochs, history[key], "--", color=color, lw=1)
-            ax.plot(epochs, history[f"val_{key}"], "-", color=color, lw=1.5,
-                    label=f"seed {seed}")
-    for ax, title in zip(axes, ("loss (0.5 BCE + 0.5 (1 - Dice))", "Dice (thresholded 0.5)",
-                                "pixel accuracy")):
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, title="held-out (solid),\ntrain (dashed)", title_fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    panels = []
+    for key, title in (("loss", "loss (0.5 BCE + 0.5 (1 - Dice))"),
+                       ("dice_t", "Dice (thresholded 0.5)"), ("accuracy", "pixel accuracy")):
+        lines = []
+        for i, (seed, history) in enumerate(histories.items()):
+            epochs = list(range(1, len(history["loss"]) + 1))
+            color = f"C{i % 10}"
+            lines += [{"x": epochs, "y": history[key], "fmt": "--", "color": color, "lw": 1},
+                      {"x": epochs, "y": history[f"val_{key}"], "fmt": "-", "color": color,
+                       "lw": 1.5, "label": f"seed {seed}"}]
+        panels.append({"title": title, "lines": lines, "legend": False})
+    panels[0]["legend"] = "held-out (solid),\ntrain (dashed)"
+    plot_curves(path, panels, panel_size=(13 / 3, 3.8), legend_size=8)
 
 
 def _shrink_png(path: Path, scale: float = 0.7, colors: int = 32) -> None:
@@ -532,20 +504,16 @@ def main(argv=None) -> int:
     args = finish_parser(parser).parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    from shared.results import ReproduceLog
     from shared.runs import cli_main
 
-    tee = _Tee(sys.stdout)
-    sys.stdout = tee
-    try:
+    with ReproduceLog() as tee:
         rc = cli_main(lambda _argv: reproduce(args), None)
-    finally:
-        sys.stdout = tee.stream
     if rc == 0:
-        from shared.atomic import atomic_write_text
         from shared.results import relativize_paths, resolve_results
 
         results = resolve_results(args, "crater_resunet")
-        atomic_write_text(results / "reproduce.log", "".join(tee.lines))
+        tee.save(results / "reproduce.log")
         relativize_paths(results)  # a record names no absolute path of this machine
     return rc
 
