@@ -147,8 +147,22 @@ def test_object_mask_filters(tmp_path):
 
 
 def test_blur_rethreshold_rounds_corners():
-    m = np.zeros((30, 30), np.uint8)
-    m[10:20, 10:20] = 1
+    m = np.zeros((60, 60), np.uint8)
+    m[15:45, 15:45] = 1
     b = blur_threshold(m, 5)
-    assert b[15, 15] == 1 and b[0, 0] == 0
-    assert b[10, 10] == 0  # the corner is rounded off by blur + re-threshold at 128/255
+    assert b[30, 30] == 1 and b[0, 0] == 0
+    assert b[15, 15] == 0  # the corner is rounded off by blur + re-threshold at 128/255
+
+
+def test_blur_is_the_originals_sigma_5():
+    """PIL's GaussianBlur(radius=5) has sigma 5: a 6-px line vanishes after the re-threshold at
+    128 and a blob loses its rim (a kernel-size sigma of about 2 would keep both)."""
+    m = np.zeros((80, 80), np.uint8)
+    m[:, 37:43] = 1  # a 6-px-wide line
+    assert blur_threshold(m, 5).sum() == 0
+    blob = np.zeros((120, 120), np.uint8)
+    yy, xx = np.mgrid[:120, :120]
+    blob[(yy - 60) ** 2 + (xx - 60) ** 2 <= 40 ** 2] = 1
+    blob[57:63, 100:120] = 1  # a 6-px arm sticking out of the disc
+    b = blur_threshold(blob, 5)
+    assert b[60, 60] == 1 and b[60, 110:].sum() == 0  # the disc stays, the arm is gone

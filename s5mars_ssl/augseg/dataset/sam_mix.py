@@ -28,7 +28,6 @@ import math
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -52,12 +51,16 @@ def decode_record(rec: dict) -> np.ndarray:
     return (np.asarray(seg) > 0).astype(np.uint8)
 
 
-def blur_threshold(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Gaussian blur of a 0/1 mask (kernel 2*radius+1) re-thresholded at ``> 128`` of 255."""
+def blur_threshold(mask: np.ndarray, radius: float) -> np.ndarray:
+    """The original's blur of a 0/1 mask: PIL ``ImageFilter.GaussianBlur(radius)`` of the mask
+    at 0/255 (PIL's radius is the standard deviation, so sigma = 5 for the original's radius 5:
+    thin parts vanish and the object shrinks), re-thresholded at ``> 128``."""
     if radius <= 0:
         return mask.astype(np.uint8)
-    k = 2 * int(radius) + 1
-    blurred = cv2.GaussianBlur(mask.astype(np.uint8) * 255, (k, k), 0)
+    from PIL import Image, ImageFilter
+
+    img = Image.fromarray(mask.astype(np.uint8) * 255)  # 2-D uint8: mode L
+    blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(radius=radius)))
     return (blurred > 128).astype(np.uint8)
 
 
