@@ -186,6 +186,14 @@ def machine_label(info: dict[str, Any]) -> str:
     return label
 
 
+def profile_label(summary: dict[str, Any]) -> str:
+    """``quick, bf16``: the profile and the arithmetic its runs trained in (``precision`` of the
+    summary; records made before precision was recorded ran in fp32, the only default then)."""
+    precision = summary.get("precision")
+    return (f"{summary.get('profile', '?')}, "
+            + (str(precision) if precision else "fp32 (not recorded; the only default then)"))
+
+
 def write_summary(
     paper: str,
     rows: Sequence[dict[str, Any]],
@@ -197,6 +205,7 @@ def write_summary(
     notes: str = "",
     claims: Sequence[dict[str, Any]] = (),
     extra: dict[str, Any] | None = None,
+    precision: str | None = None,
 ) -> Path:
     """Write ``results/<paper>/summary.json``.
 
@@ -224,6 +233,7 @@ def write_summary(
         "rows": list(rows),
         "data": data,
         "profile": profile,
+        **({"precision": precision} if precision else {}),
         "wall_time_s": round(float(wall_time_s), 1),
         "machine": machine_info(),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -501,7 +511,7 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None,
         "read from each subproject's config. Synthetic data is named as such: compare methods",
         "within a row group, not our synthetic figures with the paper's real-data figures.",
         "",
-        "| paper | setting | metric | paper reports | ours | data | profile | wall time "
+        "| paper | setting | metric | paper reports | ours | data | profile, precision | wall time "
         "| machine |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -519,12 +529,13 @@ def build_results_table(results_root: Path, figure_dir: Path | None = None,
             raise SystemExit(f"{path}: not valid JSON ({exc})") from None
         machine = machine_label(summary.get("machine", {}))
         wall = f"{summary.get('wall_time_s', 0) / 60:.1f} min"
+        profile = profile_label(summary)
         for i, row in enumerate(summary["rows"]):
             first = i == 0
             lines.append(
                 f"| {title if first else ''} | {row['setting']} | {row['metric']} "
                 f"| {_fmt(row['reported'])} | {_fmt(row['ours'])} "
-                f"| {summary['data'] if first else ''} | {summary['profile'] if first else ''} "
+                f"| {summary['data'] if first else ''} | {profile if first else ''} "
                 f"| {wall if first else ''} | {machine if first else ''} |"
             )
     claim_lines, figures = [], []

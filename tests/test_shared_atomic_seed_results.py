@@ -50,7 +50,14 @@ def test_summary_and_results_table(tmp_path):
                                 "ours": 51.2}], data="synthetic", profile="quick",
                   wall_time_s=12.0, results_dir=tmp_path / "dune_vlm")
     table = build_results_table(tmp_path)
-    assert "| fusion | mIoU | 80.36 | 51.2 | synthetic | quick |" in table
+    # a record without its precision ran before --precision existed: fp32, said so
+    assert "| fusion | mIoU | 80.36 | 51.2 | synthetic | quick, fp32 (not recorded" in table
+    write_summary("dune_vlm", [{"setting": "fusion", "metric": "mIoU", "reported": 80.36,
+                                "ours": 51.2}], data="synthetic", profile="quick",
+                  wall_time_s=12.0, results_dir=tmp_path / "dune_vlm", precision="bf16")
+    table = build_results_table(tmp_path)
+    assert "| fusion | mIoU | 80.36 | 51.2 | synthetic | quick, bf16 |" in table
+    assert "| profile, precision |" in table
     assert "not reproduced yet" in table  # the other four
     with pytest.raises(ValueError, match="lacks"):
         write_summary("dune_vlm", [{"setting": "x"}], data="d", profile="p", wall_time_s=1,
