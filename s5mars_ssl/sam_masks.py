@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.runs import UserError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
@@ -171,19 +173,22 @@ def sam_records(generator, img: np.ndarray) -> list[dict]:
 
 def list_images(folder: Path, stems_file: Path | None = None) -> list[Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: image folder not found")
+        raise UserError(f"{folder}: image folder not found")
     if stems_file is not None:
         if not stems_file.is_file():
-            raise FileNotFoundError(f"{stems_file}: sample list not found")
-        stems = json.loads(stems_file.read_text(encoding="utf-8"))
+            raise UserError(f"{stems_file}: sample list not found")
+        try:
+            stems = [str(s) for s in json.loads(stems_file.read_text(encoding="utf-8"))]
+        except (ValueError, TypeError):
+            raise UserError(f"{stems_file}: not a JSON list of sample names") from None
         paths = [folder / f"{s}.jpg" for s in stems]
         missing = [p for p in paths if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"{missing[0]}: image file not found")
+            raise UserError(f"{missing[0]}: image file not found")
         return paths
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise FileNotFoundError(f"{folder}: no .jpg/.png image in the folder")
+        raise UserError(f"{folder}: no .jpg/.png image in the folder")
     return paths
 
 
@@ -290,15 +295,9 @@ def _main(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    from shared.runs import UserError, cli_main
+    from shared.runs import cli_main
 
-    def guarded(a):
-        try:
-            return _main(a)
-        except FileNotFoundError as exc:  # list_images: a folder without images
-            raise UserError(str(exc)) from None
-
-    return cli_main(guarded, argv)
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":
