@@ -1,7 +1,9 @@
 """Checkpoints: our weights as safetensors (model name, class count, width and provenance in
 the metadata), the training state as a torch file loaded with ``weights_only=True``, and the
 original code's ``torch.save(net.state_dict())`` files (``Res_UNet`` and ``UNet``), recognised
-from their keys and mapped strictly onto our modules.
+from their keys and mapped strictly onto our modules (the key maps live beside the models:
+``models/resunet.py`` and ``models/unet.py`` ``checkpoint_filter_fn``; the loader and the strict
+check are ``shared.torch_checkpoint``'s).
 
 ``load_model(path)`` accepts any of: a run folder (its ``best.safetensors``), our
 ``.safetensors``, an original ``.pth``/``.pt`` state dict (optionally with DataParallel's
@@ -10,22 +12,20 @@ from their keys and mapped strictly onto our modules.
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 
 from shared.atomic import atomic_path
-from shared.runs import UserError, library_noise
-
-
-class CheckpointError(UserError):
-    """A checkpoint is missing, unreadable or does not fit the model; names the file."""
-
+from shared.torch_checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    load_safetensors,
+    load_torch_file,
+)
 
 FORMATS = ("ours", "original_resunet", "original_unet")
 
@@ -43,15 +43,7 @@ def save_weights(path: str | Path, model: torch.nn.Module, model_name: str,
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        return load_file(str(path)), meta
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    return load_safetensors(path)  # shared.torch_checkpoint: errors name the file
 
 
 def checkpoint_info(path: str | Path) -> dict[str, Any]:
@@ -79,40 +71,10 @@ def save_state(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: training state not found")
-    try:
-        with library_noise():  # torch's warnings would precede the one-line refusal
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        raise CheckpointError(f"{path}: not a readable training state ({_first_line(exc)})"
-                              ) from None
+    return load_torch_file(path, what="training state")  # weights-only, errors name the file
 
 
 # --------------------------------------------------------------------------- original files
-_RESUNET_RULES = [
-    (r"conv_original_size0\.([01])\.", lambda m: f"full_res.0.{m[1]}."),
-    (r"conv_original_size0\.([34])\.", lambda m: f"full_res.1.{int(m[1]) - 3}."),
-    (r"firstconv\.", lambda m: "stem.0."),
-    (r"firstbn\.", lambda m: "stem.1."),
-    (r"encoder([1-4])\.", lambda m: f"layer{m[1]}."),
-    (r"block4\.0\.conv\.([01])\.", lambda m: f"bottleneck.body.0.{m[1]}."),
-    (r"block4\.0\.conv\.([34])\.", lambda m: f"bottleneck.body.1.{int(m[1]) - 3}."),
-    (r"decoder([1-4])\.conv\.([01])\.", lambda m: f"dec{5 - int(m[1])}.block.body.0.{m[2]}."),
-    (r"decoder([1-4])\.conv\.([34])\.",
-     lambda m: f"dec{5 - int(m[1])}.block.body.1.{int(m[2]) - 3}."),
-    (r"decoder([1-4])\.skip\.([01])\.", lambda m: f"dec{5 - int(m[1])}.block.shortcut.{m[2]}."),
-    (r"final\.", lambda m: "head."),
-]
-_UNET_RULES = [
-    (r"inc\.conv\.conv\.", lambda m: "inc."),
-    (r"down([1-4])\.mpconv\.1\.conv\.", lambda m: f"down{m[1]}.conv."),
-    (r"up([1-4])\.conv\.conv\.", lambda m: f"up{m[1]}.conv."),
-    (r"outc\.conv\.", lambda m: "head."),
-]
-
-
 def detect_format(state: dict[str, torch.Tensor]) -> str:
     """``ours``, ``original_resunet`` or ``original_unet`` from the keys; else ''."""
     keys = set(state)
@@ -125,26 +87,15 @@ def detect_format(state: dict[str, torch.Tensor]) -> str:
     return ""
 
 
-def _rename(key: str, rules) -> str | None:
-    for pattern, repl in rules:
-        m = re.match(pattern, key)
-        if m:
-            return repl(m) + key[m.end():]
-    return None
-
-
 def convert_original(state: dict[str, torch.Tensor], fmt: str, path: str | Path
                      ) -> dict[str, torch.Tensor]:
-    """The original state dict with our key names (no tensor changes: the concatenation
-    orders of both networks are the original's); unknown keys are an error."""
-    rules = _RESUNET_RULES if fmt == "original_resunet" else _UNET_RULES
-    out, unexpected = {}, []
-    for key, value in state.items():
-        new = _rename(key, rules)
-        if new is None:
-            unexpected.append(key)
-        else:
-            out[new] = value
+    """The original state dict with our key names, by the key map beside each model
+    (``models/resunet.py``, ``models/unet.py``: ``checkpoint_filter_fn``; no tensor changes:
+    the concatenation orders of both networks are the original's); unknown keys are an
+    error."""
+    from mars_cracknet.models import resunet, unet
+
+    out, unexpected = (resunet if fmt == "original_resunet" else unet).checkpoint_filter_fn(state)
     if unexpected:
         raise CheckpointError(f"{path}: unexpected keys for an original {fmt[9:]} checkpoint: "
                               f"{', '.join(unexpected[:5])}"
@@ -189,12 +140,7 @@ def read_any(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str],
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with library_noise():
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        raise CheckpointError(f"{path}: not a loadable weights-only torch file "
-                              f"({_first_line(exc)})") from None
+    obj = load_torch_file(path)  # weights-only: a pickle that runs code is refused
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -230,18 +176,7 @@ def init_from(path: str | Path, model: torch.nn.Module) -> str:
 
 
 def _load_strict(path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    target = _unwrap(model).state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit this model (missing: "
-                              f"{', '.join(missing[:4]) or 'none'}{' ...' * (len(missing) > 4)}; "
-                              f"unexpected: {', '.join(unexpected[:4]) or 'none'}"
-                              f"{' ...' * (len(unexpected) > 4)})")
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(target[k].shape):
-            raise CheckpointError(f"{path}: tensor {k} has shape {tuple(v.shape)}, the model "
-                                  f"needs {tuple(target[k].shape)}")
+    check_state_dict(_unwrap(model).state_dict(), state, path)  # one line names the offenders
     _unwrap(model).load_state_dict(state, strict=True)
 
 
@@ -263,11 +198,6 @@ def transfer_autoencoder_weights(ae_state: dict[str, torch.Tensor], model: torch
         new[key] = value
     _load_strict(source, model, new)
     return model
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

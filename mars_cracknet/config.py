@@ -15,6 +15,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PAPER_CFG = PACKAGE_DIR / "cfg.yml"
 PROFILES = {"paper": PAPER_CFG, "quick": PACKAGE_DIR / "configs" / "quick.yml"}
 PRETRAIN_DATA = ("mars_train", "earth_unlabelled", "unlabelled")
+PAPER_PRECISION = "fp32"  # the original trains without AMP (cfg.yml precision)
 
 __all__ = ["PROFILES", "ConfigError", "load_config", "validate"]
 
@@ -80,6 +81,9 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     for key, ok, expected in checks:
         if not ok:
             raise ConfigError(f"config value {key}={cfg[key]!r} is invalid: expected {expected}")
+    from shared.torch_runtime import fold_legacy_amp
+
+    fold_legacy_amp(cfg, default=PAPER_PRECISION)  # precision; the old amp: true = bf16
     for key in ("data", "init_weights"):  # the one path rule: relative = from the repository
         if cfg.get(key):
             cfg[key] = str(resolve_path(cfg[key]))

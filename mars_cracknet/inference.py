@@ -19,26 +19,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.Te
 
 
 @torch.no_grad()
-def predict_tensor(model: torch.nn.Module, x: torch.Tensor, amp: bool = False) -> torch.Tensor:
-    """Probabilities (N, C, H, W) for a batch of any size (padded, then cropped back)."""
+def predict_tensor(model: torch.nn.Module, x: torch.Tensor, precision: str | bool = "fp32"
+                   ) -> torch.Tensor:
+    """Probabilities (N, C, H, W) for a batch of any size (padded, then cropped back);
+    ``precision``: auto, fp32, bf16 or a resolved name (the old ``amp`` bool: True = bf16),
+    through ``shared.torch_runtime``'s one autocast rule."""
+    from shared.torch_runtime import precision_for
+
     xp, h, w = pad_to_multiple(x)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+    with precision_for(precision, x.device).autocast():
         logits = model(xp)
     return torch.sigmoid(logits.float())[..., :h, :w]
-
-
-def pick_device(pref: str = "auto", local_rank: int | None = None) -> torch.device:
-    """The one device picker: ``auto`` is CUDA when available, else the CPU; under torchrun
-    (``local_rank``) each process takes its own GPU. A device that is not there is a
-    ``UserError`` (one line, exit code 2)."""
-    from shared.cli import check_torch_device
-
-    check_torch_device(pref)
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref.startswith("cuda") and local_rank is not None:
-        pref = f"cuda:{local_rank}"
-    device = torch.device(pref)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device

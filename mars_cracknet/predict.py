@@ -298,7 +298,7 @@ def torch_predict_fn(model, device: str = "cpu", amp: bool = False):
 
     def fn(batch):
         x = torch.from_numpy(batch) / 255.0
-        return predict_tensor(model, x.to(device), amp=amp)[:, 0].cpu().numpy()
+        return predict_tensor(model, x.to(device), amp)[:, 0].cpu().numpy()
 
     return fn
 
@@ -367,15 +367,13 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from mars_cracknet.data.mars import find_image, load_mask
-    from mars_cracknet.inference import pick_device
     from mars_cracknet.utils.metrics import METRICS, scores
     from shared.atomic import atomic_write_json, atomic_write_text
+    from shared.torch_runtime import pick_device, resolve_precision
 
     device = str(pick_device(args.device))
-    if args.precision is not None:
-        from shared.cli import precision_to_amp
-
-        args.amp = precision_to_amp(args.precision, device)
+    if args.precision is not None:  # a resolved name (fp32, bf16; fp16 on a GPU without bf16)
+        args.amp = resolve_precision(args.precision, device)
     inputs = list_inputs(args.inputs)
     if args.masks is not None and not args.masks.is_dir():
         raise PredictError(f"{args.masks}: mask folder not found")

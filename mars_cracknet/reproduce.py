@@ -65,10 +65,10 @@ def train_setting(cfg: dict[str, Any], run_dir: Path, version: str) -> tuple[dic
     import json
 
     from mars_cracknet.config import validate
-    from mars_cracknet.train import run
+    from mars_cracknet.train import resolve_run_precision, run
     from shared.runs import finished_run
 
-    cfg = validate(cfg)
+    cfg = resolve_run_precision(validate(cfg))  # precision and machine as config.yaml keeps them
     if finished_run(run_dir, cfg, version):
         return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")), True
     return run(cfg, run_dir, overwrite=True), False

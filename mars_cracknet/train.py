@@ -38,10 +38,10 @@ from typing import Any
 from shared.configs import REPO_ROOT
 
 METRICS = ("precision", "recall", "dice", "jaccard")
-ALLOW_ON_RESUME = ("epochs", "pretrain_epochs", "device", "amp", "num_workers")
+ALLOW_ON_RESUME = ("epochs", "pretrain_epochs", "device", "precision", "num_workers", "machine")
 # the named flags: shortcuts for --set key=value
 FLAG_KEYS = ("mode", "model", "data", "epochs", "pretrain_epochs", "batch_size", "lr", "ratio",
-             "crop_size", "seed", "device", "amp", "threads")
+             "crop_size", "seed", "device", "threads")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,20 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- distributed
 class Dist:
-    """Rank/world information; a no-op stand-in when not launched by torchrun."""
+    """Rank/world information and the sums over ranks; a no-op stand-in when not launched by
+    torchrun (device and process group: ``shared.torch_runtime.setup``)."""
 
     def __init__(self, device_pref: str = "auto"):
-        import torch.distributed as dist
+        from shared import torch_runtime
 
-        from mars_cracknet.inference import pick_device
-
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = pick_device(device_pref, local_rank if self.world > 1 else None)
-        self.enabled = self.world > 1
-        if self.enabled and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.device, env = torch_runtime.setup(device_pref)
+        self.world, self.rank, self.enabled = env.world, env.rank, env.enabled
 
     @property
     def main(self) -> bool:
@@ -115,10 +109,9 @@ class Dist:
 
     def close(self) -> None:
         if self.enabled:
-            import torch.distributed as dist
+            from shared import torch_runtime
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            torch_runtime.teardown()
 
 
 # --------------------------------------------------------------------------- data
@@ -187,7 +180,7 @@ class Recipe:
     val_set: Any
     test_set: Any
     sampler: Any
-    amp_dtype: Any = None
+    precision: Any = None  # shared.torch_runtime.Precision: the autocast and scaler rule
     scaler: Any = None
     ddp: Any = None  # the DistributedDataParallel wrapper under torchrun
     progress: Any = None
@@ -217,6 +210,7 @@ def build(cfg: dict[str, Any], stage: dict[str, Any], dist: Dist) -> Recipe:
     from mars_cracknet.utils.loss import build_loss
     from shared.runs import derive_seed
     from shared.seed import seed_everything
+    from shared.torch_runtime import precision_for
 
     seed = int(cfg["seed"])
     seed_everything(derive_seed(seed, stage["name"]), deterministic=bool(cfg["deterministic"]))
@@ -228,10 +222,9 @@ def build(cfg: dict[str, Any], stage: dict[str, Any], dist: Dist) -> Recipe:
     sampler = DistributedSampler(train_set, num_replicas=dist.world, rank=dist.rank,
                                  shuffle=True, seed=seed, drop_last=False)
     recipe = Recipe(cfg, stage, dist, model, optimizer, build_loss(cfg["loss"], stage["ratio"]),
-                    train_set, val_set, test_set, sampler, amp_dtype=torch.bfloat16)
-    if cfg["amp"] and dist.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        recipe.amp_dtype = torch.float16
-        recipe.scaler = torch.amp.GradScaler("cuda")
+                    train_set, val_set, test_set, sampler,
+                    precision=precision_for(cfg["precision"], dist.device))
+    recipe.scaler = recipe.precision.grad_scaler()  # scales only in fp16
     return recipe
 
 
@@ -249,19 +242,13 @@ class _Indices:
 
 
 def _step(r: Recipe, x, y) -> float:
-    import torch
-
     r.optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(r.dist.device.type, dtype=r.amp_dtype, enabled=bool(r.cfg["amp"])):
+    with r.precision.autocast():
         logits = (r.ddp or r.model)(x)
     loss = r.criterion(logits.float(), y)
-    if r.scaler is not None:
-        r.scaler.scale(loss).backward()
-        r.scaler.step(r.optimizer)
-        r.scaler.update()
-    else:
-        loss.backward()
-        r.optimizer.step()
+    r.scaler.scale(loss).backward()  # plain backward/step unless fp16
+    r.scaler.step(r.optimizer)
+    r.scaler.update()
     return float(loss.detach())
 
 
@@ -300,7 +287,7 @@ def train_one_epoch(r: Recipe, prog: Progress, stop) -> bool:
     return True
 
 
-def evaluate(model, dataset, dist: Dist, threshold: float = 0.5, amp: bool = False
+def evaluate(model, dataset, dist: Dist, threshold: float = 0.5, precision: str = "fp32"
              ) -> dict[str, Any]:
     """Per-image precision, recall, Dice, Jaccard on full images, averaged (over all ranks)."""
     import torch
@@ -314,7 +301,7 @@ def evaluate(model, dataset, dist: Dist, threshold: float = 0.5, amp: bool = Fal
     with torch.no_grad():
         for i in range(dist.rank, len(dataset), dist.world):
             x, y = dataset[i]
-            prob = predict_tensor(model, x[None].to(dist.device), amp=amp)[0, 0].cpu().numpy()
+            prob = predict_tensor(model, x[None].to(dist.device), precision)[0, 0].cpu().numpy()
             s = image_scores(prob > threshold, y[0].numpy() > 0.5)
             per_image.append({"image": dataset.items[i][0], **s})
             for k, m in enumerate(METRICS):
@@ -393,7 +380,7 @@ def end_of_epoch(r: Recipe, prog: Progress, run_dir: Path, log) -> None:
     supervised = r.stage["classes"] == 1
     if supervised and (prog.epoch % int(r.cfg["eval_every"]) == 0
                        or prog.epoch == r.stage["epochs"]):
-        ev = evaluate(r.model, r.val_set, r.dist, float(r.cfg["threshold"]), bool(r.cfg["amp"]))
+        ev = evaluate(r.model, r.val_set, r.dist, float(r.cfg["threshold"]), r.precision.name)
         row.update({f"val_{m}": ev[m] for m in METRICS})
         if ev["dice"] > prog.best:
             prog.best, prog.best_epoch = ev["dice"], prog.epoch
@@ -469,10 +456,10 @@ def test_report(r: Recipe, run_dir: Path) -> dict[str, Any]:
     """The test set evaluated once, for the selected (best validation) and the last epoch."""
     from mars_cracknet.checkpoint import load_weights
 
-    thr, amp = float(r.cfg["threshold"]), bool(r.cfg["amp"])
-    last = evaluate(r.model, r.test_set, r.dist, thr, amp)
+    thr, precision = float(r.cfg["threshold"]), r.precision.name
+    last = evaluate(r.model, r.test_set, r.dist, thr, precision)
     load_weights(run_dir / "best.safetensors", r.model, r.cfg["model"])
-    selected = evaluate(r.model, r.test_set, r.dist, thr, amp)
+    selected = evaluate(r.model, r.test_set, r.dist, thr, precision)
     best_row = next(x for x in r.progress.rows if x["epoch"] == r.progress.best_epoch
                     and x["stage"] == r.stage["name"])
     keys = ("n_images", *METRICS)
@@ -481,6 +468,24 @@ def test_report(r: Recipe, run_dir: Path) -> dict[str, Any]:
             "test_selected": {k: selected[k] for k in keys},
             "test_last": {k: last[k] for k in keys},
             "per_image_selected": selected["per_image"], "per_image_last": last["per_image"]}
+
+
+def resolve_run_precision(cfg: dict[str, Any], device: Any = None) -> dict[str, Any]:
+    """A copy with ``precision`` resolved on ``device`` (default: the config's ``device``;
+    auto -> bf16 where the CPU has native bf16, else fp32; the old ``amp: true`` is bf16) and
+    the CPU it resolved against under ``machine``: config.yaml records what ran, and a
+    finished run is reused only on the same kind of CPU."""
+    import copy
+
+    from shared import torch_runtime
+
+    cfg = copy.deepcopy(cfg)
+    torch_runtime.fold_legacy_amp(cfg)
+    kind = (device if device is not None
+            else torch_runtime.pick_device(str(cfg.get("device") or "auto")))
+    cfg["precision"] = torch_runtime.resolve_precision(cfg["precision"], kind)
+    cfg["machine"] = torch_runtime.machine_record()
+    return cfg
 
 
 def _open_run_dir(cfg, run_dir: Path, resume: bool, overwrite: bool, dist: Dist):
@@ -497,6 +502,7 @@ def run(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
         overwrite: bool = False, stop=None, dist: Dist | None = None) -> dict[str, Any]:
     """Train according to ``cfg`` into ``run_dir``; returns the summary (summary.json)."""
     from mars_cracknet.config import validate
+    from shared.results import machine_info
     from shared.runs import GracefulStop, code_version
 
     cfg, run_dir, t0 = validate(cfg), Path(run_dir), time.perf_counter()
@@ -505,10 +511,12 @@ def run(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
         build_datasets(cfg, stage)
     own_dist = dist is None
     dist = dist or Dist(str(cfg["device"]))
+    cfg = resolve_run_precision(cfg, dist.device)
     rd, cfg = _open_run_dir(cfg, run_dir, resume, overwrite, dist)
     try:
         log = rd.logger("mars_cracknet").info if rd is not None else (lambda msg: None)
-        log(f"run {run_dir} ({'resumed' if resume else 'new'}), device {dist.device}")
+        log(f"run {run_dir} ({'resumed' if resume else 'new'}), device {dist.device}, "
+            f"precision {cfg['precision']}")
         with GracefulStop() as graceful:
             stop = stop or graceful
             rows, init = [], cfg["init_weights"]
@@ -526,7 +534,8 @@ def run(cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
         summary = {"mode": cfg["mode"], "model": cfg["model"], "epochs": int(cfg["epochs"]),
                    "parameters": sum(p.numel() for p in r.model.parameters()),
                    "code_version": code_version(Path(__file__).parent),
-                   **test_report(r, run_dir), "wall_time_s": round(time.perf_counter() - t0, 1)}
+                   **test_report(r, run_dir), "wall_time_s": round(time.perf_counter() - t0, 1),
+                   "precision": r.precision.name, "machine": machine_info()}
         if rd is not None:
             rd.write_summary(summary)
             t = summary["test_selected"]
@@ -553,9 +562,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
         if getattr(args, key, None) is not None:
             cfg[key] = getattr(args, key)
     if getattr(args, "precision", None) is not None:  # --precision (or the old --amp)
-        from shared.cli import precision_to_amp
-
-        cfg["amp"] = precision_to_amp(args.precision, cfg.get("device") or "auto")
+        cfg["precision"], cfg["amp"] = args.precision, None
     if getattr(args, "data", None) is not None:  # a shell path, from the current folder
         cfg["data"] = cli_path(args.data)
     run_dir = args.run_dir or REPO_ROOT / "runs" / "mars_cracknet" / f"{cfg['model']}_{cfg['mode']}"

@@ -87,3 +87,48 @@ class ResUNet(nn.Module):
         d = self.dec2(d, e1)
         d = self.dec1(d, full)
         return self.head(d)
+
+
+# --------------------------------------------------------------------------- original layout
+# The original Res_UNet's names -> ours (no tensor changes: both concatenate in the original's
+# order). Each rule: a pattern at the start of the key and the replacement of what it matched.
+_ORIGINAL_RULES = [
+    (r"conv_original_size0\.([01])\.", lambda m: f"full_res.0.{m[1]}."),
+    (r"conv_original_size0\.([34])\.", lambda m: f"full_res.1.{int(m[1]) - 3}."),
+    (r"firstconv\.", lambda m: "stem.0."),
+    (r"firstbn\.", lambda m: "stem.1."),
+    (r"encoder([1-4])\.", lambda m: f"layer{m[1]}."),
+    (r"block4\.0\.conv\.([01])\.", lambda m: f"bottleneck.body.0.{m[1]}."),
+    (r"block4\.0\.conv\.([34])\.", lambda m: f"bottleneck.body.1.{int(m[1]) - 3}."),
+    (r"decoder([1-4])\.conv\.([01])\.", lambda m: f"dec{5 - int(m[1])}.block.body.0.{m[2]}."),
+    (r"decoder([1-4])\.conv\.([34])\.",
+     lambda m: f"dec{5 - int(m[1])}.block.body.1.{int(m[2]) - 3}."),
+    (r"decoder([1-4])\.skip\.([01])\.", lambda m: f"dec{5 - int(m[1])}.block.shortcut.{m[2]}."),
+    (r"final\.", lambda m: "head."),
+]
+
+
+def rename_by_rules(key: str, rules) -> str | None:
+    """``key`` renamed by the first matching rule, or None when no rule matches."""
+    import re
+
+    for pattern, repl in rules:
+        m = re.match(pattern, key)
+        if m:
+            return repl(m) + key[m.end():]
+    return None
+
+
+def checkpoint_filter_fn(state: dict[str, torch.Tensor]
+                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The original ``Res_UNet`` state dict (``module.`` stripped) -> :class:`ResUNet` keys
+    (timm's ``checkpoint_filter_fn`` pattern): ``(renamed, keys no rule knows)``; the caller
+    refuses unknown keys and checks the result strictly."""
+    out, unknown = {}, []
+    for key, value in state.items():
+        new = rename_by_rules(key, _ORIGINAL_RULES)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    return out, unknown

@@ -64,3 +64,29 @@ class UNet(nn.Module):
         x = self.up3(x, x2)
         x = self.up4(x, x1)
         return self.head(x)
+
+
+# --------------------------------------------------------------------------- original layout
+_ORIGINAL_RULES = [
+    (r"inc\.conv\.conv\.", lambda m: "inc."),
+    (r"down([1-4])\.mpconv\.1\.conv\.", lambda m: f"down{m[1]}.conv."),
+    (r"up([1-4])\.conv\.conv\.", lambda m: f"up{m[1]}.conv."),
+    (r"outc\.conv\.", lambda m: "head."),
+]
+
+
+def checkpoint_filter_fn(state: dict[str, torch.Tensor]
+                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The original ``UNet`` state dict (``module.`` stripped) -> :class:`UNet` keys (timm's
+    ``checkpoint_filter_fn`` pattern): ``(renamed, keys no rule knows)``; the caller refuses
+    unknown keys and checks the result strictly."""
+    from mars_cracknet.models.resunet import rename_by_rules
+
+    out, unknown = {}, []
+    for key, value in state.items():
+        new = rename_by_rules(key, _ORIGINAL_RULES)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    return out, unknown

@@ -133,7 +133,7 @@ def test_damaged_files_are_named_errors(tmp_path, capsys, damage):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {path}") and "\n" not in err
     if damage == "partial":
-        assert "missing: up4.conv.0.weight" in err
+        assert "1 missing (first: up4.conv.0.weight)" in err
 
 
 class _RunsCode:

@@ -260,10 +260,26 @@ def test_bad_dataset_is_named_before_the_run_folder_is_touched(tiny_data, tmp_pa
 def test_amp_bf16_on_cpu(tiny_data, tmp_path):
     from mars_cracknet.train import main
 
+    """The old --amp is --precision bf16; the resolved precision and the CPU it was resolved
+    against are in config.yaml and summary.json (issue 25/29); the old config key amp: true
+    is bf16 too, and a missing precision key is the paper profile's fp32."""
+    import yaml
+
+    from mars_cracknet.train import resolve_run_precision
+    from shared.precision import cpu_has_native_bf16
+
     assert main(_args(tiny_data, tmp_path / "amp", 1) + ["--amp"]) == 0
     res = json.loads((tmp_path / "amp" / "summary.json").read_text())
     assert 0 <= res["test_selected"]["dice"] <= 1
-    assert "amp: true" in (tmp_path / "amp" / "config.yaml").read_text()
+    saved = yaml.safe_load((tmp_path / "amp" / "config.yaml").read_text())
+    assert saved["precision"] == res["precision"] == "bf16" and saved["amp"] is None
+    assert saved["machine"]["native_bf16"] == res["machine"]["native_bf16"] == \
+        cpu_has_native_bf16()
+    assert resolve_run_precision({"amp": True, "precision": "fp32", "device": "cpu"}
+                                 )["precision"] == "bf16"
+    assert resolve_run_precision({"device": "cpu"})["precision"] == "fp32"
+    assert resolve_run_precision({"precision": "auto", "device": "cpu"})["precision"] == \
+        ("bf16" if cpu_has_native_bf16() else "fp32")
 
 
 def test_loader_workers_after_opencv_ran_in_this_process(tiny_data, tmp_path):
