@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.runs import UserError
+
 LIST_MEASURES = ("intersection_angles", "segmentation_ratios", "segment_lengths", "clod_areas")
 SCALAR_MEASURES = ("surface_crack_ratio", "skeleton_length", "mean_width", "n_junctions",
                    "n_endpoints", "n_segments", "n_clods", "fractal_dimension")
@@ -368,10 +370,10 @@ def honeycomb_mask(size: int = 256, side: float = 24.0, width: int = 4) -> np.nd
 # --------------------------------------------------------------------------- folders, plots
 def _list_masks(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: mask folder not found")
+        raise UserError(f"{folder}: mask folder not found")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MASK_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{folder}: no mask images ({', '.join(MASK_SUFFIXES)})")
+        raise UserError(f"{folder}: no mask images ({', '.join(MASK_SUFFIXES)})")
     return files
 
 
@@ -575,24 +577,17 @@ def _main(argv: list[str] | None = None) -> int:
               "angle_far": a.angle_far, "min_clod_area": a.min_clod_area,
               "exclude_border_clods": a.exclude_border_clods,
               "segmentation_ratio": a.segmentation_ratio}
-    from shared.images import ImageReadError
-
-    try:
-        if a.compare:
-            table = compare(a.compare[0], a.compare[1], a.out,
-                            tuple(a.labels) if a.labels else None, **kwargs)
-            for r in table:
-                print(f"{r['measure']:22s} KS={r['ks_statistic']:.3f} p={r['p_value']:.3g} "
-                      f"(n={r['n_a']}/{r['n_b']})")
-        else:
-            summary, _ = run_analysis(a.masks, a.out, a.labels[0] if a.labels else None,
-                                      **kwargs)
-            ang = summary["intersection_angles"]
-            print(f"{summary['n_images']} masks: mean angle {ang['mean']:.1f} deg "
-                  f"(n={ang['n']}), written to {a.out}")
-    except (FileNotFoundError, ImageReadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if a.compare:
+        table = compare(a.compare[0], a.compare[1], a.out,
+                        tuple(a.labels) if a.labels else None, **kwargs)
+        for r in table:
+            print(f"{r['measure']:22s} KS={r['ks_statistic']:.3f} p={r['p_value']:.3g} "
+                  f"(n={r['n_a']}/{r['n_b']})")
+    else:
+        summary, _ = run_analysis(a.masks, a.out, a.labels[0] if a.labels else None, **kwargs)
+        ang = summary["intersection_angles"]
+        print(f"{summary['n_images']} masks: mean angle {ang['mean']:.1f} deg "
+              f"(n={ang['n']}), written to {a.out}")
     return 0
 
 
