@@ -52,7 +52,7 @@ def confusion_figure(cm: np.ndarray, names: list[str], path: Path, title: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.atomic import atomic_path
+    from shared.figures import save_figure
 
     cm = np.asarray(cm, dtype=np.float64)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -71,9 +71,7 @@ def confusion_figure(cm: np.ndarray, names: list[str], path: Path, title: str) -
     ax.set_title(title, fontsize=11)
     fig.colorbar(im, ax=ax, fraction=0.046).ax.tick_params(labelsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def format_table(metrics: dict, names: list[str]) -> str:

@@ -94,6 +94,14 @@ def seed_config(base: dict, model: str, seed: int, root: Path) -> dict:
     return cfg
 
 
+def _resolved_precision(cfg: dict) -> str:
+    """The arithmetic every run of this reproduction trained in (``train.precision`` resolved on
+    this machine: ``auto`` -> bf16 or fp32), for the record's precision column."""
+    from dune_vlm.train import resolve_run_precision
+
+    return str(resolve_run_precision(cfg)["train"]["precision"])
+
+
 def map_figure(embed_tif: Path, label_tif: Path, pred_tif: Path, out_png: Path,
                title: str) -> None:
     """Six panels at 1,300 x 900 px: embedding false colour (first 3 principal components),
@@ -107,8 +115,7 @@ def map_figure(embed_tif: Path, label_tif: Path, pred_tif: Path, out_png: Path,
     from matplotlib.colors import ListedColormap
 
     from dune_vlm.utils.config import class_colors, class_names
-    from shared.atomic import atomic_path
-    from shared.figures import add_scale_bar
+    from shared.figures import add_scale_bar, save_figure
 
     with rasterio.open(embed_tif) as src:
         emb = src.read(out_dtype="float32")
@@ -169,9 +176,7 @@ def map_figure(embed_tif: Path, label_tif: Path, pred_tif: Path, out_png: Path,
                    fontsize=11, frameon=False, title="dune classes", title_fontsize=11)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=100)
 
 
 def map_accuracy(pred_tif: Path, label_tif: Path, num_classes: int, block: int = 512) -> dict:
@@ -265,35 +270,24 @@ def run_seeds(cfg: dict, seeds, data_seeds, run_base: Path, results: Path, args)
 
 
 def learning_curves(histories: dict[str, Path], out_png: Path, seed: int) -> None:
-    """Training loss and validation mIoU per epoch of both models of one seed (history.csv)."""
+    """Training loss and validation mIoU per epoch of both models of one seed (history.csv),
+    drawn by ``shared.figures.plot_curves``."""
     import csv
 
-    import matplotlib
+    from shared.figures import plot_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shared.atomic import atomic_path
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    loss, miou = [], []
     for model, path in histories.items():
         with path.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
         epochs = [int(r["epoch"]) for r in rows]
-        axes[0].plot(epochs, [float(r["train_loss"]) for r in rows], "-o", ms=3, label=model)
-        axes[1].plot(epochs, [100 * float(r["val_mIoU_ref"]) for r in rows], "-o", ms=3,
-                     label=model)
-    axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy)")
-    axes[1].set(xlabel="epoch", ylabel="validation mIoU % (reference definition)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=10)
-    fig.suptitle(f"dune_vlm learning curves, seed {seed} (quick profile, synthetic data)",
-                 fontsize=11)
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+        loss.append({"x": epochs, "y": [float(r["train_loss"]) for r in rows], "label": model})
+        miou.append({"x": epochs, "y": [100 * float(r["val_mIoU_ref"]) for r in rows],
+                     "label": model})
+    plot_curves(out_png, [{"lines": loss, "ylabel": "training loss (cross-entropy)"},
+                          {"lines": miou, "ylabel": "validation mIoU % (reference definition)"}],
+                title=f"dune_vlm learning curves, seed {seed} (quick profile, synthetic data)",
+                legend_size=10)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,7 +377,8 @@ def _main(argv=None) -> int:
               "Quick fusion model: MiT-B0-sized encoder (4.14 M parameters) with the paper's "
               "text alignment and head. Wall time measured on a shared 2-core CPU.",
         claims=claims,
-        extra={"seeds": seeds, "data_seeds": data_seeds, "per_seed": per_seed,
+        extra={"precision": _resolved_precision(cfg), "seeds": seeds,
+               "data_seeds": data_seeds, "per_seed": per_seed,
                "train_eval_wall_s": times, "map": map_info})
     from shared.results import format_claim, relativize_paths
 
