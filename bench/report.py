@@ -126,6 +126,31 @@ def tiling(sec: dict[str, Any], target: float) -> list[str]:
     return [*out, *(["", *notes] if notes else []), *_failed(sec), ""]
 
 
+def scenes(sec: dict[str, Any], target: float) -> list[str]:
+    out = ["## 4. Scenes per minute in-process and on a Dask cluster", "",
+           "The ice predictor (`ice_patch_cnn.predict`) over the same generated scenes: in this "
+           "process (the model loaded before, as the CLI does), on a `LocalCluster` of one "
+           "worker with the same threads (`--scheduler local:1`) and of two workers with half "
+           "the threads each (`local:2`). Each cluster is started and its model loaded on "
+           "every worker before the timed runs; that start-up is its own column. Runs "
+           "alternate in-process, local:1, local:2; median of the repetitions after an "
+           f"untimed one. Target: local:1 at most {100 * target:.0f} % slower than in-process.",
+           "", "| predictor | scenes | scene | in-process scenes/min | local:1 scenes/min | "
+           "local:2 scenes/min | local:1 overhead | target | local:2 speed-up | cluster "
+           "start + model load s (local:1, local:2) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sec.values():
+        if r.get("status") == "ok":
+            rate, start = r["scenes_per_min"], r["cluster_start_s"]
+            out.append(f"| `{r['predictor']}` | {r['scenes']} | {r['scene']} | "
+                       f"{_f(rate['in_process'])} | {_f(rate['local_1'])} | "
+                       f"{_f(rate['local_2'])} | {100 * r['overhead_local_1']:.1f} % | "
+                       f"{'yes' if r.get('meets_target') else '**no**'} | "
+                       f"{r['speedup_local_2']:.2f}x | {_f(start['local_1'])}, "
+                       f"{_f(start['local_2'])} |")
+    return [*out, *_failed(sec), ""]
+
+
 def render_markdown(res: dict[str, Any], json_path: Path) -> str:
     meta, m = res["meta"], res["meta"]["machine"]
     lines = ["# Benchmarks", "",
@@ -148,4 +173,6 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
         lines += training(res["train"]) + loaders(res["train"], t["disk_vs_memory"])
     if "tiling" in res:
         lines += tiling(res["tiling"], t["tile_overhead"])
+    if "scenes" in res:
+        lines += scenes(res["scenes"], t.get("cluster_overhead", 0.10))
     return "\n".join(lines) + "\n"

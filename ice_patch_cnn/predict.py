@@ -5,10 +5,14 @@ written per chunk) or folders written by ``chunk.py`` (``<folder>/<image>/chunks
 PNGs). For each image ``<out>/chunks/<image>.csv`` lists every kept chunk with its position and
 ``p`` = P(small ice patch); ``<out>/chunks/<image>.json`` holds the image's chunking counts, and
 ``<out>/top/`` the ``--keep-top`` most likely chunks of each image as PNGs (for the survey's
-contact sheet). An image whose CSV exists is skipped on a re-run (resume). ``--shard i/N``
-(0 <= i < N) processes only the images whose name hashes (CRC32) to ``i`` modulo ``N``: the N
-shards are disjoint, cover all images and do not depend on the order or the machine.
-Then run ``survey.py`` on ``<out>`` for the image-level decisions.
+contact sheet). One image is one task of :mod:`shared.cluster`: ``--scheduler local:N`` or an
+address runs the images on a Dask cluster (the model loaded once per worker), absent in this
+process; either way an image is marked done (``<out>/done/<image>.json``) after its files are
+written, a re-run skips the done images, a bad image is recorded in ``<out>/scenes.json`` and
+the others go on. ``--shard i/N`` (0 <= i < N) keeps only the images whose name hashes (CRC32)
+to ``i`` modulo ``N`` (a share of the same task list: disjoint, covering all images,
+independent of order and machine). Then run ``survey.py`` on ``<out>`` for the image-level
+decisions.
 """
 
 from __future__ import annotations
@@ -18,8 +22,6 @@ import csv
 import heapq
 import io
 import json
-import sys
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -32,22 +34,17 @@ CHUNK_FIELDS = ["image", "source", "grid_row", "grid_col", "y", "x", "size", "fo
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/N"`` -> (i, N) with 0 <= i < N."""
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise ValueError(f"shard must look like i/N (e.g. 0/4), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise ValueError(f"shard i/N needs N >= 1 and 0 <= i < N, got {text!r}")
-    return i, n
+    """``"i/N"`` -> (i, N) with 0 <= i < N (:func:`shared.cluster.parse_share`)."""
+    from shared.cluster import parse_share
+
+    return parse_share(text)
 
 
 def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
-    """Whether image ``name`` belongs to ``shard`` (stable CRC32 of the name, modulo N)."""
-    if shard is None:
-        return True
-    i, n = shard
-    return zlib.crc32(name.encode("utf-8")) % n == i
+    """Whether image ``name`` belongs to ``shard`` (:func:`shared.cluster.in_share`)."""
+    from shared.cluster import in_share
+
+    return in_share(name, shard)
 
 
 def _chunk_folder_items(folder: Path) -> Iterator[tuple[dict, np.ndarray]]:
@@ -159,15 +156,61 @@ def predict_image(name: str, path: Path, kind: str, predictor: Predictor, spec, 
     return info
 
 
+def load_predictor(model_path: str, batch_size: int, threads: int = 2,
+                   precision: str = "fp32") -> Predictor:
+    """The model of a worker process (built once per worker by :mod:`shared.cluster`):
+    TensorFlow quiet, its threads and precision set as the CLI sets them in-process."""
+    from ice_patch_cnn.model import load_model, set_threads
+    from shared.runs import quiet_tensorflow
+
+    quiet_tensorflow()
+    set_threads(threads)
+    if precision == "bf16":
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    return Predictor(load_model(model_path), batch_size)
+
+
+def predict_scene(predictor: Predictor, task, out: Path) -> dict:
+    """One image of the task list (worker side): :func:`predict_image`."""
+    o = task.options
+    return predict_image(task.name, Path(task.path), o["kind"], predictor, o["spec"], out,
+                         o["keep_top"])
+
+
+def scene_tasks(inputs: Sequence[str | Path], spec, keep_top: int = 4,
+                shard: tuple[int, int] | None = None) -> list:
+    """One :class:`shared.cluster.SceneTask` per input image (of the shard)."""
+    from shared.cluster import SceneTask
+
+    return [SceneTask(name, str(path), {"kind": kind, "spec": spec, "keep_top": keep_top})
+            for name, path, kind in list_inputs(inputs) if in_shard(name, shard)]
+
+
+def scene_job(out: str | Path, model_path: str | Path | None, batch_size: int,
+              threads: int = 2, precision: str = "fp32", model_name: str | None = None):
+    """The :class:`shared.cluster.Job` of a prediction run (``model_path`` None: in-process
+    only, with the model object given to :func:`run_predict`)."""
+    from shared.cluster import Job, user_error_types
+
+    path = str(Path(model_path).resolve()) if model_path is not None else None
+    return Job(work=predict_scene, out=str(out), load=load_predictor if path else None,
+               load_args=(path, int(batch_size), int(threads), precision),
+               signature=f"ice_patch_cnn model {path or model_name}",
+               user_errors=user_error_types())
+
+
 def run_predict(model, inputs: Sequence[str | Path], out: str | Path, spec=None,
                 batch_size: int = 25, shard: tuple[int, int] | None = None,
-                keep_top: int = 4, progress: bool = True) -> dict:
-    """Predict every input image of the shard that has no result yet; returns counts."""
-    from tqdm import tqdm
-
+                keep_top: int = 4, progress: bool = True, scheduler: str | None = None,
+                model_path: str | Path | None = None, threads: int = 2,
+                precision: str = "fp32") -> dict:
+    """Predict every input image of the shard that is not done yet, in this process (with
+    ``model``) or on the Dask cluster ``scheduler`` (each worker loads ``model_path``);
+    returns counts."""
     from ice_patch_cnn.chunk import ChunkSpec
-    from shared.images import ImageReadError
-    from shared.rasters import RasterError
+    from shared.cluster import run_scenes
 
     out = Path(out)
     (out / "chunks").mkdir(parents=True, exist_ok=True)
@@ -177,26 +220,15 @@ def run_predict(model, inputs: Sequence[str | Path], out: str | Path, spec=None,
     elif predictor.size and spec.size != predictor.size:
         raise UserError(f"chunk size {spec.size} does not match the model's input "
                         f"{predictor.size} px")
-    items = [it for it in list_inputs(inputs) if in_shard(it[0], shard)]
-    names = [it[0] for it in items]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise UserError(f"several inputs share the image name(s) {dup[:5]}")
-    done = skipped = 0
-    failed = []
-    for name, path, kind in tqdm(items, desc="predict", unit="img", disable=not progress):
-        if (out / "chunks" / f"{name}.csv").exists():
-            skipped += 1
-            continue
-        try:
-            predict_image(name, path, kind, predictor, spec, out, keep_top)
-            done += 1
-        except (RasterError, ImageReadError, OSError, ValueError) as exc:
-            msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            print(f"warning: skipped {msg}", file=sys.stderr)
-            failed.append({"file": str(path), "error": msg})
-    return {"images_in_shard": len(items), "predicted": done, "skipped_done": skipped,
-            "failed": failed}
+    tasks = scene_tasks(inputs, spec, keep_top, shard)
+    if scheduler is not None and model_path is None:
+        raise ValueError("a cluster run needs model_path (the workers load the model)")
+    job = scene_job(out, model_path, batch_size, threads, precision, model.name)
+    summary = run_scenes(job, tasks, scheduler, threads=threads, resource=predictor,
+                         progress=progress, desc="predict")
+    return {"images_in_shard": len(tasks), "predicted": len(summary.done),
+            "skipped_done": len(summary.skipped),
+            "failed": [{"file": f["path"], "error": f["error"]} for f in summary.failed]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,7 +245,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         prog="ice-predict",
         description="Chunk probabilities P(small ice patch) for HiRISE images (chunked on the "
                     "fly) or chunk.py output folders; writes <out>/chunks/<image>.csv. "
-                    "Resumable; --shard i/N splits the images over jobs.")
+                    "Resumable; --scheduler runs the images on a Dask cluster; --shard i/N "
+                    "keeps a share of them.")
     parser.add_argument("inputs", nargs="+", help="image files, folders of images, or chunk.py "
                         "output folders")
     parser.add_argument("--model", required=True, type=Path, metavar="PATH",
@@ -223,6 +256,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
                         help="profile for the chunking settings (paper, quick or YAML path)")
     parser.add_argument("--batch-size", type=positive_int, help="chunks per forward pass")
     parser.add_argument("--shard", help="i/N: process only shard i of N (0 <= i < N)")
+    from shared.cluster import add_scheduler_argument
+
+    add_scheduler_argument(parser)
     parser.add_argument("--despeckle", action=argparse.BooleanOptionalAction, default=None,
                         help="remove isolated saturated pixels (default: the profile's)")
     parser.add_argument("--keep-top", type=int, default=4,
@@ -253,7 +289,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from shared.cli import progress_enabled
     from shared.precision import resolve_precision
 
-    if resolve_precision(args.precision, "cpu") == "bf16":
+    precision = resolve_precision(args.precision, "cpu")
+    if precision == "bf16":
         import keras
 
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -268,7 +305,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     spec = ChunkSpec.from_config(cfg, size=size, despeckle=args.despeckle)
     batch = args.batch_size or int(cfg.get("predict", {}).get("batch_size", 25))
     result = run_predict(model, args.inputs, args.out, spec, batch, shard, args.keep_top,
-                         progress=progress_enabled(args.no_progress))
+                         progress=progress_enabled(args.no_progress), scheduler=args.scheduler,
+                         model_path=args.model, threads=args.threads, precision=precision)
     print(f"{result['predicted']} image(s) predicted, {result['skipped_done']} already done, "
           f"{len(result['failed'])} failed (shard {args.shard or 'all'}); results in "
           f"{args.out / 'chunks'}")

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 DONE_DIR = "done"
 SUMMARY_NAME = "scenes.json"
@@ -132,12 +132,9 @@ class Job:
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """The errors that mean a bad input file: the project's user errors and OS errors."""
-    from shared.atomic import CheckpointSetError
-    from shared.images import ImageReadError
-    from shared.rasters import RasterError
-
-    return (UserError, RasterError, ImageReadError, CheckpointSetError, OSError)
+    """The errors that mean a bad input file: the project's user errors (every reader's error
+    subclasses ``UserError``) and OS errors (unreadable, vanished)."""
+    return (UserError, OSError)
 
 
 def marker_name(name: str) -> str:
@@ -239,12 +236,14 @@ class ScenesSummary:
 
 def run_scenes(job: Job, tasks: Sequence[SceneTask], scheduler: str | None = None, *,
                threads: int = 1, resource: Any = None, progress: bool = True,
-               desc: str = "scenes", echo: Callable[[str], None] | None = None
-               ) -> ScenesSummary:
+               desc: str = "scenes", echo: Callable[[str], None] | None = None,
+               client: Any = None) -> ScenesSummary:
     """Run every task not done yet, here (``scheduler`` None) or on a Dask cluster; write
     ``<out>/scenes.json`` and return the summary. ``resource``: an already loaded model for an
     in-process run (else ``job.load`` builds it); ``threads``: threads per worker process for
-    the model (``local:N`` only; the predictor's loader sets them in the framework too)."""
+    the model (``local:N`` only; the predictor's loader sets them in the framework too);
+    ``client``: a connected ``distributed.Client`` to use instead of ``scheduler`` (kept open:
+    the bench times runs on warm workers)."""
     from shared.atomic import atomic_write_json
 
     echo = echo or (lambda text: print(text, file=sys.stderr))
@@ -265,15 +264,16 @@ def run_scenes(job: Job, tasks: Sequence[SceneTask], scheduler: str | None = Non
                             f" output folder or delete {out / DONE_DIR}")
         skipped.append(task.name)
     start = time.perf_counter()
-    if scheduler is None:
+    if scheduler is None and client is None:
         results = _run_here(job, todo, resource, progress, desc)
     else:
-        results = _run_on_cluster(job, todo, scheduler, threads, progress, desc, echo)
+        results = _run_on_cluster(job, todo, scheduler, threads, progress, desc, echo, client)
     done = [r for r in results if r["status"] == "done"]
     failed = [r for r in results if r["status"] == "failed"]
     for f in failed:
         echo(f"warning: skipped {f['error']}")
-    summary = ScenesSummary(done, skipped, failed, scheduler or "in-process",
+    summary = ScenesSummary(done, skipped, failed,
+                            scheduler or ("client" if client is not None else "in-process"),
                             time.perf_counter() - start)
     atomic_write_json(out / SUMMARY_NAME, summary.as_dict())
     return summary
@@ -298,16 +298,19 @@ def _run_here(job: Job, todo: Sequence[SceneTask], resource: Any, progress: bool
     return results
 
 
-def _run_on_cluster(job: Job, todo: Sequence[SceneTask], scheduler: str, threads: int,
-                    progress: bool, desc: str, echo: Callable[[str], None]) -> list[dict]:
+def _run_on_cluster(job: Job, todo: Sequence[SceneTask], scheduler: str | None, threads: int,
+                    progress: bool, desc: str, echo: Callable[[str], None],
+                    client: Any = None) -> list[dict]:
+    import contextlib
+
     try:
         from distributed import as_completed
     except ImportError:
         raise SchedulerError("--scheduler needs Dask: pip install 'dask[distributed]' (make "
                              "setup installs it)") from None
-    with connect(scheduler, threads) as client:
-        echo(f"Dask scheduler {client.scheduler.address}; dashboard: "
-             f"{client.dashboard_link or 'none'}")
+    with (contextlib.nullcontext(client) if client is not None
+          else connect(scheduler, threads)) as client:
+        echo(f"Dask scheduler {client.scheduler.address}; dashboard: {_dashboard(client)}")
         run = uuid.uuid4().hex[:8]
         futures = [client.submit(run_task, job, task, key=f"{desc}-{task.name}-{run}",
                                  pure=False) for task in todo]
@@ -362,6 +365,17 @@ class _Connection:
         return False
 
 
+def _dashboard(client: Any) -> str:
+    """The dashboard's address, or why there is none."""
+    try:
+        served = client.scheduler_info().get("services", {}).get("dashboard")
+    except Exception:  # an old scheduler that does not say: give Dask's own guess
+        served = True
+    if not served:
+        return "none (needs bokeh: pip install 'dask[diagnostics]')"
+    return str(client.dashboard_link)
+
+
 def _dashboard_address() -> str | None:
     """``:8787`` (Dask's usual port; a busy port is replaced by a free one), ``None`` without
     Bokeh, and whatever ``$PLANETARY_DASK_DASHBOARD`` says (tests: ``none``)."""
@@ -373,6 +387,17 @@ def _dashboard_address() -> str | None:
     except ImportError:
         return None
     return value
+
+
+def _load_here(job: Job) -> int:
+    worker_resource(job.load, job.load_args)
+    return os.getpid()
+
+
+def warm_up(client: Any, job: Job) -> dict:
+    """Build ``job``'s resource (load the model) on every worker of ``client`` now; returns
+    worker address -> pid (the bench times runs on warm workers)."""
+    return client.run(_load_here, job)
 
 
 def connect(scheduler: str, threads: int = 1) -> _Connection:

@@ -48,7 +48,8 @@ def test_every_entry_measures(quick):
         bad = {k: r.get("reason") for k, r in res[section].items() if r["status"] != OK}
         assert not bad, bad  # an error or a hung child is a bug, not a figure
     for heading in ("## 1. Training-step utilisation", "## 2. Data loaders against memory",
-                    "## 3. Tiled inference against the pure forward", "Quick mode"):
+                    "## 3. Tiled inference against the pure forward",
+                    "## 4. Scenes per minute in-process and on a Dask cluster", "Quick mode"):
         assert heading in md
 
 
