@@ -15,11 +15,10 @@ from shared.configs import ConfigError
 from shared.configs import load_config as _load
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("data", "model", "train", "rules", "reported")
 PROFILES = {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yml"))}
 
-__all__ = ["ConfigError", "PROFILES", "check_sections", "load_config", "repo_path"]
+__all__ = ["ConfigError", "PROFILES", "check_sections", "load_config"]
 
 
 def check_sections(cfg: dict[str, Any], name: str | os.PathLike = "config") -> dict[str, Any]:
@@ -33,9 +32,3 @@ def check_sections(cfg: dict[str, Any], name: str | os.PathLike = "config") -> d
 def load_config(name: str | os.PathLike = "quick", sets=None) -> dict[str, Any]:
     """Read a profile (``paper``, ``quick``) or a YAML path, with ``sets`` overrides."""
     return check_sections(_load(name, PROFILES, sets), name)
-
-
-def repo_path(value: str | os.PathLike) -> Path:
-    """A path from a config: relative paths are taken from the repository root."""
-    path = Path(value)
-    return path if path.is_absolute() else REPO_ROOT / path

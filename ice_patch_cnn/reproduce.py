@@ -21,33 +21,16 @@ also draws the synthetic scenes from that seed):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import csv
 import io
 import json
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-
-class _Tee(io.TextIOBase):
-    def __init__(self, *streams):
-        self.streams = streams
-
-    def write(self, s):
-        for st in self.streams:
-            st.write(s)
-            st.flush()
-        return len(s)
-
-    def flush(self):
-        for st in self.streams:
-            st.flush()
 
 
 def _label_chunks(chunk_dir: Path, scene_dir: Path, size: int, out_csv: Path) -> dict:
@@ -236,12 +219,12 @@ def run_all(cfg: dict, seeds: Sequence[int], *, data_seeds: bool = False,
             results: Path | None = None, runs_root: Path | None = None,
             data_root: Path | None = None) -> dict:
     """Every seed, then ``summary.json`` (and ``metrics.json``) in ``results``."""
-    from ice_patch_cnn.config import repo_path
+    from shared.configs import REPO_ROOT, resolve_path
 
     t_start = time.time()
-    results = results or repo_path("results/ice_patch_cnn")
-    runs_root = runs_root or repo_path(f"runs/ice_patch_cnn/{cfg['profile']}")
-    data_root = data_root or repo_path(cfg["data"]["root"]) / cfg["profile"]
+    results = results or REPO_ROOT / "results" / "ice_patch_cnn"
+    runs_root = runs_root or REPO_ROOT / "runs" / "ice_patch_cnn" / cfg["profile"]
+    data_root = data_root or resolve_path(cfg["data"]["root"]) / cfg["profile"]
     per_seed, timings = [], []
     for seed in seeds:
         t0 = time.time()
@@ -342,10 +325,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     results = resolve_results(args, "ice_patch_cnn")
     results.mkdir(parents=True, exist_ok=True)
-    with open(results / "reproduce.log", "w", encoding="utf-8") as fh, \
-            contextlib.redirect_stdout(_Tee(sys.stdout, fh)):
-        run_all(cfg, seeds, data_seeds=args.data_seeds, results=results, runs_root=args.runs,
-                data_root=args.data_root)
+    from shared.results import ReproduceLog
+
+    with ReproduceLog(results / "reproduce.log") as log:
+        try:
+            run_all(cfg, seeds, data_seeds=args.data_seeds, results=results,
+                    runs_root=args.runs, data_root=args.data_root)
+        finally:
+            log.save()  # also the log of a failed or interrupted reproduce
     from shared.results import relativize_paths
 
     relativize_paths(results)  # a record names no machine's absolute path

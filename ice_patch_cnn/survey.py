@@ -247,7 +247,7 @@ def contact_sheet(folder: Path, predictions: dict[str, list[dict]], path: Path, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.atomic import atomic_path
+    from shared.figures import save_figure
     from shared.images import read_image
 
     items = []
@@ -274,9 +274,7 @@ def contact_sheet(folder: Path, predictions: dict[str, list[dict]], path: Path, 
                      color=colours[chunk_label(p, rules)])
     fig.suptitle("Most likely chunks: predicted probability p of a small ice patch (title "
                  "colour: blue ice, orange hard, grey no ice)", fontsize=11)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return len(items)
 
 
