@@ -465,7 +465,8 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
     res = _tiled(rec, predict)
     res.update(input_decode_s=_decode_s(src), reader=stats.get("reader"),
                raster=f"{size}x{size}x64 float32 GeoTIFF (dune_vlm.data.synthetic)", tile=tc,
-               predictor="dune_vlm.inference_tile.predict_raster", notes=note,
+               predictor="dune_vlm.inference_tile.predict_raster (shared.engine)",
+               notes=note,
                windows_planned=stats.get("windows_total"),
                windows_skipped_nodata=stats.get("windows_skipped_nodata", 0))
     return res
@@ -535,7 +536,8 @@ def tile_s5mars(args: argparse.Namespace) -> dict[str, Any]:
     res = _tiled(rec, lambda: predict_sliding(rec.module, x, crop, stride,
                                               int(cfg["net"]["num_classes"])))
     res.update(image=f"{h}x{w} RGB (s5mars_ssl.data.synthetic.render_scene)", crop=crop,
-               stride=stride, predictor="s5mars_ssl.augseg.utils.metrics.predict_sliding")
+               stride=stride,
+               predictor="s5mars_ssl.augseg.utils.metrics.predict_sliding (shared.engine)")
     return res
 
 
