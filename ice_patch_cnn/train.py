@@ -230,6 +230,9 @@ def build(cfg: dict, data: str | os.PathLike) -> Setup:
     ``load_state``)."""
     size = int(cfg["data"]["chunk_size"])
     files, labels, n_hard = read_samples(data)
+    if len(files) < 2:
+        raise DataError(f"{data}: {len(files)} chunk; training needs at least 2 (one for "
+                        "training, one for validation)")
     check_chunk_headers(files, size)
     train_idx, val_idx = split_by_name(files, float(cfg["data"]["val_split"]))
     tcfg = cfg["train"]
@@ -546,31 +549,18 @@ def validate_config(cfg: dict) -> None:
 
 def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None,
                 title: str = "") -> None:
-    """Loss and accuracy per epoch (training and validation), like the paper's Figure 3."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from shared.atomic import atomic_path
+    """Loss and accuracy per epoch (training and validation), like the paper's Figure 3
+    (drawn by ``shared.figures.plot_curves``)."""
+    from shared.figures import plot_curves as draw
 
     ep = [int(r["epoch"]) for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key in ((axes[0], "loss"), (axes[1], "accuracy")):
-        ax.plot(ep, [float(r[key]) for r in history], "o-", ms=3, label=key)
-        ax.plot(ep, [float(r[f"val_{key}"]) for r in history], "s-", ms=3, label=f"val_{key}")
-        if best_epoch:
-            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best (epoch {best_epoch})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    vline = (best_epoch, f"best (epoch {best_epoch})") if best_epoch else None
+    panels = [{"ylabel": key, "vline": vline, "legend": True,
+               "lines": [{"x": ep, "y": [float(r[key]) for r in history], "label": key},
+                         {"x": ep, "y": [float(r[f"val_{key}"]) for r in history],
+                          "fmt": "s-", "label": f"val_{key}"}]}
+              for key in ("loss", "accuracy")]
+    draw(path, panels, title=title, panel_size=(5.0, 3.8), dpi=110, legend_size=8)
 
 
 # --------------------------------------------------------------------------- command line

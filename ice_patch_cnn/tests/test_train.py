@@ -241,11 +241,13 @@ def test_data_root_from_the_config(tmp_path, capsys):
     rel = os.path.relpath(data, REPO_ROOT)
     out = tmp_path / "run"
     assert main(["--config", str(cfg), "--set", f"data.root={rel}", "--run-dir", str(out),
-                 "--quiet"]) == 0
+                 "--class-weight", "--quiet"]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert Path(saved["data"]["root"]) == data.resolve() or \
-        Path(saved["data"]["root"]).resolve() == data.resolve()
-    assert json.loads((out / "summary.json").read_text())["chunks"] == 20
+    assert Path(saved["data"]["root"]).is_absolute()
+    assert Path(saved["data"]["root"]).resolve() == data.resolve()
+    summary = json.loads((out / "summary.json").read_text())
+    weights = summary["class_weight"]                                  # 6 of 20 with ice
+    assert summary["chunks"] == 20 and weights["1"] > 1 > weights["0"]
     # --resume without --data: the run's own data, whatever the profile says
     assert main(["--run-dir", str(out), "--resume", "--epochs", "1", "--quiet"]) == 0
     assert json.loads((out / "state.json").read_text())["epochs_done"] == 2
