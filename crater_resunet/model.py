@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from shared.runs import UserError
+from shared.keras_models import ModelFileError
 
 DEPTH = 5  # encoder levels, each halving the resolution
 
@@ -107,64 +107,19 @@ def save_model(model, path: str | os.PathLike) -> Path:
     return path
 
 
-class ModelFileError(UserError):
-    """A model file that is not a loadable ``.keras`` model; the message names the file."""
-
-
-def check_keras_file(path: str | os.PathLike) -> Path:
-    """Refuse, with one line naming the file, what is not a ``.keras`` archive: a missing or
-    truncated file, a PyTorch checkpoint renamed ``.keras``, an HDF5 file, any other zip."""
-    import zipfile
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if head.startswith(b"\x89HDF"):
-        raise ModelFileError(f"{path}: an HDF5 file, not a .keras archive (rename it to .h5 "
-                             "if it is a legacy Keras model)")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path}: not a .keras model (not a zip archive: truncated or "
-                             "another format)")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelFileError(f"{path}: not a readable .keras archive ({exc})") from None
-    if any(n.endswith("data.pkl") for n in names):
-        raise ModelFileError(f"{path}: a PyTorch checkpoint (torch.save zip), not a Keras "
-                             "model; this package needs a .keras file saved by Keras")
-    if "config.json" not in names:
-        raise ModelFileError(f"{path}: not a .keras model (the zip archive has no config.json)")
-    if bad is not None:
-        raise ModelFileError(f"{path}: corrupt .keras archive (bad CRC in {bad})")
-    return path
-
-
 def load_model(path: str | os.PathLike, compile: bool = True):
     """Load a ``.keras`` model in safe mode; our loss and metrics are registered on import.
 
     A model saved by the original notebook (its loss and metrics registered there as
     ``dice_bce_loss``, ``f1_score``, ``precision``, ``recall``, ``dice_coefficient``) loads
     with ``compile=False`` (what ``predict`` does) without those functions. Anything that is
-    not a loadable model raises :class:`ModelFileError` naming the file.
+    not a loadable model raises ``shared.keras_models.ModelFileError`` naming the file (the
+    one safe ``.keras`` loader, shared with ice_patch_cnn).
     """
     import crater_resunet.losses  # noqa: F401  (registers the loss and the metrics)
-    from shared.runs import keras_model_owner, library_noise
+    from shared.keras_models import load_keras_model
 
-    path = check_keras_file(path)
-    owner = keras_model_owner(path)
-    if owner is not None and not owner.startswith("crater_resunet"):
-        raise ModelFileError(f"{path}: a model of another subproject ({owner}), not a "
-                             "crater_resunet model")
-    try:
-        with library_noise():  # Keras' warnings would bury the one-line error (issue 27)
-            return keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: cannot load the model ({msg[:300]})") from None
+    return load_keras_model(path, "crater_resunet", "a crater_resunet model", compile=compile)
 
 
 def count_params(model) -> tuple[int, int]:

@@ -75,39 +75,16 @@ def build_xception(
 
 
 def load_model(path, compile: bool = False):
-    """Load a saved ``.keras`` classifier in safe mode (no arbitrary code is deserialised).
+    """Load a saved ``.keras`` classifier in safe mode (no arbitrary code is deserialised;
+    ``shared.keras_models``, the one safe loader, shared with crater_resunet): a missing,
+    truncated or foreign file, or a model of another subproject, is one line naming it.
 
     ``compile=True`` also restores the optimizer and its state (to resume training).
     """
-    import zipfile
-    from pathlib import Path
+    from shared.keras_models import load_keras_model
 
-    import keras
-
-    from shared.runs import UserError, keras_model_owner, library_noise
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    if path.suffix != ".keras":
-        raise ValueError(f"{path}: expected a .keras model file")
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"{path}: not a .keras model (not a zip archive; truncated?)")
-    with zipfile.ZipFile(path) as zf:
-        if "config.json" not in zf.namelist():
-            raise UserError(f"{path}: not a .keras model (no config.json in the archive; "
-                            "a file of another framework?)")
-    owner = keras_model_owner(path)
-    if owner is not None and not owner.startswith("ice_patch_cnn"):
-        raise UserError(f"{path}: a model of another subproject ({owner}), not an "
-                        "ice_patch_cnn chunk classifier")
-    try:
-        with library_noise():  # Keras' warnings would bury the one-line refusal (issue 27)
-            return keras.models.load_model(path, safe_mode=True, compile=compile)
-    except (ValueError, TypeError, KeyError, OSError, AttributeError,
-            zipfile.BadZipFile) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise UserError(f"{path}: cannot load the model in safe mode ({first})") from None
+    return load_keras_model(path, "ice_patch_cnn", "an ice_patch_cnn chunk classifier",
+                            compile=compile)
 
 
 def compile_model(model, learning_rate: float = 1e-3):

@@ -43,8 +43,10 @@ def test_save_and_load_in_safe_mode(tmp_path):
     again = load_model(path)
     np.testing.assert_allclose(np.asarray(model(x, training=False)),
                                np.asarray(again(x, training=False)), rtol=1e-5, atol=1e-6)
-    with pytest.raises(FileNotFoundError, match="not found"):
+    from shared.keras_models import ModelFileError  # the one safe .keras loader's error
+
+    with pytest.raises(ModelFileError, match="missing.keras: model file not found"):
         load_model(tmp_path / "missing.keras")
     (tmp_path / "m.h5").write_bytes(b"x")
-    with pytest.raises(ValueError, match=".keras"):
+    with pytest.raises(ModelFileError, match=r"m.h5: not a .keras model"):
         load_model(tmp_path / "m.h5")

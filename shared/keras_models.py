@@ -1,0 +1,86 @@
+"""The one safe ``.keras`` loader of the Keras subprojects (crater_resunet, ice_patch_cnn).
+
+:func:`check_keras_file` refuses, with one line naming the file, what is not a ``.keras``
+archive (missing, truncated, HDF5, a PyTorch checkpoint renamed ``.keras``, any other zip, a
+bad CRC); :func:`load_keras_model` then refuses a model of another subproject (read from
+``config.json`` without deserialising anything) and loads in Keras safe mode
+(``safe_mode=True``: no lambda or other code in the file is run), with Keras' noise held back.
+Every refusal is a :class:`ModelFileError` (a ``shared.runs.UserError``: one line, exit 2).
+Keras is imported inside the loader, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from shared.runs import UserError
+
+SUFFIX = ".keras"
+
+
+class ModelFileError(UserError):
+    """A model file that is not a loadable ``.keras`` model; the message names the file."""
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else type(exc).__name__
+
+
+def check_keras_file(path: str | os.PathLike) -> Path:
+    """``path`` when it is a ``.keras`` archive; else one :class:`ModelFileError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"\x89HDF"):
+        raise ModelFileError(f"{path}: an HDF5 file, not a .keras archive (rename it to .h5 "
+                             "if it is a legacy Keras model)")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a .keras model (not a zip archive: truncated or "
+                             "another format)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(f"{path}: not a readable .keras archive ({exc})") from None
+    if any(n.endswith("data.pkl") for n in names):
+        raise ModelFileError(f"{path}: a PyTorch checkpoint (torch.save zip), not a Keras "
+                             "model (no config.json in the archive); this package needs a "
+                             ".keras file saved by Keras")
+    if "config.json" not in names:
+        raise ModelFileError(f"{path}: not a .keras model (the zip archive has no config.json)")
+    if bad is not None:
+        raise ModelFileError(f"{path}: corrupt .keras archive (bad CRC in {bad})")
+    return path
+
+
+def load_keras_model(path: str | os.PathLike, owner: str, what: str = "model",
+                     compile: bool = False) -> Any:
+    """The Keras model in ``path``, loaded in safe mode.
+
+    ``owner``: the subproject the model must belong to (``crater_resunet``,
+    ``ice_patch_cnn``); a model recognised as another's is refused (``what`` names the
+    expected kind in that message). ``compile=True`` restores the optimizer and its state (to
+    resume training). Custom objects must be registered (``keras.saving``) before the call.
+    """
+    from shared.runs import keras_model_owner, library_noise
+
+    path = check_keras_file(path)
+    found = keras_model_owner(path)
+    if found is not None and not found.startswith(owner):
+        raise ModelFileError(f"{path}: a model of another subproject ({found}), not {what}")
+    import keras
+
+    try:
+        with library_noise():  # Keras' warnings would bury the one-line refusal (issue 27)
+            return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError, AttributeError,
+            zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path}: cannot load the model in safe mode "
+                             f"({_first_line(exc)})") from None
