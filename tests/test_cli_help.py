@@ -21,11 +21,11 @@ import tempfile
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT as REPO
+
 HEAVY = ("torch", "tensorflow", "keras", "segment_anything")
 LIMIT_S = 1.5
 TRIES = 3

@@ -5,14 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
+from shared.configs import REPO_ROOT as REPO
 from shared.keras_models import ModelFileError, check_keras_file, load_keras_model
 from shared.runs import UserError
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("kind, fragment", [

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from shared import precision as shared_precision  # noqa: E402
 from shared import torch_runtime as rt  # noqa: E402
+from shared.configs import REPO_ROOT as REPO  # noqa: E402
 from shared.runs import UserError  # noqa: E402
 from shared.torch_checkpoint import (  # noqa: E402
     CheckpointError,
@@ -21,8 +22,6 @@ from shared.torch_checkpoint import (  # noqa: E402
     load_strict,
     load_torch_file,
 )
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- device

@@ -9,11 +9,10 @@ import os
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from shared.configs import REPO_ROOT as REPO
 
 
 def packages() -> list[str]:
