@@ -278,9 +278,9 @@ def _main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true", help="recompute existing JSON files")
     args = finish_parser(p).parse_args(argv)
     if args.device != "cpu":
-        from shared.cli import check_torch_device
+        from shared.torch_runtime import pick_device
 
-        check_torch_device(args.device)
+        pick_device(args.device)  # a device that is not there: one line, exit code 2
     from shared.runs import UserError, check_output_dir
 
     if args.points_per_side < 1:

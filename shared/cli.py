@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared.precision import PRECISIONS, resolve_precision
+from shared.precision import PRECISIONS
 from shared.runs import UserError
 
 
@@ -74,46 +74,6 @@ def progress_enabled(no_progress: bool = False, streams: Sequence[Any] | None = 
         except (AttributeError, ValueError):
             return False
     return True
-
-
-def check_torch_device(name: str) -> str:
-    """One line (``UserError``, exit code 2) for a device this machine does not have.
-
-    Accepts ``auto``, ``cpu``, ``cuda``, ``cuda:N`` and ``mps``; returns the name unchanged.
-    Imports torch (call it from torch subprojects only, after argument parsing).
-    """
-    import torch
-
-    spec = str(name).strip().lower()
-    if spec in ("auto", "cpu"):
-        return name
-    try:
-        dev = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise UserError(f"--device {name}: not a device (expected auto, cpu, cuda, cuda:N "
-                        "or mps)") from None
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise UserError(f"--device {name}: no CUDA device on this machine; use --device "
-                            "cpu or auto")
-        if dev.index is not None and dev.index >= n:
-            raise UserError(f"--device {name}: this machine has {n} CUDA device(s) "
-                            f"(cuda:0..cuda:{n - 1})")
-    elif dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if not (mps and mps.is_available()):
-            raise UserError(f"--device {name}: no MPS device on this machine; use --device "
-                            "cpu or auto")
-    elif dev.type != "cpu":
-        raise UserError(f"--device {name}: not supported here (expected auto, cpu, cuda, "
-                        "cuda:N or mps)")
-    return name
-
-
-def precision_to_amp(choice: str | None, device: object) -> bool:
-    """The existing amp switches take a bool: True when ``choice`` resolves to bf16."""
-    return resolve_precision(choice, device) == "bf16"
 
 
 def finish_parser(parser: argparse.ArgumentParser, set_example: str | None = None
