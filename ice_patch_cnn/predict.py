@@ -210,7 +210,7 @@ def run_predict(model, inputs: Sequence[str | Path], out: str | Path, spec=None,
     ``model``) or on the Dask cluster ``scheduler`` (each worker loads ``model_path``);
     returns counts."""
     from ice_patch_cnn.chunk import ChunkSpec
-    from shared.cluster import run_scenes
+    from shared.cluster import report_failures, run_scenes
 
     out = Path(out)
     (out / "chunks").mkdir(parents=True, exist_ok=True)
@@ -226,6 +226,7 @@ def run_predict(model, inputs: Sequence[str | Path], out: str | Path, spec=None,
     job = scene_job(out, model_path, batch_size, threads, precision, model.name)
     summary = run_scenes(job, tasks, scheduler, threads=threads, resource=predictor,
                          progress=progress, desc="predict")
+    report_failures(summary, raise_if_all=False)  # the CLI says when every input failed
     return {"images_in_shard": len(tasks), "predicted": len(summary.done),
             "skipped_done": len(summary.skipped),
             "failed": [{"file": f["path"], "error": f["error"]} for f in summary.failed]}

@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "is not there is an error")
     add_precision_argument(p)
     add_progress_argument(p, aliases=())
-    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=2,
+                   help="torch CPU threads (per worker with --scheduler)")
+    from shared.cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)
     return finish_parser(p)
 
 
@@ -362,18 +366,55 @@ def list_inputs(path: Path | list[Path]) -> list[Path]:
     raise PredictError(f"{path}: input not found")
 
 
-def predict_all(args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
-    from tqdm import tqdm
+def load_predictor(checkpoint: str, arch: str, device: str, precision: str | None,
+                   amp: bool, threads: int) -> tuple:
+    """(model, its name, device, amp) of a worker process (built once per worker by
+    :mod:`shared.cluster`; in-process the same call): torch threads, device and precision
+    resolved where the model runs."""
+    import torch
 
-    from mars_cracknet.data.mars import find_image, load_mask
-    from mars_cracknet.utils.metrics import METRICS, scores
-    from shared.atomic import atomic_write_json, atomic_write_text
+    from mars_cracknet.checkpoint import load_model
     from shared.torch_runtime import pick_device, resolve_precision
 
-    device = str(pick_device(args.device))
-    if args.precision is not None:  # a resolved name (fp32, bf16; fp16 on a GPU without bf16)
-        args.amp = resolve_precision(args.precision, device)
+    torch.set_num_threads(max(1, int(threads)))
+    dev = str(pick_device(device))
+    if precision is not None:  # a resolved name (fp32, bf16; fp16 on a GPU without bf16)
+        amp = resolve_precision(precision, dev)
+    model, name = load_model(Path(checkpoint), None if arch == "auto" else arch, dev)
+    return model, name, dev, amp
+
+
+def predict_task(loaded: tuple, task, out: Path) -> dict[str, Any]:
+    """One image of the task list (worker side): :func:`predict_scene`, its ground truth read
+    from the path in the task; returns the confusion counts and the written paths."""
+    from mars_cracknet.data.mars import load_mask
+
+    model, _name, device, amp = loaded
+    o = dict(task.options)
+    gt_path = o.pop("gt")
+    gt = load_mask(Path(gt_path)) > 0 if gt_path is not None else None
+    res = predict_scene(model, Path(task.path), out, gt=gt, amp=amp, device=device, **o)
+    return {**res, "image": Path(task.path).stem, "labelled": gt is not None}
+
+
+def predict_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every input as one task of :mod:`shared.cluster` (``--scheduler``: on a Dask cluster,
+    else here); the metrics from the done scenes."""
+    import numpy as np
+
+    from mars_cracknet.data.mars import find_image
+    from mars_cracknet.utils.metrics import METRICS, scores
+    from shared.atomic import atomic_write_json, atomic_write_text
+    from shared.cli import progress_enabled
+    from shared.cluster import (
+        Job,
+        SceneTask,
+        done_records,
+        report_failures,
+        run_scenes,
+        user_error_types,
+    )
+
     inputs = list_inputs(args.inputs)
     if args.masks is not None and not args.masks.is_dir():
         raise PredictError(f"{args.masks}: mask folder not found")
@@ -385,27 +426,29 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
                 raise PredictError(f"{args.masks}/{path.stem}.png: no ground-truth mask for "
                                    f"{path}")
             gt_paths[path] = gt_path
-    from mars_cracknet.checkpoint import load_model
-
-    model, name = load_model(args.checkpoint, None if args.arch == "auto" else args.arch, device)
+    scheduler = getattr(args, "scheduler", None)
+    load_args = (str(Path(args.checkpoint).resolve()), args.arch, args.device, args.precision,
+                 bool(getattr(args, "amp", False)), args.threads)
+    loaded = None if scheduler else load_predictor(*load_args)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    from shared.cli import progress_enabled
-
+    kw = dict(threshold=args.threshold, tile=args.tile, overlap=args.overlap, prob=args.prob,
+              overlay=args.overlay, overlay_max=args.overlay_max)
+    tasks = [SceneTask(path.name, str(path),
+                       {**kw, "gt": str(gt_paths[path]) if path in gt_paths else None})
+             for path in inputs]
+    job = Job(work=predict_task, out=str(args.out), load=load_predictor, load_args=load_args,
+              signature=f"mars_cracknet {load_args[0]} {args.arch} {sorted(kw.items())}",
+              user_errors=user_error_types())
     show = progress_enabled(args.no_progress) and len(inputs) >= 2
-    for path in tqdm(inputs, desc="predict", disable=not show):
-        gt = None
-        if args.masks is not None:
-            gt_path = gt_paths[path]
-            gt = load_mask(gt_path) > 0
-        out = predict_scene(model, path, args.out, gt=gt, threshold=args.threshold,
-                            tile=args.tile, overlap=args.overlap, prob=args.prob,
-                            overlay=args.overlay, overlay_max=args.overlay_max, amp=args.amp,
-                            device=device)
-        if gt is not None:
-            rows.append({"image": path.stem, **scores(*out["counts"])})
+    summary = run_scenes(job, tasks, scheduler, threads=args.threads, resource=loaded,
+                         progress=show, desc="predict")
+    report_failures(summary)  # one line each; every input failed: the error, exit 2
+    rows = [{"image": rec["image"], **scores(*rec["counts"])}
+            for _task, rec in done_records(args.out, tasks) if rec.get("labelled")]
+    name = loaded[1] if loaded else args.arch
     result: dict[str, Any] = {"model": name, "checkpoint": str(args.checkpoint),
-                              "n_images": len(inputs)}
+                              "n_images": len(inputs), "done": len(summary.done),
+                              "skipped": len(summary.skipped), "failed": summary.failed}
     if rows:
         mean = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
         lines = ["image," + ",".join(METRICS)]
@@ -435,7 +478,9 @@ def _main(argv: list[str] | None = None) -> int:
     check_not_inputs([args.out], [*args.inputs, args.checkpoint])
     torch.set_num_threads(max(1, args.threads))
     result = predict_all(args)
-    msg = f"predicted {result['n_images']} image(s) with {result['model']} -> {args.out}"
+    msg = (f"predicted {result['n_images']} image(s) with {result['model']} -> {args.out} "
+           f"({result['done']} done, {result['skipped']} done before, "
+           f"{len(result['failed'])} failed)")
     if "mean" in result:
         m = result["mean"]
         msg += (f"; mean precision {m['precision']:.4f} recall {m['recall']:.4f} "

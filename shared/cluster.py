@@ -270,13 +270,26 @@ def run_scenes(job: Job, tasks: Sequence[SceneTask], scheduler: str | None = Non
         results = _run_on_cluster(job, todo, scheduler, threads, progress, desc, echo, client)
     done = [r for r in results if r["status"] == "done"]
     failed = [r for r in results if r["status"] == "failed"]
-    for f in failed:
-        echo(f"warning: skipped {f['error']}")
     summary = ScenesSummary(done, skipped, failed,
                             scheduler or ("client" if client is not None else "in-process"),
                             time.perf_counter() - start)
     atomic_write_json(out / SUMMARY_NAME, summary.as_dict())
     return summary
+
+
+def report_failures(summary: ScenesSummary, echo: Callable[[str], None] | None = None,
+                    raise_if_all: bool = True) -> None:
+    """Each failed scene as one ``warning: skipped <error>`` line; when nothing was done or
+    done before (every input failed) a ``UserError`` instead: the one error itself for a
+    single input, else the count and the first error (``raise_if_all=False``: warnings only)."""
+    echo = echo or (lambda text: print(text, file=sys.stderr))
+    failed = summary.failed
+    if raise_if_all and failed and not (summary.done or summary.skipped):
+        if len(failed) == 1:
+            raise UserError(failed[0]["error"])
+        raise UserError(f"every input failed ({len(failed)}); first: {failed[0]['error']}")
+    for f in failed:
+        echo(f"warning: skipped {f['error']}")
 
 
 def _bar(total: int, progress: bool, desc: str):

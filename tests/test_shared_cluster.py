@@ -23,6 +23,7 @@ from shared.cluster import (
     in_share,
     parse_scheduler,
     parse_share,
+    report_failures,
     run_scenes,
     user_error_types,
 )
@@ -132,6 +133,9 @@ def test_in_process_bad_scene_recorded_and_rerun_skips(tmp_path):
     out = tmp_path / "out"
     job = make_job(tmp_path, out)
     s = run_scenes(job, tasks_of(paths), progress=False, echo=lambda _: None)
+    lines = []
+    report_failures(s, lines.append)
+    assert lines == [f"warning: skipped {paths[2]}: not a list of numbers"]
     assert [d["name"] for d in s.done] == ["scene0", "scene1", "scene3"]
     assert [f["name"] for f in s.failed] == ["scene2"]
     assert "scene2.txt: not a list of numbers" in s.failed[0]["error"]
@@ -146,6 +150,18 @@ def test_in_process_bad_scene_recorded_and_rerun_skips(tmp_path):
     paths[2].write_text("1\n2\n")
     third = run_scenes(job, tasks_of(paths), progress=False, echo=lambda _: None)
     assert [d["name"] for d in third.done] == ["scene2"] and len(third.skipped) == 3
+
+
+def test_every_scene_failed_is_a_user_error(tmp_path):
+    paths = make_scenes(tmp_path, 2, bad=(0, 1))
+    job = make_job(tmp_path, tmp_path / "out")
+    s = run_scenes(job, tasks_of(paths), progress=False)
+    with pytest.raises(UserError, match=r"every input failed \(2\); first: .*scene0.txt"):
+        report_failures(s)
+    one = run_scenes(job, tasks_of(paths[:1]), progress=False)
+    with pytest.raises(UserError) as err:
+        report_failures(one)
+    assert str(err.value) == f"{paths[0]}: not a list of numbers"
 
 
 def test_other_signature_refused(tmp_path):
