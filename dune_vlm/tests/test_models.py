@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,8 +5,11 @@ import torch
 
 from dune_vlm.models.fusion import build_fusion_model, build_model
 from dune_vlm.models.segformer import SegFormerBaseline, count_parameters
+from dune_vlm.utils.config import load_run_config
+from shared.configs import resolve_path
 
-PUBLISHED = Path(__file__).resolve().parents[3] / "shared" / "data" / "text_embeds_detailed.npy"
+# the authors' text embeddings where the paper profile expects them (text.embed_path), if there
+PUBLISHED = resolve_path(load_run_config("paper")["text"]["embed_path"])
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,6 @@ def test_published_text_embeddings_load_and_run(fusion, tmp_path):
 def test_model_from_spec_with_quick_arch():
     """The quick profile's MiT-B0-sized fusion model is rebuilt from a checkpoint spec."""
     from dune_vlm.checkpoint import UserError, model_from_spec
-    from dune_vlm.utils.config import load_run_config
 
     arch = load_run_config("quick")["model"]["fusion_arch"]
     m = model_from_spec({"name": "fusion", "num_classes": 10, "text_dim": 384, "arch": arch})
