@@ -27,9 +27,8 @@ from shared.cluster import (
     run_scenes,
     user_error_types,
 )
+from shared.configs import REPO_ROOT as REPO
 from shared.runs import UserError
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
