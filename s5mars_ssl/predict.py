@@ -73,26 +73,64 @@ def predict_one(model, path: Path, out: Path, mean, std, *, device: str = "cpu",
     return written
 
 
+def load_predictor(checkpoint: str, weights: str, device: str, precision: str | bool,
+                   threads: int | None = None) -> dict:
+    """The model of a worker process (built once per worker by :mod:`shared.cluster`;
+    in-process the same call) with its normalisation, device and autocast."""
+    import numpy as np
+
+    from s5mars_ssl.checkpoint import load_model
+    from shared.torch_runtime import pick_device, precision_for
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    device = str(pick_device(device))
+    model, info = load_model(checkpoint, weights, device)
+    return {"model": model, "used": info["weights"], "device": device,
+            "mean": np.asarray(info["normalization"]["mean"], np.float32),
+            "std": np.asarray(info["normalization"]["std"], np.float32),
+            "autocast": precision_for(precision, device).autocast}  # auto|fp32|bf16 (old amp)
+
+
+def predict_task(loaded: dict, task, out: Path) -> dict:
+    """One image of the task list (worker side): :func:`predict_one`."""
+    files = predict_one(loaded["model"], Path(task.path), out, loaded["mean"], loaded["std"],
+                        device=loaded["device"], autocast=loaded["autocast"], **task.options)
+    return {"files": [str(f) for f in files]}
+
+
 def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "teacher",
                    device: str = "cpu", sliding: bool = False, crop: int = 512,
                    stride: int = 384, alpha: float = 0.5, progress: bool = True,
-                   precision: str | bool = "fp32") -> list[Path]:
-    import numpy as np
-    from tqdm import tqdm
+                   precision: str | bool = "fp32", scheduler: str | None = None) -> list[Path]:
+    """Every image as one task of :mod:`shared.cluster` (``scheduler``: on a Dask cluster,
+    else here); returns the files of the done images."""
+    from shared.cluster import (
+        Job,
+        SceneTask,
+        done_records,
+        local_threads,
+        report_failures,
+        run_scenes,
+        user_error_types,
+    )
 
-    from s5mars_ssl.checkpoint import load_model
-    from shared.torch_runtime import precision_for
-
-    autocast = precision_for(precision, device).autocast  # auto|fp32|bf16 (old amp: a bool)
-    model, info = load_model(checkpoint, weights, device)
-    used = info["weights"]
-    mean = np.asarray(info["normalization"]["mean"], np.float32)
-    std = np.asarray(info["normalization"]["std"], np.float32)
-    written = []
-    for path in tqdm(inputs, desc=f"predict ({used})", disable=not progress):
-        written += predict_one(model, path, out, mean, std, device=device, sliding=sliding,
-                               crop=crop, stride=stride, alpha=alpha, autocast=autocast)
-    return written
+    out = Path(out)
+    threads = local_threads(scheduler)
+    load_args = (str(Path(checkpoint).resolve()), weights, str(device), precision, threads)
+    loaded = None if scheduler else load_predictor(*load_args)
+    opts = dict(sliding=sliding, crop=crop, stride=stride, alpha=alpha)
+    tasks = [SceneTask(Path(p).name, str(p), opts) for p in inputs]
+    job = Job(work=predict_task, out=str(out), load=load_predictor, load_args=load_args,
+              signature=f"s5mars_ssl {load_args[0]} {weights} {sorted(opts.items())}",
+              user_errors=user_error_types())
+    desc = f"predict ({loaded['used']})" if loaded else "predict"
+    summary = run_scenes(job, tasks, scheduler, threads=threads or 1, resource=loaded,
+                         progress=progress, desc=desc)
+    report_failures(summary)  # one line each; every input failed: the error, exit 2
+    return [Path(f) for _task, rec in done_records(out, tasks) for f in rec["files"]]
 
 
 def _main(argv=None) -> int:
@@ -124,6 +162,9 @@ def _main(argv=None) -> int:
     p.add_argument("--crop", type=int, default=512, help="sliding window size")
     p.add_argument("--stride", type=int, default=384, help="sliding window stride")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    from shared.cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)
     finish_parser(p)
     args = p.parse_args(argv)
     from s5mars_ssl.runtime import passive_openmp
@@ -163,7 +204,7 @@ def _main(argv=None) -> int:
     files = predict_images(args.checkpoint, inputs, Path(args.out), args.weights, device,
                            args.sliding, args.crop, args.stride, args.alpha,
                            progress=progress_enabled(args.no_progress),
-                           precision=args.precision)
+                           precision=args.precision, scheduler=args.scheduler)
     print(f"wrote {len(files)} files to {args.out}")
     return 0
 

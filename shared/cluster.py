@@ -75,6 +75,14 @@ def parse_scheduler(text: str) -> str:
         f"expected local:N or a scheduler address such as tcp://host:8786, got {text!r}")
 
 
+def local_threads(scheduler: str | None, default: int | None = None) -> int | None:
+    """Framework threads per worker for a predictor without ``--threads``: this machine's CPUs
+    shared out over ``local:N``'s workers; ``default`` otherwise (None: the framework's)."""
+    if scheduler and scheduler.startswith("local:"):
+        return max(1, (os.cpu_count() or 1) // int(scheduler.split(":", 1)[1]))
+    return default
+
+
 def add_scheduler_argument(parser) -> None:
     """Add ``--scheduler`` (the one spelling of every batch predictor)."""
     parser.add_argument("--scheduler", type=parse_scheduler, default=None,
