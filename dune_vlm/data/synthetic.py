@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
-from scipy.ndimage import gaussian_filter
 
 from shared.atomic import atomic_write_json
 from shared.rasters import write_geotiff
@@ -93,6 +92,8 @@ def prototypes(seed: int = 1234) -> dict[str, np.ndarray]:
 def class_map(region: Region, size: int, rng: np.random.Generator,
               patch_px: float = 20.0) -> np.ndarray:
     """Coherent landform patches: arg-max of smoothed noise fields biased by the mixture."""
+    from scipy.ndimage import gaussian_filter  # here, not at import: --help stays quick
+
     w = np.asarray(region.mixture, dtype=np.float64)
     fields = np.stack([gaussian_filter(rng.normal(size=(size, size)), patch_px, mode="wrap")
                        for _ in range(NUM_CLASSES)])
@@ -126,6 +127,8 @@ def textures(region: Region, size: int, rng: np.random.Generator):
     tex = np.zeros((NUM_CLASSES, size, size))
     body = np.ones((NUM_CLASSES, size, size), dtype=bool)
     # 0 non-aeolian: rough, wind-independent
+    from scipy.ndimage import gaussian_filter
+
     rough = gaussian_filter(rng.normal(size=(size, size)), 1.5)
     tex[0] = rough / (rough.std() + 1e-12) * 0.5
     # 1 sand sheet: low ripples
@@ -190,6 +193,8 @@ def make_scene(region: Region, size: int = 512, seed: int = 0, noise: float = 0.
     gy, gx = np.gradient(tex_px)
     slope_dw = gx * np.cos(th) + gy * np.sin(th)  # lee/stoss asymmetry
     white = rng.normal(size=(BANDS, size, size)).astype(np.float32)
+    from scipy.ndimage import gaussian_filter
+
     smooth = gaussian_filter(white, sigma=(0, 2.0, 2.0))
     smooth /= smooth.std() + 1e-12
     eps = (0.6 * white + 0.8 * smooth) * noise

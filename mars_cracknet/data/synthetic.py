@@ -25,7 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.spatial import Voronoi
 
 from shared.atomic import atomic_path, atomic_write_json, atomic_write_text
 
@@ -61,6 +60,8 @@ def crack_network(size: tuple[int, int], cell: float, width: tuple[float, float]
                   rng: np.random.Generator, split_fraction: float = 0.5,
                   wobble: float = 0.08) -> np.ndarray:
     """Anti-aliased crack coverage in [0, 1] of shape ``size`` (the mask is ``> 0.5``)."""
+    from scipy.spatial import Voronoi  # here, not at import: --help stays quick
+
     h, w = size
     s = SUPERSAMPLE
     canvas = np.zeros((h * s, w * s), np.uint8)
