@@ -323,6 +323,34 @@ def resolve_run_precision(cfg: dict, device: str = "cpu") -> dict:
     return cfg
 
 
+class _OtherRank:
+    """The run folder as a rank > 0 under torchrun sees it: read (resume), never written."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def logger(self, name: str):
+        import logging
+
+        log = logging.getLogger(f"{name}.other_rank")
+        log.propagate = False
+        if not log.handlers:
+            log.addHandler(logging.NullHandler())
+        return log
+
+    def write_history(self, rows) -> None:
+        pass
+
+    def write_summary(self, summary) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
         device: str = "cpu", threads: int | None = None, progress: bool = False) -> dict:
     """Train ``cfg`` (a validated config) in ``run_dir``; returns the run's summary."""
@@ -342,10 +370,13 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
     cfg = resolve_run_precision(cfg, device)
     from shared.configs import resolve_path
 
-    run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
-                           allow_on_resume=("train.epochs", "machine"),
-                           inputs=[resolve_path(cfg["data"]["root"]),
-                                   resolve_path(cfg["text"]["embed_path"])])
+    if rank != 0:  # only rank 0 holds (locks, writes) the run folder; the others read it
+        run = _OtherRank(run_dir)
+    else:
+        run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite,
+                               allow_on_resume=("train.epochs", "machine"),
+                               inputs=[resolve_path(cfg["data"]["root"]),
+                                       resolve_path(cfg["text"]["embed_path"])])
     with run, GracefulStop() as stop:
         log = run.logger("dune_vlm.train")
         seed_everything(int(cfg["train"]["seed"]))

@@ -205,3 +205,18 @@ def test_precision_is_a_config_key_resolved_into_config_yaml(data, tmp_path, cap
     capsys.readouterr()
     assert train_main(args(data, tmp_path / "bad", "--set", "train.precision=fp8")) == 2
     assert "precision='fp8' is invalid" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_gloo_two_processes(data, tmp_path):
+    """Two CPU processes under torchrun: shared.torch_runtime joins a gloo group, the sampler
+    shards the tiles, validation confusion matrices are summed, only rank 0 writes."""
+    import json
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "dune_vlm.train", *args(data, tmp_path / "ddp", "--threads", "1", epochs=1)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "world size 2" in (tmp_path / "ddp" / "train.log").read_text()
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["epochs"] == 1
