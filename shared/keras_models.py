@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 SUFFIX = ".keras"
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 SAFETENSORS_SUFFIX = ".safetensors"
 

@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 RESOLVED = ("fp32", "bf16", "fp16")
 
