@@ -225,11 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "names, and a QGIS style .qml beside it), in bounded memory: a ring of input "
                     "rows (each file block decoded once), or window by window above "
                     "--max-rows-mb.")
-    p.add_argument("input_tif", nargs="?", metavar="INPUT", default=argparse.SUPPRESS,
-                   help="64-band embedding GeoTIFF")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="64-band embedding GeoTIFF(s): several scenes (or --scheduler) map "
+                        "each into --out as a folder")
     hidden_alias(p, "--input_tif", "--input-tif", dest="input_tif")
     p.add_argument("--out", dest="output_tif", metavar="OUT_TIF",
-                   help="classification GeoTIFF to write (required)")
+                   help="classification GeoTIFF to write (required); a folder of "
+                        "<scene>_dunes.tif with several inputs or --scheduler")
     hidden_alias(p, "--output_tif", "--output-tif", dest="output_tif")
     p.add_argument("--model", dest="weights", metavar="PATH",
                    help="trained weights (required): our checkpoint (best.pt) or a reference "
@@ -267,44 +269,102 @@ def build_parser() -> argparse.ArgumentParser:
                         "mapper's own rule: 0 in a margin of overlap/4 at inner window sides, "
                         "then a cosine ramp")
     add_progress_argument(p)
+    from shared.cluster import add_scheduler_argument
+
+    add_scheduler_argument(p)
     return finish_parser(p)
+
+
+def load_mapper(weights: str, text_embed_path: str | None, device: str, precision: str,
+                threads: int) -> dict:
+    """The model of a worker process (built once per worker by :mod:`shared.cluster`; for one
+    scene in-process the same call): torch threads, device, text embeddings, autocast."""
+    import torch
+
+    from dune_vlm.checkpoint import load_model_for_inference
+    from shared.torch_runtime import pick_device, precision_for
+
+    torch.set_num_threads(max(1, int(threads)))
+    dev = pick_device(device)
+    model, text, _ = load_model_for_inference(weights, text_embed_path, dev)
+    return {"model": model, "text": text, "device": dev,
+            "autocast": precision_for(precision, dev).autocast}
+
+
+def map_scene(loaded: dict, input_tif, output_tif, progress: bool = False, **kw) -> dict:
+    """One scene mapped with a loaded model (:func:`load_mapper`): :func:`predict_raster`
+    with the class colours and names."""
+    from dune_vlm.utils.config import class_colors, class_names
+
+    colors = {k: (*c, 255) for k, c in class_colors().items()}
+    with loaded["autocast"]():
+        return predict_raster(input_tif, output_tif, loaded["model"], loaded["text"],
+                              device=loaded["device"], colormap=colors,
+                              class_names=class_names(), progress=progress, **kw)
+
+
+def map_task(loaded: dict, task, out: Path) -> dict:
+    """One scene of the task list (worker side): ``<out>/<stem>_dunes.tif``."""
+    return map_scene(loaded, task.path, out / f"{Path(task.path).stem}_dunes.tif",
+                     **task.options)
 
 
 def _main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    for dest, flag in (("input_tif", "INPUT"), ("output_tif", "--out"), ("weights", "--model")):
+    inputs = [*args.inputs, *([args.input_tif] if getattr(args, "input_tif", None) else [])]
+    if not inputs:
+        p.error("INPUT is required")
+    for dest, flag in (("output_tif", "--out"), ("weights", "--model")):
         if getattr(args, dest, None) is None:
             p.error(f"{flag} is required")
-    import torch
-
-    from dune_vlm.checkpoint import load_model_for_inference
-    from dune_vlm.utils.config import class_colors, class_names
     from shared.runs import check_not_inputs, check_output_dir
-    from shared.torch_runtime import pick_device, precision_for
 
-    torch.set_num_threads(max(1, args.threads))
-    check_not_inputs([args.output_tif], [args.input_tif, args.weights, args.text_embed_path])
-    check_output_dir(Path(args.output_tif).parent)
+    many = len(inputs) > 1 or args.scheduler is not None
+    check_not_inputs([args.output_tif], [*inputs, args.weights, args.text_embed_path])
+    check_output_dir(Path(args.output_tif) if many else Path(args.output_tif).parent)
     stride = args.stride if args.stride is not None else args.tile_size - args.overlap
-    dev = pick_device(args.device)
-    model, text, _ = load_model_for_inference(args.weights, args.text_embed_path, dev)
-    colors = {k: (*c, 255) for k, c in class_colors().items()}
+    kw = dict(tile_size=args.tile_size, stride=stride, batch_size=args.batch_size,
+              confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
+              blend=args.blend, max_rows_mb=args.max_rows_mb)
+    load_args = (str(Path(args.weights).resolve()), args.text_embed_path and
+                 str(Path(args.text_embed_path).resolve()), args.device, args.precision,
+                 args.threads)
     from shared.cli import progress_enabled
 
-    with precision_for(args.precision, dev).autocast():
-        stats = predict_raster(
-            args.input_tif, args.output_tif, model, text, tile_size=args.tile_size,
-            stride=stride, batch_size=args.batch_size, device=dev,
-            confidence=args.confidence, input_scale=args.input_scale, nodata=args.nodata,
-            colormap=colors, class_names=class_names(),
-            progress=progress_enabled(args.no_progress), blend=args.blend,
-            max_rows_mb=args.max_rows_mb)
+    show = progress_enabled(args.no_progress)
+    if many:
+        return _map_many(inputs, Path(args.output_tif), load_args, kw, args.scheduler, show)
+    stats = map_scene(load_mapper(*load_args), inputs[0], args.output_tif, progress=show, **kw)
     print(f"wrote {stats['output']}: {stats['width']}x{stats['height']}, "
           f"{stats['windows_predicted']} windows predicted "
           f"({stats['windows_skipped_nodata']} all-nodata skipped, {stats['reader']}), "
           f"{stats['wall_s']} s, "
           f"peak RSS {stats['peak_rss_mb']} MB")
+    return 0
+
+
+def _map_many(inputs: list[str], out: Path, load_args: tuple, kw: dict,
+              scheduler: str | None, progress: bool) -> int:
+    """Several scenes (or ``--scheduler``): one task per scene of :mod:`shared.cluster`, each
+    mapped whole by the streaming engine into ``<out>/<stem>_dunes.tif``."""
+    from shared.cluster import (
+        Job,
+        SceneTask,
+        report_failures,
+        run_scenes,
+        user_error_types,
+    )
+
+    tasks = [SceneTask(Path(p).name, str(p), kw) for p in inputs]
+    job = Job(work=map_task, out=str(out), load=load_mapper, load_args=load_args,
+              signature=f"dune_vlm {load_args[:2]} {sorted(kw.items())}",
+              user_errors=user_error_types())
+    summary = run_scenes(job, tasks, scheduler, threads=load_args[-1],
+                         resource=None if scheduler else load_mapper(*load_args),
+                         progress=progress, desc="map")
+    report_failures(summary)  # one line each; every scene failed: the error, exit 2
+    print(f"{summary.line()}; maps in {out}")
     return 0
 
 
