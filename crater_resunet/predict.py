@@ -90,7 +90,8 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
                 min_area=min_area, mask_shape=mask_shape, channel_order=channel_order,
                 batch_size=batch_size, scales=parse_scales(scales), sigma=sigma,
                 closing=closing, scale=scale, target_resolution=target_resolution,
-                train_resolution=train_resolution, drop_nodata=drop_nodata)
+                train_resolution=train_resolution, drop_nodata=drop_nodata,
+                progress=progress)
     totals, rows, per_image, layers, n_fig = Totals(), [], [], [], 0
     for path in tqdm(images, desc="predict", unit="img",
                      disable=not progress or len(images) < 3):
@@ -133,7 +134,8 @@ def predict_scene(model, path: Path, out: Path, opts: dict, *, labels_dir: Path 
                                 batch_size=opts["batch_size"],
                                 channel_order=opts["channel_order"], scales=opts["scales"],
                                 sigma=opts["sigma"], closing=opts["closing"],
-                                drop_nodata=opts["drop_nodata"], figure=figure)
+                                drop_nodata=opts["drop_nodata"], figure=figure,
+                                progress=None if opts.get("progress") else False)
         return {**res, "totals": None, "figure": bool(res["info"].get("overlay"))}
     from crater_resunet.image_predict import Totals, predict_image
 

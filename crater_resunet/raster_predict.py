@@ -55,10 +55,12 @@ def read_model_window(scene, row: int, col: int, th: int, tw: int, scale: float,
 
 def stream_probability(model, scene, writers, *, scale: float = 1.0,
                        overlap: int | None = None, batch_size: int = 8,
-                       channel_order: str = "bgr", blend: str | None = None) -> int:
+                       channel_order: str = "bgr", blend: str | None = None,
+                       progress: bool | None = False) -> int:
     """Predict the scene on the model grid through ``shared.engine`` (each window once, the
     windows averaged: ``crater_resunet.pyramid.BLEND``) into the engine ``writers``; returns
-    the number of windows predicted. ``overlap`` defaults to a quarter tile."""
+    the number of windows predicted. ``overlap`` defaults to a quarter tile; ``progress``: a
+    bar over the windows."""
     from crater_resunet.pyramid import BLEND, as_predictor, channels_first, resolve_overlap
     from shared import engine
 
@@ -73,7 +75,7 @@ def stream_probability(model, scene, writers, *, scale: float = 1.0,
     stats = engine.run(read, channels_first(fn), H, W, (th, tw), writers,
                        stride=(th - overlap, tw - overlap),
                        edge="shift" if H >= th and W >= tw else "pad", blend=blend or BLEND,
-                       batch_size=batch_size, progress=False)
+                       batch_size=batch_size, progress=progress, desc=scene.path.name)
     return stats.windows_predicted
 
 
@@ -111,19 +113,21 @@ def predict_raster(model, path: Path, out: Path, *, scale: float = 1.0,
                    overlap: int | None = None,
                    threshold: float = 0.5, min_area: float = 0.0, batch_size: int = 8,
                    channel_order: str = "bgr", scales=None, sigma: float = 1.0,
-                   closing: int = 1, drop_nodata: bool = False, figure: bool = False) -> dict:
+                   closing: int = 1, drop_nodata: bool = False, figure: bool = False,
+                   progress: bool | None = False) -> dict:
     """Probability and mask GeoTIFFs (input CRS, transform scaled to the model grid, nodata)
     and the crater rows of one raster. ``scales`` (None, ``"auto"`` or a list) are pyramid
     factors relative to ``scale``; each extra level writes ``<stem>_s<factor>_prob.tif`` and
     ``_mask.tif``; the levels are merged by the crater NMS. ``figure``: the predicted circles
     on the raster at native resolution with a scale bar (``figures/<stem>_overlay.png``;
-    rasters up to ``OVERLAY_MAX_PIXELS``)."""
+    rasters up to ``OVERLAY_MAX_PIXELS``); ``progress``: a bar over the windows (None: on a
+    terminal)."""
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         return _predict_raster(model, Path(path), Path(out), scale, overlap, threshold,
                                min_area, batch_size, channel_order, scales, sigma, closing,
-                               drop_nodata, figure)
+                               drop_nodata, figure, progress)
 
 
 def write_level(model, scene, prob_path: Path, geo: dict, scale: float, **stream) -> int:
@@ -156,7 +160,8 @@ def write_level(model, scene, prob_path: Path, geo: dict, scale: float, **stream
 def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | None,
                     threshold: float, min_area: float, batch_size: int,
                     channel_order: str, scales=None, sigma: float = 1.0, closing: int = 1,
-                    drop_nodata: bool = False, figure: bool = False) -> dict:
+                    drop_nodata: bool = False, figure: bool = False,
+                    progress: bool | None = False) -> dict:
     from affine import Affine
 
     from crater_resunet import craters as cr
@@ -185,7 +190,7 @@ def _predict_raster(model, path: Path, out: Path, scale: float, overlap: int | N
             prob_path = out / "masks" / f"{Path(path).stem}{tag}_prob.tif"
             n += write_level(model, scene, prob_path, geo, s, overlap=overlap,
                              threshold=threshold, batch_size=batch_size,
-                             channel_order=channel_order)
+                             channel_order=channel_order, progress=progress)
             # min_area is in input pixels at the base scale, then the same model-grid area at
             # every pyramid level (the smallest blob the model resolves)
             t = detect_craters(prob_path, min_area * scale * scale, threshold=threshold,

@@ -498,7 +498,7 @@ def run(read: Reader, predict_fn: PredictFn, height: int, width: int,
                 w = np.where(valid, w, np.float32(0))
             strip.add(pi, w, win)
 
-    bar = tqdm(total=total, desc=desc, unit="win",
+    bar = tqdm(total=total, desc=desc, unit="win", leave=False,
                disable=not (progress_default() if progress is None else progress))
     x: np.ndarray | None = None
     pending: list = []

@@ -237,3 +237,30 @@ def test_a_reader_is_told_when_each_window_row_starts():
     engine.run(Rows(np.zeros((1, 90, 40))), lambda x: x[:, 0], 90, 40, 32, [ArrayWriter(90, 40)],
                stride=24, progress=False)
     assert calls == [(0, 24), (24, 48), (48, 58), (58, None)]
+
+
+def test_scene_reader_reads_through_the_scene_stretch_and_marks_outside_invalid(tmp_path):
+    """Windows of a 16-bit raster with nodata through SceneReader: the scene's one stretch
+    (read_uint8) in uint8 mode, raw values with invalid pixels filled in raw mode; a window
+    reaching past the edge is invalid there."""
+    from shared.rasters import open_scene, write_geotiff
+
+    rng = np.random.default_rng(3)
+    arr = rng.integers(100, 4000, (50, 70)).astype(np.uint16)
+    arr[5:15, 20:30] = 0
+    path = write_geotiff(tmp_path / "s.tif", arr, crs="EPSG:32610", nodata=0,
+                         transform=Affine(1, 0, 0, 0, -1, 50))
+    with open_scene(path) as scene:
+        whole, whole_valid = scene.read_uint8(0, 0, 50, 70)
+        out = ArrayWriter(50, 70)
+        engine.run(engine.SceneReader(scene), lambda x: x[:, 0], 50, 70, 32, [out],
+                   stride=24, edge="pad", progress=False)
+        np.testing.assert_array_equal(out.valid, whole_valid)
+        np.testing.assert_allclose(out.prob[0][whole_valid], whole[0][whole_valid])
+        last = engine.plan(50, 70, 32, 24, "pad")[-1]
+        x, valid = engine.SceneReader(scene, uint8=False, fill=-1)(last)
+        vh, vw = last.valid_height, last.valid_width
+        assert (vh, vw) == (26, 22) and x.shape == (1, 32, 32)
+        assert not valid[vh:].any() and not valid[:, vw:].any() and valid[:vh, :vw].all()
+        assert (x[0][~valid] == -1).all()
+        np.testing.assert_array_equal(x[0, :vh, :vw], arr[24:, 48:])

@@ -25,8 +25,9 @@ def tiny_model():
 
     rng = np.random.default_rng(25)
     inp = keras.Input((TILE, TILE, 3))
-    c1 = keras.layers.Conv2D(4, 3, padding="same", activation="relu")
-    c2 = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")
+    # float32 whatever the global policy (a bf16 predict elsewhere in the process sets it)
+    c1 = keras.layers.Conv2D(4, 3, padding="same", activation="relu", dtype="float32")
+    c2 = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float32")
     model = keras.Model(inp, c2(c1(inp)))
     c1.set_weights([(0.7 + 0.3 * rng.standard_normal((3, 3, 3, 4))).astype(np.float32) / 9,
                     (-0.1 * rng.random(4)).astype(np.float32)])
