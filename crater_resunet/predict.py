@@ -30,17 +30,20 @@ import sys
 from pathlib import Path
 
 from crater_resunet.data import IMAGE_EXTS
-from shared.rasters import RASTER_SUFFIXES
 from shared.runs import UserError
 
 
 # ------------------------------------------------------------------------------ the run
 def is_raster(path: Path) -> bool:
     """Georeferenced/any-bit-depth rasters go through ``raster_predict`` (shared.rasters)."""
+    from shared.rasters import RASTER_SUFFIXES  # rasterio: not imported for --help
+
     return path.suffix.lower() in RASTER_SUFFIXES
 
 
 def collect_images(inputs: list[Path]) -> list[Path]:
+    from shared.rasters import RASTER_SUFFIXES
+
     exts = IMAGE_EXTS + RASTER_SUFFIXES
     out = []
     for p in inputs:
@@ -65,7 +68,8 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
                    target_resolution: float | None = None,
                    train_resolution: float | None = None, scales=None, sigma: float = 1.0,
                    closing: int = 1, drop_nodata: bool = False,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, scheduler: str | None = None,
+                   model_path: Path | None = None, precision: str = "auto") -> dict:
     """Predict every image, write the outputs, return the metrics (when labels exist).
 
     Plain images (PNG/JPEG/BMP) as in the paper; rasters (GeoTIFF, JP2, ...; any bit depth)
@@ -77,44 +81,111 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
     ``[1, 0.5, 0.25]`` (relative to the raster's ``scale``); the scales are merged by the
     crater NMS. ``sigma`` / ``closing``: smoothing and closing before the threshold
     (:func:`crater_resunet.craters.extract_craters`); ``drop_nodata`` drops craters whose rim
-    reaches nodata instead of flagging them (``nodata`` column)."""
-    from tqdm import tqdm
+    reaches nodata instead of flagging them (``nodata`` column).
+
+    Each image is one task of :mod:`shared.cluster`: here with ``model``, or on the Dask
+    cluster ``scheduler`` (each worker loads ``model_path`` once, in ``precision``). A done
+    image (``<out>/done/``) is skipped on a re-run; a bad one is recorded and the rest go on.
+    The catalogue, GeoPackage and metrics are merged from the done images' records, the same
+    after either run. ``figures``: figures for every image (True), the first N inputs, or
+    none."""
+    import json
 
     from crater_resunet.craters import write_catalogue_csv, write_catalogue_gpkg
     from crater_resunet.image_predict import Totals
     from crater_resunet.pyramid import parse_scales
     from shared.atomic import atomic_write_json
+    from shared.cluster import (
+        Job,
+        SceneTask,
+        done_records,
+        file_signature,
+        local_threads,
+        report_failures,
+        run_scenes,
+        user_error_types,
+    )
 
     out = Path(out)
     opts = dict(threshold=threshold, mode=mode, overlap=overlap, iou_threshold=iou_threshold,
                 min_area=min_area, mask_shape=mask_shape, channel_order=channel_order,
                 batch_size=batch_size, scales=parse_scales(scales), sigma=sigma,
                 closing=closing, scale=scale, target_resolution=target_resolution,
-                train_resolution=train_resolution, drop_nodata=drop_nodata,
-                progress=progress)
-    totals, rows, per_image, layers, n_fig = Totals(), [], [], [], 0
-    for path in tqdm(images, desc="predict", unit="img",
-                     disable=not progress or len(images) < 3):
-        fig = bool(figures) and (figures is True or n_fig < int(figures))
-        res = predict_scene(model, path, out, opts, labels_dir=labels_dir, figure=fig)
-        n_fig += bool(res["figure"])
-        rows += res["rows"]
-        per_image.append(res["info"])
-        if res["layer"]:
-            layers.append(res["layer"])
-        if res["totals"] is not None:
-            totals.merge(res["totals"])
+                train_resolution=train_resolution, drop_nodata=drop_nodata)
+    if scheduler is not None and model_path is None:
+        raise ValueError("a cluster run needs model_path (the workers load the model)")
+    labels = str(labels_dir) if labels_dir is not None else None
+    tasks = [SceneTask(path.name, str(path),
+                       {"opts": {**opts, "progress": progress and scheduler is None},
+                        "labels": labels,
+                        "figure": bool(figures) and (figures is True or i < int(figures))})
+             for i, path in enumerate(images)]
+    path = str(Path(model_path).resolve()) if model_path is not None else None
+    threads = local_threads(scheduler)
+    job = Job(work=predict_task, out=str(out), load=load_predictor if path else None,
+              load_args=(path, precision, threads),
+              signature=f"crater_resunet {file_signature(path) if path else 'in memory'}"
+                        f" {json.dumps(opts, sort_keys=True, default=str)} labels={labels}",
+              user_errors=user_error_types())
+    # a model object (library calls: reproduce, lunar) has no file to name: redo every image
+    summary = run_scenes(job, tasks, scheduler, threads=threads or 1, resource=model,
+                         progress=progress and len(images) >= 3, desc="predict",
+                         resume=path is not None)
+    report_failures(summary)  # one line each; every input failed: the error, exit 2
+    totals, rows, per_image, layers = Totals(), [], [], []
+    for _task, rec in done_records(out, tasks):
+        rows += rec["rows"]
+        per_image.append(rec["info"])
+        if rec["layer"]:
+            layers.append((rec["layer"]["name"], rec["rows"], rec["layer"]))
+        if rec["totals"] is not None:
+            one = Totals()
+            for part in ("conf", "crater", "soft"):
+                getattr(one, part).update(rec["totals"][part])
+            totals.merge(one)
     write_catalogue_csv(out / "craters.csv", rows)
     if layers:
         write_catalogue_gpkg(out / "craters.gpkg", layers)
     result = {"images": len(images), "craters_predicted": len(rows), "threshold": threshold,
               "iou_threshold": iou_threshold, "mode": mode, "scales": opts["scales"],
-              "per_image": per_image}
+              "per_image": per_image, "scenes": summary.as_dict()["counts"]}
     if any("tp" in r for r in per_image):
         result["pixel"], result["crater"] = totals.scores()
         result["labelled_images"] = sum("tp" in r for r in per_image)
     atomic_write_json(out / "metrics.json", result)
     return result
+
+
+def load_predictor(model_path: str, precision: str = "auto", threads: int | None = None):
+    """The model of a worker process (built once per worker by :mod:`shared.cluster`), as
+    the CLI loads it: TensorFlow quiet, its threads, the precision resolved there."""
+    from crater_resunet.model import load_model, with_precision
+    from shared.runs import quiet_tensorflow
+
+    quiet_tensorflow()
+    if threads:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+        except RuntimeError:  # TensorFlow already initialised: keep its threads
+            pass
+    return with_precision(load_model(model_path, compile=False), precision)
+
+
+def predict_task(model, task, out: Path) -> dict:
+    """One image of the task list (worker side): :func:`predict_scene`, its record made
+    JSON (the totals as dicts, the GeoPackage layer with its points computed)."""
+    from crater_resunet.craters import portable_layer
+
+    o = task.options
+    res = predict_scene(model, Path(task.path), out, o["opts"],
+                        labels_dir=Path(o["labels"]) if o["labels"] else None,
+                        figure=o["figure"])
+    return {"rows": res["rows"], "info": res["info"], "figure": bool(res["figure"]),
+            "totals": vars(res["totals"]) if res["totals"] is not None else None,
+            "layer": portable_layer(res["layer"]) if res["layer"] else None}
 
 
 def predict_scene(model, path: Path, out: Path, opts: dict, *, labels_dir: Path | None = None,
@@ -229,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto",
                         help="auto, cpu or gpu; a device this machine lacks is an error")
     add_progress_argument(parser, aliases=())
+    from shared.cluster import add_scheduler_argument
+
+    add_scheduler_argument(parser)
     return finish_parser(parser)
 
 
@@ -283,7 +357,9 @@ def main(argv=None) -> int:
                          train_resolution=cfg["data"].get("resolution_m"),
                          scales=args.scales, sigma=args.smooth, closing=args.closing,
                          drop_nodata=args.drop_nodata,
-                         progress=progress_enabled(args.no_progress))
+                         progress=progress_enabled(args.no_progress),
+                         scheduler=args.scheduler, model_path=args.model,
+                         precision=args.precision)
     print(f"{res['images']} image(s), {res['craters_predicted']} crater(s) -> {args.out}")
     if "pixel" in res:
         p, c = res["pixel"], res["crater"]
