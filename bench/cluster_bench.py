@@ -51,7 +51,7 @@ def scenes_ice(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = load_config("quick")
     chunk = int(cfg["data"]["chunk_size"])
-    n, size = (4, 2 * chunk) if args.quick else (12, 1024)
+    n, size = (4, 2 * chunk) if args.quick else (8, 2048)
     batch = int(cfg["predict"]["batch_size"])
     work = WORK_DIR / "scenes" / ("quick" if args.quick else "full")
     paths = _scenes(work / "inputs", n, size)

@@ -281,10 +281,32 @@ def write_catalogue_csv(path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def layer_points(rows: list[dict], scene: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Map coordinates of the crater centres of a layer: ``scene["points"]`` when computed
+    already (:func:`portable_layer`), else ``scene["xy"]`` of the pixel centres."""
+    if "points" in scene:
+        return (np.asarray(scene["points"][0], np.float64),
+                np.asarray(scene["points"][1], np.float64))
+    xs = np.array([r["x"] for r in rows], np.float64)
+    ys = np.array([r["y"] for r in rows], np.float64)
+    return scene["xy"](ys - 0.5, xs - 0.5) if len(rows) else (xs, ys)
+
+
+def portable_layer(layer: tuple[str, list[dict], dict]) -> dict:
+    """A GeoPackage layer as JSON (name, CRS, the points' map coordinates), free of the open
+    scene, so a worker can hand it to the client (``shared.cluster`` done markers); turned
+    back into a layer by ``(d["name"], rows, d)``."""
+    name, rows, scene = layer
+    mx, my = layer_points(rows, scene)
+    return {"name": name, "crs": scene["crs"],
+            "points": [np.asarray(mx, np.float64).tolist(), np.asarray(my, np.float64).tolist()]}
+
+
 def write_catalogue_gpkg(path, layers: list[tuple[str, list[dict], dict]]) -> None:
     """The catalogue as a GeoPackage, one point layer per georeferenced raster (named after
     it) in that raster's CRS, so QGIS places it on the body; columns as in the CSV. Each
-    layer is ``(name, rows, {"xy": pixel -> map function, "crs": WKT})``."""
+    layer is ``(name, rows, {"xy": pixel -> map function, "crs": WKT})`` or, from
+    :func:`portable_layer`, ``(name, rows, {"points": [xs, ys], "crs": WKT})``."""
     import pyogrio.raw
     import shapely
 
@@ -293,9 +315,7 @@ def write_catalogue_gpkg(path, layers: list[tuple[str, list[dict], dict]]) -> No
     cols = [c for c in CATALOGUE_COLUMNS if c != "image"]
     with atomic_path(path, suffix=".gpkg") as tmp:
         for k, (layer, rows, scene) in enumerate(layers):
-            xs = np.array([r["x"] for r in rows], np.float64)
-            ys = np.array([r["y"] for r in rows], np.float64)
-            mx, my = scene["xy"](ys - 0.5, xs - 0.5) if len(rows) else (xs, ys)
+            mx, my = layer_points(rows, scene)
             geoms = shapely.to_wkb(shapely.points(np.asarray(mx), np.asarray(my)))
             data = [np.array([r["image"] for r in rows], dtype=object)] + [
                 np.array([np.nan if r.get(c) is None else r[c] for r in rows], np.float64)

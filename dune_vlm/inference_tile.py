@@ -351,6 +351,7 @@ def _map_many(inputs: list[str], out: Path, load_args: tuple, kw: dict,
     from shared.cluster import (
         Job,
         SceneTask,
+        file_signature,
         report_failures,
         run_scenes,
         user_error_types,
@@ -358,7 +359,8 @@ def _map_many(inputs: list[str], out: Path, load_args: tuple, kw: dict,
 
     tasks = [SceneTask(Path(p).name, str(p), kw) for p in inputs]
     job = Job(work=map_task, out=str(out), load=load_mapper, load_args=load_args,
-              signature=f"dune_vlm {load_args[:2]} {sorted(kw.items())}",
+              signature=f"dune_vlm {file_signature(load_args[0])} {load_args[1]} "
+                        f"{sorted(kw.items())}",
               user_errors=user_error_types())
     summary = run_scenes(job, tasks, scheduler, threads=load_args[-1],
                          resource=None if scheduler else load_mapper(*load_args),

@@ -410,6 +410,7 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
         Job,
         SceneTask,
         done_records,
+        file_signature,
         report_failures,
         run_scenes,
         user_error_types,
@@ -437,7 +438,8 @@ def predict_all(args: argparse.Namespace) -> dict[str, Any]:
                        {**kw, "gt": str(gt_paths[path]) if path in gt_paths else None})
              for path in inputs]
     job = Job(work=predict_task, out=str(args.out), load=load_predictor, load_args=load_args,
-              signature=f"mars_cracknet {load_args[0]} {args.arch} {sorted(kw.items())}",
+              signature=f"mars_cracknet {file_signature(load_args[0])} {args.arch} "
+                        f"{sorted(kw.items())}",
               user_errors=user_error_types())
     show = progress_enabled(args.no_progress) and len(inputs) >= 2
     summary = run_scenes(job, tasks, scheduler, threads=args.threads, resource=loaded,

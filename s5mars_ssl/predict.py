@@ -111,6 +111,7 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
         Job,
         SceneTask,
         done_records,
+        file_signature,
         local_threads,
         report_failures,
         run_scenes,
@@ -124,7 +125,8 @@ def predict_images(checkpoint, inputs: list[Path], out: Path, weights: str = "te
     opts = dict(sliding=sliding, crop=crop, stride=stride, alpha=alpha)
     tasks = [SceneTask(Path(p).name, str(p), opts) for p in inputs]
     job = Job(work=predict_task, out=str(out), load=load_predictor, load_args=load_args,
-              signature=f"s5mars_ssl {load_args[0]} {weights} {sorted(opts.items())}",
+              signature=f"s5mars_ssl {file_signature(load_args[0])} {weights} "
+                        f"{sorted(opts.items())}",
               user_errors=user_error_types())
     desc = f"predict ({loaded['used']})" if loaded else "predict"
     summary = run_scenes(job, tasks, scheduler, threads=threads or 1, resource=loaded,

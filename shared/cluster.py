@@ -242,16 +242,26 @@ class ScenesSummary:
                            for f in self.failed]}
 
 
+def file_signature(path: str | os.PathLike) -> str:
+    """A model file for :attr:`Job.signature`: its absolute path, size and modification time
+    (a model retrained into the same file is another model)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return f"{p} ({st.st_size} bytes, mtime {st.st_mtime_ns})"
+
+
 def run_scenes(job: Job, tasks: Sequence[SceneTask], scheduler: str | None = None, *,
                threads: int = 1, resource: Any = None, progress: bool = True,
                desc: str = "scenes", echo: Callable[[str], None] | None = None,
-               client: Any = None) -> ScenesSummary:
+               client: Any = None, resume: bool = True) -> ScenesSummary:
     """Run every task not done yet, here (``scheduler`` None) or on a Dask cluster; write
     ``<out>/scenes.json`` and return the summary. ``resource``: an already loaded model for an
     in-process run (else ``job.load`` builds it); ``threads``: threads per worker process for
     the model (``local:N`` only; the predictor's loader sets them in the framework too);
     ``client``: a connected ``distributed.Client`` to use instead of ``scheduler`` (kept open:
-    the bench times runs on warm workers)."""
+    the bench times runs on warm workers); ``resume=False``: every task is run again (its
+    marker removed first; for library calls with a model object, whose weights no signature
+    can name)."""
     from shared.atomic import atomic_write_json
 
     echo = echo or (lambda text: print(text, file=sys.stderr))
@@ -261,6 +271,9 @@ def run_scenes(job: Job, tasks: Sequence[SceneTask], scheduler: str | None = Non
         raise UserError(f"several inputs share the scene name(s) {dup[:5]}")
     out = Path(job.out)
     todo, skipped = [], []
+    if not resume:
+        for task in tasks:
+            done_path(out, task.name).unlink(missing_ok=True)
     for task in tasks:
         marker = read_marker(out, task.name)
         if marker is None:
