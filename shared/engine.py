@@ -243,6 +243,7 @@ class RowRingReader:
         self.bad = np.ones(self.raw.shape[1:], bool)
         self.end = 0  # rows < end are read, being read, or lie past the bottom
         self.pool, self.pending = ThreadPoolExecutor(1, thread_name_prefix="rows"), None
+        self._wrap: np.ndarray | None = None
 
     @staticmethod
     def _layout(scene: Any, bands: Sequence[int] | None) -> tuple[int, np.dtype]:
@@ -303,12 +304,16 @@ class RowRingReader:
 
     def __call__(self, win: TileWindow) -> tuple[np.ndarray, np.ndarray]:
         """``(x (bands, th, tw) in the file's dtype, valid (th, tw))`` of a window whose rows
-        the ring holds (a view into the ring unless the window wraps round it)."""
+        the ring holds: a view into the ring, or where the window wraps round it a buffer
+        the next wrapped window overwrites (copy it before reading on)."""
         (th, tw), c, s0 = self.tile, win.col, win.row % self.size
         if s0 + th <= self.size:
             return self.raw[:, s0:s0 + th, c:c + tw], ~self.bad[s0:s0 + th, c:c + tw]
-        k = self.size - s0  # the window wraps round the ring
-        x = np.concatenate([self.raw[:, s0:, c:c + tw], self.raw[:, :th - k, c:c + tw]], 1)
+        k = self.size - s0  # the window wraps round the ring: one buffer, reused (the
+        if self._wrap is None:  # engine copies the window into its batch at once)
+            self._wrap = np.empty((self.raw.shape[0], th, tw), self.raw.dtype)
+        x = np.concatenate([self.raw[:, s0:, c:c + tw], self.raw[:, :th - k, c:c + tw]], 1,
+                           out=self._wrap)
         bad = np.concatenate([self.bad[s0:, c:c + tw], self.bad[:th - k, c:c + tw]])
         return x, ~bad
 
