@@ -91,14 +91,11 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
     none."""
     import json
 
-    from crater_resunet.craters import write_catalogue_csv, write_catalogue_gpkg
-    from crater_resunet.image_predict import Totals
     from crater_resunet.pyramid import parse_scales
     from shared.atomic import atomic_write_json
     from shared.cluster import (
         Job,
         SceneTask,
-        done_records,
         file_signature,
         local_threads,
         report_failures,
@@ -132,6 +129,21 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
                          progress=progress and len(images) >= 3, desc="predict",
                          resume=path is not None)
     report_failures(summary)  # one line each; every input failed: the error, exit 2
+    result = {"images": len(images), "threshold": threshold, "iou_threshold": iou_threshold,
+              "mode": mode, "scales": opts["scales"], "scenes": summary.as_dict()["counts"]}
+    result.update(merge_catalogue(out, tasks))
+    atomic_write_json(out / "metrics.json", result)
+    return result
+
+
+def merge_catalogue(out: Path, tasks: list) -> dict:
+    """``craters.csv`` and ``craters.gpkg`` of every done image of ``tasks`` (in task order,
+    from their done markers); returns the crater count, the per-image records and, when
+    labelled images are among them, the summed scores."""
+    from crater_resunet.craters import write_catalogue_csv, write_catalogue_gpkg
+    from crater_resunet.image_predict import Totals
+    from shared.cluster import done_records
+
     totals, rows, per_image, layers = Totals(), [], [], []
     for _task, rec in done_records(out, tasks):
         rows += rec["rows"]
@@ -146,13 +158,10 @@ def run_prediction(model, images: list[Path], out: Path, *, labels_dir: Path | N
     write_catalogue_csv(out / "craters.csv", rows)
     if layers:
         write_catalogue_gpkg(out / "craters.gpkg", layers)
-    result = {"images": len(images), "craters_predicted": len(rows), "threshold": threshold,
-              "iou_threshold": iou_threshold, "mode": mode, "scales": opts["scales"],
-              "per_image": per_image, "scenes": summary.as_dict()["counts"]}
+    result = {"craters_predicted": len(rows), "per_image": per_image}
     if any("tp" in r for r in per_image):
         result["pixel"], result["crater"] = totals.scores()
         result["labelled_images"] = sum("tp" in r for r in per_image)
-    atomic_write_json(out / "metrics.json", result)
     return result
 
 
