@@ -27,12 +27,20 @@ from shared.configs import REPO_ROOT, cli_path, resolve_path
 SELF = Path(__file__).resolve()
 
 
+SKIP = {".git", ".venv", "datasets", "runs", "results", "__pycache__", "node_modules"}
+
+
 def _files(*suffixes: str) -> list[Path]:
-    """Tracked and untracked (not ignored) files of the repository with these suffixes."""
+    """Tracked and untracked (not ignored) files of the repository with these suffixes; in a
+    copy that is not a git checkout, every file outside the generated folders."""
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                         cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
-    return [REPO_ROOT / f for f in out.splitlines()
-            if f.endswith(suffixes) and (REPO_ROOT / f).is_file()]
+                         cwd=REPO_ROOT, capture_output=True, text=True)
+    if out.returncode == 0:
+        names = out.stdout.splitlines()
+    else:
+        names = [p.relative_to(REPO_ROOT).as_posix() for p in REPO_ROOT.rglob("*")
+                 if not SKIP & set(p.relative_to(REPO_ROOT).parts)]
+    return [REPO_ROOT / f for f in names if f.endswith(suffixes) and (REPO_ROOT / f).is_file()]
 
 
 def _offenders(pattern: str, suffixes: tuple[str, ...], allowed: set[str]) -> list[str]:
