@@ -54,7 +54,7 @@ def scenes_ice(args: argparse.Namespace) -> dict[str, Any]:
     n, size = (4, 2 * chunk) if args.quick else (8, 2048)
     batch = int(cfg["predict"]["batch_size"])
     work = WORK_DIR / "scenes" / ("quick" if args.quick else "full")
-    paths = _scenes(work / "inputs", n, size)
+    paths = _scenes(work / f"inputs_{size}", n, size)
     set_threads(args.threads)
     model = model_from_config(cfg, chunk)
     model_path = work / "model.keras"
