@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from shared.keras_models import ModelFileError
+from shared.keras_models import KERAS_POLICIES, ModelFileError, set_keras_precision
 
 DEPTH = 5  # encoder levels, each halving the resolution
 
@@ -129,18 +129,16 @@ def count_params(model) -> tuple[int, int]:
     return total, trainable
 
 
-POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+POLICIES = KERAS_POLICIES
 
 
 def set_precision(precision: str | None, device: str = "cpu") -> str:
-    """Set the Keras global dtype policy from ``--precision`` (auto, fp32, bf16; see
-    ``shared.precision``): bf16 = ``mixed_bfloat16`` (bf16 compute, float32 weights and
-    output). Call before building a model; returns the resolved ``fp32`` or ``bf16``."""
-    from shared.precision import resolve_precision
-
-    resolved = resolve_precision(precision, device)
-    keras.mixed_precision.set_global_policy(POLICIES[resolved])
-    return resolved
+    """Set the Keras global dtype policy from ``--precision`` (auto, fp32, bf16): the one
+    rule of both Keras subprojects, ``shared.keras_models.set_keras_precision`` (bf16 =
+    ``mixed_bfloat16``: bf16 compute, float32 weights and output). Call before building a
+    model; returns the resolved ``fp32`` or ``bf16``. (``device`` is kept for callers; the
+    device is the one TensorFlow sees.)"""
+    return set_keras_precision(precision)
 
 
 def with_precision(model, precision: str | None):

@@ -70,7 +70,8 @@ def build_xception(
     x = layers.Activation("relu", name="exit_relu")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="p_ice")(x)
+    # float32 output under a mixed (bf16) policy: the sigmoid and the loss stay in float32
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="p_ice")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -157,19 +157,16 @@ def predict_image(name: str, path: Path, kind: str, predictor: Predictor, spec, 
 
 
 def load_predictor(model_path: str, batch_size: int, threads: int = 2,
-                   precision: str = "fp32") -> Predictor:
+                   precision: str = "auto") -> Predictor:
     """The model of a worker process (built once per worker by :mod:`shared.cluster`):
     TensorFlow quiet, its threads and precision set as the CLI sets them in-process."""
     from ice_patch_cnn.model import load_model, set_threads
+    from shared.keras_models import model_in_precision
     from shared.runs import quiet_tensorflow
 
     quiet_tensorflow()
     set_threads(threads)
-    if precision == "bf16":
-        import keras
-
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    return Predictor(load_model(model_path), batch_size)
+    return Predictor(model_in_precision(load_model(model_path), precision), batch_size)
 
 
 def predict_scene(predictor: Predictor, task, out: Path) -> dict:
@@ -288,20 +285,16 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     quiet_tensorflow()
     from shared.cli import progress_enabled
-    from shared.precision import resolve_precision
+    from shared.keras_models import model_in_precision, resolve_keras_precision
 
-    precision = resolve_precision(args.precision, "cpu")
-    if precision == "bf16":
-        import keras
-
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    precision = resolve_keras_precision(args.precision, "--precision")
     from ice_patch_cnn.model import load_model, set_threads
     from shared.runs import check_not_inputs, check_output_dir
 
     check_output_dir(args.out)
     check_not_inputs([args.out], [args.model, *args.inputs])
     set_threads(args.threads)
-    model = load_model(args.model)
+    model = model_in_precision(load_model(args.model), precision)  # saved in either precision
     size = int(model.input_shape[1])
     spec = ChunkSpec.from_config(cfg, size=size, despeckle=args.despeckle)
     batch = args.batch_size or int(cfg.get("predict", {}).get("batch_size", 25))

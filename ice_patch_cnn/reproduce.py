@@ -99,13 +99,13 @@ def prepare_data(cfg: dict, data_seed: int, root: Path) -> dict:
 
 def train_seed(cfg: dict, data: dict, run_dir: Path) -> dict:
     """Train (epochs, then resumed for resume_epochs) unless a finished run can be reused
-    (``train.threads`` and ``data.root`` resolved first, as the run's config.yaml keeps
-    them)."""
-    from ice_patch_cnn.train import resolve_run_threads, run
+    (``train.threads``, ``train.precision`` and ``data.root`` resolved first, as the run's
+    config.yaml keeps them)."""
+    from ice_patch_cnn.train import resolve_run_precision, resolve_run_threads, run
     from shared.configs import cli_path
     from shared.runs import code_version, finished_run
 
-    cfg = resolve_run_threads(cfg)
+    cfg = resolve_run_precision(resolve_run_threads(cfg))
     cfg["data"]["root"] = cli_path(data["data_csv"])
     first, more = int(cfg["train"]["epochs"]), int(cfg["train"]["resume_epochs"])
     total = first + more
@@ -238,6 +238,7 @@ def run_all(cfg: dict, seeds: Sequence[int], *, data_seeds: bool = False,
         report = survey_seed(seed_cfg, data, run_dir)
         metrics = {"seed": seed, "data_seed": data_seed, **seed_metrics(summary, report),
                    "train_chunks": summary["train_chunks"], "val_chunks": summary["val_chunks"],
+                   "precision": summary.get("precision", "fp32"),
                    "labels": data["labels"], "survey_chunks": report["chunks"]}
         per_seed.append(metrics)
         timings.append(round(time.time() - t0, 1))
@@ -282,8 +283,10 @@ def write_results(cfg: dict, per_seed: list[dict], timings: list[float], wall: f
              f"{len(seeds)} seeds ({'data varied too' if data_seeds else 'data fixed'}). The "
              "paper's numbers come from 216 real HiRISE images checked by hand: compare the "
              "pipeline's behaviour, not the values.")
+    precisions = sorted({m.get("precision", "fp32") for m in per_seed})
     write_summary(paper="ice_patch_cnn", rows=rows, data="synthetic HiRISE-like scenes",
                   profile=cfg["profile"], wall_time_s=wall, notes=notes, claims=claims,
+                  precision="/".join(precisions),
                   results_dir=results, extra={"seeds": seeds, "data_seeds": data_seeds,
                                               "seconds_per_seed": timings})
     print(f"wall time {wall:.0f} s; results in {results}")

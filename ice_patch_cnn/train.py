@@ -441,6 +441,7 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None
         cfg = resolve_run_threads(cfg, threads)  # (a run saved before train.threads: as it was)
     set_threads(int(cfg["train"].get("threads") or default_threads()))
     run_dir = Path(run_dir)
+    cfg = resolve_run_precision(cfg, run_dir if resume else None)
     if resume and not (run_dir / "state.json").is_file():
         raise DataError(f"{run_dir}: nothing to resume (no state.json); start the run "
                         "without --resume")
@@ -449,12 +450,38 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, data: str | os.PathLike | None
     cfg["data"]["root"] = str(source)
     setup = build(cfg, source)
     run, cfg = RunDir.open(run_dir, cfg, resume=resume, overwrite=overwrite, inputs=[source],
-                           allow_on_resume=("data.root",))
+                           allow_on_resume=("data.root", "machine"))
     with run, GracefulStop() as stop:
         log = run.logger("ice_patch_cnn.train", None if progress else io.StringIO())
         _start(setup, run, resume, epochs, log)
         fit(setup, run, stop, log, callbacks)
         return _finish(setup, run, log)
+
+
+def resolve_run_precision(cfg: dict, resumed: Path | None = None) -> dict:
+    """A copy of ``cfg`` with ``train.precision`` resolved for this machine (``auto`` ->
+    ``bf16``, i.e. Keras ``mixed_bfloat16``, where the CPU has native bf16, else ``fp32``;
+    ``shared.keras_models``, the rule of both Keras subprojects), the Keras global policy set
+    to it (the model is built under it) and the CPU it resolved against under ``machine``:
+    config.yaml records what ran. ``resumed``: the run folder of a resume; a run saved before
+    ``train.precision`` was recorded trained in fp32 and keeps it unrecorded."""
+    import copy
+
+    from shared.keras_models import set_keras_precision
+    from shared.torch_runtime import machine_record  # framework-free (no torch import)
+
+    cfg = copy.deepcopy(cfg)
+    cfg["train"]["precision"] = set_keras_precision(cfg["train"].get("precision", "fp32"),
+                                                    "train.precision")
+    cfg["machine"] = machine_record()
+    if resumed is not None and cfg["train"]["precision"] == "fp32":
+        from shared.runs import CONFIG_NAME, read_yaml_mapping
+
+        saved_path = Path(resumed) / CONFIG_NAME
+        saved = read_yaml_mapping(saved_path, UserError) if saved_path.is_file() else {}
+        if "precision" not in (saved.get("train") or {}):
+            del cfg["train"]["precision"]  # (a run saved before train.precision: as it was)
+    return cfg
 
 
 def _finish(setup: Setup, run, log) -> dict:
@@ -526,6 +553,8 @@ def _summary(setup: Setup, version: str) -> dict:
         "parameters": int(setup.model.count_params()), "epochs_done": s["epochs_done"],
         "best_epoch": s["best_epoch"], "best_val_loss": s["best_val_loss"],
         "best_val_accuracy": s["best_val_accuracy"], "code_version": version,
+        "precision": setup.cfg["train"].get("precision", "fp32"),
+        "machine": setup.cfg.get("machine"),
     }
 
 
@@ -607,7 +636,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         args.overrides.append(f"data.root={json.dumps(cli_path(args.data))}")
     for flag, key in (("batch_size", "train.batch_size"), ("lr", "train.learning_rate"),
                       ("class_weight", "train.class_weight"), ("chunk_size", "data.chunk_size"),
-                      ("seed", "seed"), ("threads", "train.threads")):
+                      ("seed", "seed"), ("threads", "train.threads"),
+                      ("precision", "train.precision")):
         value = getattr(args, flag)
         if value is not None:
             args.overrides.append(f"{key}={json.dumps(value)}")
@@ -622,12 +652,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
     named = any(o.split("=", 1)[0].strip() == "data.root" for o in args.overrides)
     data = resolve_path(cfg["data"].get("root")) if named else None
     quiet_tensorflow()
-    from shared.precision import resolve_precision
-
-    if resolve_precision(args.precision or "fp32", "cpu") == "bf16":  # --precision / --amp
-        import keras
-
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     run(cfg, args.run_dir, data=data, resume=args.resume, overwrite=args.overwrite,
         epochs=args.epochs, progress=not args.no_progress)
     return 0

@@ -84,3 +84,63 @@ def load_keras_model(path: str | os.PathLike, owner: str, what: str = "model",
             zipfile.BadZipFile) as exc:
         raise ModelFileError(f"{path}: cannot load the model in safe mode "
                              f"({_first_line(exc)})") from None
+
+
+# --------------------------------------------------------------------------- precision
+# The one precision rule of the Keras subprojects (crater_resunet, ice_patch_cnn): ``fp32`` is
+# the ``float32`` policy, ``bf16`` is ``mixed_bfloat16`` (bf16 compute, float32 weights), and
+# the layers that produce a model's outputs stay float32 (the sigmoid and the loss in float32).
+KERAS_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+
+
+def keras_device_kind() -> str:
+    """``cuda`` when an already imported TensorFlow sees a GPU, else ``cpu``."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    return "cuda" if tf is not None and tf.config.list_physical_devices("GPU") else "cpu"
+
+
+def resolve_keras_precision(choice: str | None, key: str = "precision") -> str:
+    """``fp32`` or ``bf16`` for ``choice`` (auto, fp32, bf16; None = auto) on this machine
+    (``shared.precision``: auto is bf16 where the CPU has native bf16); a bad name is a
+    :class:`UserError` naming ``key``."""
+    from shared.precision import resolve_precision
+
+    try:
+        return resolve_precision(choice, keras_device_kind())
+    except ValueError as exc:
+        raise UserError(f"{key}: {exc}") from None
+
+
+def set_keras_precision(choice: str | None, key: str = "precision") -> str:
+    """Resolve ``choice`` and set the Keras global dtype policy to it (call before building a
+    model); returns ``fp32`` or ``bf16``."""
+    import keras
+
+    resolved = resolve_keras_precision(choice, key)
+    keras.mixed_precision.set_global_policy(KERAS_POLICIES[resolved])
+    return resolved
+
+
+def model_in_precision(model: Any, choice: str | None) -> Any:
+    """``model`` computing in ``choice`` (auto, fp32, bf16): a loaded model keeps the dtype
+    policies it was saved with whatever the global policy, so a functional model saved in the
+    other precision is rebuilt from its config with every layer in the wanted policy, except
+    the layers of its outputs (float32), and given the same weights. Sets the global policy."""
+    resolved = set_keras_precision(choice)
+    want = KERAS_POLICIES[resolved]
+    out_names = {t._keras_history[0].name for t in model.outputs}  # noqa: SLF001
+    layers = [layer for layer in model.layers if layer.name not in out_names
+              and type(layer).__name__ != "InputLayer"]
+    if all(layer.dtype_policy.name == want for layer in layers):
+        return model
+    config = model.get_config()
+    for layer_cfg in config["layers"]:
+        if layer_cfg["class_name"] == "InputLayer":
+            continue
+        name = layer_cfg["config"]["name"]
+        layer_cfg["config"]["dtype"] = "float32" if name in out_names else want
+    twin = model.__class__.from_config(config)
+    twin.set_weights(model.get_weights())
+    return twin

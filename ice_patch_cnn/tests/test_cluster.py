@@ -39,7 +39,7 @@ def test_local_cluster_equals_in_process(tmp_path, capsys):
                       rng.integers(30, 200, (64, 96)).astype(np.uint8))
     (images / "ESP_999999_0000.tif").write_bytes(b"not a tiff")  # a bad image among good ones
     common = [str(images), "--model", str(model), "--quiet", "--threads", "1",
-              "--config", "quick", "--batch-size", "3"]
+              "--config", "quick", "--batch-size", "3", "--precision", "fp32"]
     assert main([*common, "--out", str(tmp_path / "here")]) == 0
     assert main([*common, "--out", str(tmp_path / "dask"), "--scheduler", "local:2"]) == 0
     err = capsys.readouterr().err

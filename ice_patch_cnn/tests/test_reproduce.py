@@ -29,6 +29,9 @@ def test_two_seed_reproduce_writes_per_seed_values_and_a_verdict(tmp_path):
     out = run_all(cfg, seeds, **kw)
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert summary["seeds"] == seeds and summary["profile"] == "test"
+    from shared.precision import cpu_has_native_bf16  # the quick profile's auto, resolved
+
+    assert summary["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
     rows = {r["metric"]: r for r in summary["rows"]}
     val = rows["val accuracy at the best epoch"]["ours"]
     assert val["n"] == 2 and len(val["values"]) == 2 and val["ci95"] is not None
