@@ -367,6 +367,7 @@ class _Connection:
     def __init__(self, scheduler: str, threads: int):
         self.scheduler, self.threads = scheduler, threads
         self.cluster = self.client = None
+        self.environ: dict[str, str] | None = None
 
     def __enter__(self):
         import logging
@@ -378,6 +379,9 @@ class _Connection:
             n = int(self.scheduler.split(":", 1)[1])
             env = {k: str(self.threads) for k in
                    ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+            # the nannies run here and set their pre-spawn variables (OMP_NUM_THREADS,
+            # PYTHONHASHSEED, ...) in this process's environment: put it back on exit
+            self.environ = dict(os.environ)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                             dashboard_address=_dashboard_address(),
@@ -396,6 +400,10 @@ class _Connection:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        if self.environ is not None:
+            for key in set(os.environ) - set(self.environ):
+                del os.environ[key]
+            os.environ.update(self.environ)
         return False
 
 

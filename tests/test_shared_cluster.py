@@ -206,8 +206,10 @@ def test_local_cluster_equals_in_process_with_a_killed_worker_and_a_bad_scene(tm
     tasks[1] = SceneTask(tasks[1].name, tasks[1].path,
                          {"runs": str(runs), "kill_once": str(tmp_path / "killed")})
     lines = []
+    environ = dict(os.environ)
     s = run_scenes(make_job(tmp_path, out), tasks, "local:2", progress=False,
                    echo=lines.append)
+    assert dict(os.environ) == environ  # the nannies' variables do not stay in the client
     assert (tmp_path / "killed").exists()  # a worker process really died mid-task
     assert any("dashboard" in line for line in lines)
     assert outputs(out) == outputs(here)  # nothing lost, nothing different
