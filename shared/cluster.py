@@ -338,7 +338,7 @@ def _run_on_cluster(job: Job, todo: Sequence[SceneTask], scheduler: str | None, 
     import contextlib
 
     try:
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
     except ImportError:
         raise SchedulerError("--scheduler needs Dask: pip install 'dask[distributed]' (make "
                              "setup installs it)") from None
@@ -349,10 +349,18 @@ def _run_on_cluster(job: Job, todo: Sequence[SceneTask], scheduler: str | None, 
         futures = [client.submit(run_task, job, task, key=f"{desc}-{task.name}-{run}",
                                  pure=False) for task in todo]
         by_name: dict[str, dict] = {}
+        task_of = dict(zip((f.key for f in futures), todo))
         try:
             with _bar(len(futures), progress, desc) as bar:
                 for fut in as_completed(futures):
-                    result = fut.result()  # a bug on a worker is raised here, traceback and all
+                    try:
+                        result = fut.result()  # a bug on a worker is raised here, traceback
+                    except KilledWorker:  # its workers died each time (it, or a scene
+                        task = task_of[fut.key]  # beside it on them; not done: a re-run retries)
+                        result = {"name": task.name, "path": task.path, "status": "failed",
+                                  "error": f"{task.path}: the worker process running it died "
+                                           "each time it was tried (out of memory, or killed); "
+                                           "run again to retry it"}
                     by_name[result["name"]] = result
                     bar.update(1)
         except BaseException:
