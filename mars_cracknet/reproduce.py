@@ -249,6 +249,7 @@ def summarise(cfg, runs: dict, seeds, data_seeds, ks, wall: float, results: Path
              "ks": ks, "run_folders": str(data.parents[2])}
     return write_summary(
         paper="mars_cracknet", rows=rows, results_dir=results, claims=claims, extra=extra,
+        precision="/".join(sorted({str(r.get("precision", "fp32")) for r in runs.values()})),
         data=f"synthetic EDC/MIC crack scenes (data seed(s) {list(data_seeds)}; "
              f"{n['mars_train']} MIC training crops of which a seeded "
              f"{cfg['val_fraction']:.0%} share is the validation split, {n['mars_test']} MIC "

@@ -29,15 +29,18 @@ def hidden_alias(parser: argparse.ArgumentParser, *names: str, dest: str, **kwar
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, amp_alias: bool = True,
-                           default: str = "fp32") -> argparse.Action:
-    """``--precision auto|fp32|bf16``; the old ``--amp`` means bf16. The default is fp32, the
-    arithmetic of every committed record; ``auto`` picks bf16 where the CPU has it natively."""
+                           default: str | None = "auto") -> argparse.Action:
+    """``--precision auto|fp32|bf16``; the old ``--amp`` means bf16. Predictors default to
+    ``auto`` (bf16 where the CPU has it natively, else fp32; pass ``--precision fp32`` for the
+    arithmetic of the committed records); trainers pass ``default=None``: the config's
+    (``auto`` in the quick profiles, the original's fp32 in the paper profiles)."""
     action = parser.add_argument(
         "--precision", choices=PRECISIONS, default=default,
         help="arithmetic: auto = bf16 autocast on a CPU with native bf16 "
-             "(avx512_bf16/amx_bf16 flags), else fp32; bf16 = autocast (the old --amp) " +
-             ("(default: %(default)s)" if default else "(default: the config's, fp32 in every "
-              "profile)"))
+             "(avx512_bf16/amx_bf16 flags), else fp32; bf16 = autocast (the old --amp); fp32 "
+             "= full precision " +
+             ("(default: %(default)s)" if default else "(default: the config's: auto in the "
+              "quick profile, fp32 (the original's) in the paper profile)"))
     if amp_alias:
         hidden_alias(parser, "--amp", dest="precision", action="store_const", const="bf16")
     return action

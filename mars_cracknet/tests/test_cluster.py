@@ -30,7 +30,7 @@ def test_local_cluster_equals_in_process(tmp_path, capsys):
     (imgs / "i9.png").write_bytes(b"not a png")  # a bad image among good ones
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(masks / "i9.png")
     common = [str(ckpt), str(imgs), "--masks", str(masks), "--prob", "--tile", "32",
-              "--overlap", "8", "--threads", "1"]
+              "--overlap", "8", "--threads", "1", "--precision", "fp32"]
     assert main([*common, "--out", str(tmp_path / "here")]) == 0
     assert main([*common, "--out", str(tmp_path / "dask"), "--scheduler", "local:2"]) == 0
     err = capsys.readouterr().err

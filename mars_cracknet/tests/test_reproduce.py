@@ -21,6 +21,9 @@ def test_two_seed_tiny_reproduce(tmp_path):
     assert main(args) == 0
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     assert summary["seeds"] == [0, 1]
+    from shared.precision import cpu_has_native_bf16  # the quick profile's auto, resolved
+
+    assert summary["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
     dice_rows = [r for r in summary["rows"] if r["metric"] == "Dice"]
     assert len(dice_rows) == 6  # a, b, c: selected and last epoch
     for row in dice_rows:
