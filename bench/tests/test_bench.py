@@ -169,6 +169,6 @@ def test_plan():
     assert all(len(entries) == 1 for _, _, entries in full)  # one child per entry
     assert len(full) == sum(len(e) for c in PLAN.values() for e in c.values())
     quick_jobs = plan(True, list(SECTIONS))
-    assert len(quick_jobs) == 4  # one child per framework and section
-    assert {m for _, m, _ in quick_jobs} == {"torch_bench", "keras_bench"}
+    assert len(quick_jobs) == 5  # one child per framework and section
+    assert {m for _, m, _ in quick_jobs} == {"torch_bench", "keras_bench", "cluster_bench"}
     assert plan(False, ["tiling"], {"dune_vlm"}) == [("tiling", "torch_bench", ["dune_vlm"])]
