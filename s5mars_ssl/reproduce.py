@@ -123,8 +123,11 @@ def _summary(per_seed: dict, seeds: list[int], cfg: dict, wall: float, results: 
                                                          "train_time_s")}
                                                     for n in settings} for s in seeds},
              "classes": list(CLASSES), "reported_source": cfg["reported"]["source"]}
+    precision = "/".join(sorted({str(per_seed[s][n].get("precision", "fp32"))
+                                 for s in seeds for n in settings}))
     write_summary(paper="s5mars_ssl", rows=rows, data=data, profile="quick", wall_time_s=wall,
-                  results_dir=results, notes=notes, claims=claims, extra=extra)
+                  results_dir=results, notes=notes, claims=claims, extra=extra,
+                  precision=precision)
 
 
 def _main(argv=None) -> int:

@@ -28,7 +28,7 @@ def test_local_cluster_equals_in_process(tiny_dataset, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")  # a bad image among good ones
     common = [*map(str, imgs), str(bad), "--model", str(tmp_path / "run" / "last.pt"),
-              "--no-progress"]
+              "--no-progress", "--precision", "fp32"]
     assert main([*common, "--out", str(tmp_path / "here")]) == 0
     assert main([*common, "--out", str(tmp_path / "dask"), "--scheduler", "local:2"]) == 0
     assert capsys.readouterr().err.count("bad.png") == 2  # one warning line per run

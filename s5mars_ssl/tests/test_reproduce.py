@@ -21,6 +21,9 @@ def test_two_seed_tiny_reproduce_writes_per_seed_values_and_a_verdict(tmp_path):
     assert reproduce.main(_args(tmp_path, 2, "a")) == 0
     summary = json.loads((tmp_path / "res_a" / "summary.json").read_text())
     assert summary["seeds"] == [0, 1]
+    from shared.precision import cpu_has_native_bf16  # the quick profile's auto, resolved
+
+    assert summary["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
     rows = {(r["setting"], r["metric"]): r["ours"] for r in summary["rows"]}
     sup = rows[(reproduce.LABELS["supervised"], "test mIoU (%), student")]
     assert sup["n"] == 2 and len(sup["values"]) == 2
