@@ -31,7 +31,8 @@ def test_many_scenes_in_process_and_on_a_local_cluster(tmp_path, capsys):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff")
     common = [*map(str, scenes), str(bad), "--model", str(tmp_path / "baseline.pth"),
-              "--tile-size", "32", "--overlap", "16", "--threads", "1", "--no-progress"]
+              "--tile-size", "32", "--overlap", "16", "--threads", "1", "--no-progress",
+              "--precision", "fp32"]
     assert main([*common, "--out", str(tmp_path / "here")]) == 0
     assert main([*common, "--out", str(tmp_path / "dask"), "--scheduler", "local:2"]) == 0
     out = capsys.readouterr()
