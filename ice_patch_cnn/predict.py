@@ -189,12 +189,12 @@ def scene_job(out: str | Path, model_path: str | Path | None, batch_size: int,
               threads: int = 2, precision: str = "fp32", model_name: str | None = None):
     """The :class:`shared.cluster.Job` of a prediction run (``model_path`` None: in-process
     only, with the model object given to :func:`run_predict`)."""
-    from shared.cluster import Job, user_error_types
+    from shared.cluster import Job, file_signature, user_error_types
 
     path = str(Path(model_path).resolve()) if model_path is not None else None
     return Job(work=predict_scene, out=str(out), load=load_predictor if path else None,
                load_args=(path, int(batch_size), int(threads), precision),
-               signature=f"ice_patch_cnn model {path or model_name}",
+               signature=f"ice_patch_cnn model {file_signature(path) if path else model_name}",
                user_errors=user_error_types())
 
 
