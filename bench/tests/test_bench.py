@@ -164,6 +164,16 @@ def test_check_marks_targets_and_catches_a_wrong_fraction(tmp_path):
     assert check(_record(0.7)) and check(_record(1.5))
 
 
+def test_training_table_reports_the_bf16_speed_up(tmp_path):
+    """Where bf16 ran (native), the table gives fp32 median step / bf16 median step."""
+    res = _record(0.5)
+    res["train"]["m"]["peaks"]["bf16"] = res["train"]["m"]["peaks"]["fp32"]
+    res["train"]["m"]["variants"]["bf16"] = {**res["train"]["m"]["variants"]["fp32"],
+                                             "median_s": 0.4}
+    md = render_markdown(res, tmp_path / "b.json")
+    assert "bf16 speed-up" in md and "| 2.50x |" in md
+
+
 def test_plan():
     full = plan(False, list(SECTIONS))
     assert all(len(entries) == 1 for _, _, entries in full)  # one child per entry
