@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         print("error: nothing to run (no entry selected)", file=sys.stderr)
         return 2
-    from shared.runs import UserError, check_output_dir
+    from shared.errors import UserError
+    from shared.runs import check_output_dir
 
     try:  # an output under a regular file: one line, not a traceback at the end of the run
         check_output_dir(json_out.parent)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 PSEUDO_LOG = (1., 1.1, 1.2, 1.3, 1.4, 1.5, 1.7, 2., 2.5, 3., 3.5, 4., 4.5, 5., 6., 7., 8., 9.)
 BINS_PER_DECADE = {"x2": 1. / np.log10(2.), "root-2": 2. / np.log10(2.),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 POSITION_LIMIT = 1.8   # (dx^2 + dy^2) / min(r)^2
 RADIUS_LIMIT = 1.0     # |r1 - r2| / min(r)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.configs import REPO_ROOT
-from shared.runs import UserError
+from shared.errors import UserError
 
 DEFAULT_CACHE = REPO_ROOT / "datasets" / "crater_resunet" / "cache"
 DEFAULT_DATA = REPO_ROOT / "datasets" / "crater_resunet" / "lunar"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crater_resunet.data import IMAGE_EXTS, read_yolo_labels
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 @dataclass

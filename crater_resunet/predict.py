@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from crater_resunet.data import IMAGE_EXTS
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 # ------------------------------------------------------------------------------ the run
@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from shared.runs import UserError, check_not_inputs, check_output_dir
+    from shared.errors import UserError
+    from shared.runs import check_not_inputs, check_output_dir
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ import numpy as np
 
 from shared.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from shared.configs import REPO_ROOT
-from shared.runs import UserError
+from shared.errors import UserError
 
 PYCDA_VERSION = "0.1.16"
 MEMBERS = {"image": "pycda/sample_imgs/holdout_tile.pgm",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from crater_resunet import craters as cr
-from shared.runs import UserError
+from shared.errors import UserError
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from crater_resunet.config import PROFILES
 from shared.configs import REPO_ROOT, cli_path, resolve_path
-from shared.runs import UserError, default_threads, resolve_run_threads  # noqa: F401 (reproduce)
+from shared.errors import UserError  # noqa: F401 (reproduce)
+from shared.runs import default_threads, resolve_run_threads  # noqa: F401 (reproduce)
 
 LAST, BEST, STATE = "last.keras", "best.keras", "state.json"
 CALLBACK_FIELDS = {"early_stopping": ("wait", "best", "best_epoch", "stopped_epoch"),

@@ -30,7 +30,7 @@ import torch
 from dune_vlm.models.fusion import build_model
 from shared.atomic import atomic_path
 from shared.atomic import file_sha256 as sha256
-from shared.runs import UserError
+from shared.errors import UserError
 from shared.torch_checkpoint import check_state_dict, load_torch_file
 
 OURS, REF_FUSION, REF_BASELINE = "dune_vlm", "reference-fusion", "reference-baseline"

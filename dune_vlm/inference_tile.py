@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.engine import BLENDS
-from shared.runs import UserError
+from shared.errors import UserError
 
 NODATA_OUT = 255
 MAX_ROWS_MB = 1024  # the ring's budget; its cost and pay-off: README, "Memory"

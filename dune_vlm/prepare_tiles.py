@@ -25,8 +25,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from shared.atomic import atomic_path, atomic_write_json
+from shared.errors import UserError
 from shared.rasters import RasterError, read_window
-from shared.runs import UserError
 from shared.tiles import iter_windows
 
 SPLIT_CHOICES = ("random", "train", "val", "test")

@@ -326,8 +326,8 @@ def _main(argv=None) -> int:
 
     from dune_vlm.utils.config import load_run_config
     from shared.configs import REPO_ROOT
+    from shared.errors import UserError
     from shared.results import write_summary
-    from shared.runs import UserError
     from shared.stats import claim, describe
 
     if args.seeds < 1:

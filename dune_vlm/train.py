@@ -117,7 +117,7 @@ def config_from_args(args) -> dict:
                   "the authors' file)", file=sys.stderr)
             text["embed_path"] = text["minilm_path"]
     if args.text_embed_path is not None and cfg["model"]["name"] != "fusion":
-        from shared.runs import UserError
+        from shared.errors import UserError
 
         raise UserError(f"{args.text_embed_path}: the {cfg['model']['name']} model takes no "
                         "text; drop --text-embeds")
@@ -423,7 +423,7 @@ def run(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False, overwrit
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from shared.cli import progress_enabled
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     cfg = config_from_args(args)
     if args.run_dir is None:

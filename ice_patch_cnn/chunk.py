@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 IMAGE_SUFFIXES = {".jp2", ".tif", ".tiff", ".png", ".img", ".lbl", ".cub", ".jpg", ".jpeg"}
 INDEX_FIELDS = ["image", "file", "grid_row", "grid_col", "y", "x", "size", "source", "footprint"]
@@ -410,9 +410,9 @@ def chunk_images(images: Sequence[str | Path], out_dir: str | Path,
     from tqdm import tqdm
 
     from shared.atomic import atomic_write_json, atomic_write_text
+    from shared.errors import UserError
     from shared.images import ImageReadError
     from shared.rasters import RasterError
-    from shared.runs import UserError
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -497,7 +497,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = finish_parser(parser).parse_args(argv)
 
     from ice_patch_cnn.config import ConfigError, load_config
-    from shared.runs import UserError, check_output_dir
+    from shared.errors import UserError
+    from shared.runs import check_output_dir
 
     check_output_dir(args.out)
     from shared.runs import check_paths

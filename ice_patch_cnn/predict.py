@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 CHUNK_FIELDS = ["image", "source", "grid_row", "grid_col", "y", "x", "size", "footprint", "p"]
 

@@ -315,7 +315,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     finish_parser(parser)
     args = parser.parse_args(argv)
     from ice_patch_cnn.config import load_config
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 DECISIONS = ("good", "hard", "bad")
 CHUNK_LABELS = ("ice", "hard", "no_ice")

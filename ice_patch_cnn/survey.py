@@ -38,7 +38,7 @@ from ice_patch_cnn.rules import (
     chunk_label,
     classify_image,
 )
-from shared.runs import UserError
+from shared.errors import UserError
 
 IMAGE_FIELDS = ["image", "n_chunks", "mean_p", "n_icy", "share_icy", "n_hard_chunks", "max_p",
                 "decision", "reason"]

@@ -50,7 +50,8 @@ from typing import Any
 import numpy as np
 
 from shared.configs import cli_path, resolve_path
-from shared.runs import UserError, default_threads, resolve_run_threads  # noqa: F401 (reproduce)
+from shared.errors import UserError  # noqa: F401 (reproduce)
+from shared.runs import default_threads, resolve_run_threads  # noqa: F401 (reproduce)
 
 CHUNK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 BEST_PENDING = "best.pending.keras"  # ModelCheckpoint writes here; renamed onto best.keras

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 LIST_MEASURES = ("intersection_angles", "segmentation_ratios", "segment_lengths", "clod_areas")
 SCALAR_MEASURES = ("surface_crack_ratio", "skeleton_length", "mean_width", "n_junctions",

@@ -33,7 +33,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mars_cracknet.checkpoint import load_model, read_any, save_weights
     from shared.atomic import file_sha256 as sha256
-    from shared.runs import UserError, check_not_inputs, check_output_dir
+    from shared.errors import UserError
+    from shared.runs import check_not_inputs, check_output_dir
 
     check_not_inputs([args.dst], [args.src])
     check_output_dir(args.dst.parent)

@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared.errors import UserError
 from shared.rasters import RASTER_SUFFIXES as _RASTER_SUFFIXES
-from shared.runs import UserError
 
 # the shared raster list (ISIS .cub, PDS .LBL, VRT too: issue 27)
 RASTER_SUFFIXES = _RASTER_SUFFIXES

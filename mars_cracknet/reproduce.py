@@ -297,7 +297,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     from mars_cracknet.config import PROFILES, validate
     from shared.configs import load_config
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     t0 = time.perf_counter()
     torch.set_num_threads(a.threads)

@@ -22,7 +22,7 @@ def evaluate_checkpoint(checkpoint, weights: str = "teacher", data_root=None, te
     from s5mars_ssl.checkpoint import load_model
     from s5mars_ssl.constants import CLASSES
     from shared.configs import resolve_path
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     model, info = load_model(checkpoint, weights, device)
     used, cfg = info["weights"], info["config"]

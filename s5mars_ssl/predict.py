@@ -16,8 +16,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 def read_rgb(path: Path):
     """An RGB image (grey is expanded); anything with another band count is a named error."""
+    from shared.errors import UserError
     from shared.images import ImageReadError, read_image
-    from shared.runs import UserError
 
     bands = None
     if path.suffix.lower() in (".tif", ".tiff"):
@@ -172,7 +172,8 @@ def _main(argv=None) -> int:
     from s5mars_ssl.runtime import passive_openmp
 
     passive_openmp()
-    from shared.runs import UserError, check_output_dir
+    from shared.errors import UserError
+    from shared.runs import check_output_dir
 
     if not 0.0 <= args.alpha <= 1.0:
         raise UserError("--alpha must be within 0..1")

@@ -147,7 +147,7 @@ def _main(argv=None) -> int:
 
     add_results_arguments(p, "s5mars_ssl")
     args = finish_parser(p, set_example="trainer.iterations=4").parse_args(argv)
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     if args.seeds < 1:
         raise UserError("--seeds must be at least 1")

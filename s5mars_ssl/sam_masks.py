@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -128,7 +128,7 @@ def build_sam_generator(model_type: str = "vit_b", checkpoint: str | None = None
     """
     from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
 
-    from shared.runs import UserError
+    from shared.errors import UserError
     from shared.torch_checkpoint import is_state_dict, load_strict, load_torch_file
 
     if model_type not in sam_model_registry:
@@ -201,8 +201,8 @@ def run(images: Path, out: Path, checkpoint: str | None = None, random_weights: 
     from tqdm import tqdm
 
     from shared.atomic import atomic_write_json
+    from shared.errors import UserError
     from shared.images import read_image
-    from shared.runs import UserError
 
     paths = list_images(Path(images), stems_file)
     settings = {"source": "sam" if (checkpoint is not None or random_weights) else proposer,
@@ -281,7 +281,8 @@ def _main(argv=None) -> int:
         from shared.torch_runtime import pick_device
 
         pick_device(args.device)  # a device that is not there: one line, exit code 2
-    from shared.runs import UserError, check_output_dir
+    from shared.errors import UserError
+    from shared.runs import check_output_dir
 
     if args.points_per_side < 1:
         raise UserError("--points-per-side must be positive")

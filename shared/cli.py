@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shared.errors import UserError
 from shared.precision import PRECISIONS
-from shared.runs import UserError
 
 
 def hidden_alias(parser: argparse.ArgumentParser, *names: str, dest: str, **kwargs: Any

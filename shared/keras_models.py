@@ -5,7 +5,7 @@ archive (missing, truncated, HDF5, a PyTorch checkpoint renamed ``.keras``, any 
 bad CRC); :func:`load_keras_model` then refuses a model of another subproject (read from
 ``config.json`` without deserialising anything) and loads in Keras safe mode
 (``safe_mode=True``: no lambda or other code in the file is run), with Keras' noise held back.
-Every refusal is a :class:`ModelFileError` (a ``shared.runs.UserError``: one line, exit 2).
+Every refusal is a :class:`ModelFileError` (a ``shared.errors.UserError``: one line, exit 2).
 Keras is imported inside the loader, so importing this module costs nothing.
 """
 

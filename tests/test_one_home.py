@@ -212,3 +212,16 @@ def test_no_specs_folder_is_read(name):
     """No code or test reads the spec folder beside the repository (it is not shipped)."""
     bad = _offenders(r"[\"']" + name + r"[\"']", (".py",), set())
     assert not bad, "\n".join(bad)
+
+
+def test_user_error_has_one_spelling():
+    """UserError is imported from its home, shared.errors, never through shared.runs."""
+    bad = []
+    for path in sorted(REPO_ROOT.rglob("*.py")):
+        rel = path.relative_to(REPO_ROOT)
+        if rel.parts[0] in {".venv", "datasets", "runs"} or rel == Path("shared/runs.py"):
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"from shared\.runs import[^#]*\bUserError\b", line):
+                bad.append(f"{rel}:{i}")
+    assert not bad, "import UserError from shared.errors: " + ", ".join(bad)

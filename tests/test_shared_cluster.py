@@ -28,7 +28,7 @@ from shared.cluster import (
     user_error_types,
 )
 from shared.configs import REPO_ROOT as REPO
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import zipfile
 import pytest
 
 from shared.configs import REPO_ROOT as REPO
+from shared.errors import UserError
 from shared.keras_models import ModelFileError, check_keras_file, load_keras_model
-from shared.runs import UserError
 
 
 @pytest.mark.parametrize("kind, fragment", [

@@ -176,7 +176,7 @@ def test_run_refused_for_bad_input_leaves_the_folder_as_it_found_it(tmp_path):
 
 def test_lock_refuses_a_second_concurrent_run(tmp_path):
     with RunDir.open(tmp_path / "run", {"a": 1})[0]:
-        code = ("import sys; from shared.runs import RunDir, UserError\n"
+        code = ("import sys; from shared.errors import UserError; from shared.runs import RunDir\n"
                 "try:\n    RunDir.open(sys.argv[1], {'a': 1}, resume=True)\n"
                 "except UserError as e:\n    print(e); sys.exit(2)\n")
         proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")],

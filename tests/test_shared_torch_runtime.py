@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from shared import precision as shared_precision  # noqa: E402
 from shared import torch_runtime as rt  # noqa: E402
 from shared.configs import REPO_ROOT as REPO  # noqa: E402
-from shared.runs import UserError  # noqa: E402
+from shared.errors import UserError  # noqa: E402
 from shared.torch_checkpoint import (  # noqa: E402
     CheckpointError,
     check_state_dict,

@@ -64,9 +64,9 @@ def test_shared_readers_errors_are_user_errors():
     from shared.atomic import CheckpointSetError
     from shared.configs import ConfigError
     from shared.errors import UserError
+    from shared.errors import UserError as RunsUserError
     from shared.images import ImageReadError
     from shared.rasters import RasterError
-    from shared.runs import UserError as RunsUserError
 
     assert RunsUserError is UserError
     for cls in (ConfigError, ImageReadError, RasterError, CheckpointSetError):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 MASK_SHAPES = ("box", "ellipse")
@@ -229,7 +229,7 @@ def check_images(index: SplitIndex) -> None:
     file is one error naming it, not a TensorFlow graph error in the middle of an epoch."""
     from PIL import Image
 
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     for p in index.images:
         try:

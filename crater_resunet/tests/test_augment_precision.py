@@ -112,7 +112,7 @@ def test_precision_resolution_follows_the_cpu(monkeypatch, tmp_path):
     paper = load_config("paper", PROFILES)
     assert resolve_run_precision(paper)["train"]["precision"] == "fp32"
     cfg["train"]["precision"] = "fp16"
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     with pytest.raises(UserError, match="train.precision"):
         resolve_run_precision(cfg)

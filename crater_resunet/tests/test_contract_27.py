@@ -16,7 +16,7 @@ from crater_resunet.data.synthetic import write_dataset
 from crater_resunet.train import PROFILES, run
 from shared.configs import REPO_ROOT as REPO
 from shared.configs import ConfigError, load_config
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from crater_resunet.data import (
     read_yolo_labels,
     yolo_to_pixel_boxes,
 )
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 def test_box_mask_by_hand():

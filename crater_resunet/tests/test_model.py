@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 def test_parameter_count_at_paper_width():

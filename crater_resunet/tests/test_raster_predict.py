@@ -140,7 +140,7 @@ def test_bad_rasters_are_named(tmp_path, capsys):
 def test_default_overlap_is_a_quarter_of_the_model_tile(tmp_path, model):
     """A 64-px model on a GeoTIFF without --overlap: 16-px overlap (not the 256-px model's 64,
     which is no overlap at all for this model); an overlap >= the tile is a user error."""
-    from shared.runs import UserError
+    from shared.errors import UserError
     from shared.tiles import iter_windows
 
     f = write(tmp_path / "s.tif", scene_u8(128, 128), "uint8")

@@ -11,7 +11,8 @@ from PIL import Image
 from crater_resunet.data.synthetic import write_dataset
 from crater_resunet.train import PROFILES, run
 from shared.configs import ConfigError, load_config
-from shared.runs import RunDir, RunInterrupted, UserError
+from shared.errors import UserError
+from shared.runs import RunDir, RunInterrupted
 
 
 @pytest.fixture(scope="module")

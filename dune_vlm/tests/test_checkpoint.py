@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dune_vlm.checkpoint import OURS, REF_BASELINE, REF_FUSION, load_model, resolve_weights
-from shared.runs import UserError
+from shared.errors import UserError
 
 SPEC = Path(__file__).resolve().parent / "data" / "reference_checkpoints.json"
 

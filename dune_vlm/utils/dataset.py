@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from shared.errors import UserError
 from shared.images import ImageReadError, read_mask
-from shared.runs import UserError
 
 SPLITS = ("train", "val", "test")
 

@@ -146,7 +146,7 @@ def test_folder_lists_one_file_per_product(tmp_path):
 
 def test_rerun_into_a_used_folder_with_other_settings_is_refused(tmp_path):
     """Audit case I14: a re-run with another chunk size must not keep the old chunks silently."""
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     good = write_geotiff(tmp_path / "good.tif", _ramp(64, 64))
     out = tmp_path / "out"

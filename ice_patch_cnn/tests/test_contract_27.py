@@ -141,7 +141,7 @@ def test_a_foreign_model_names_its_subproject(tmp_path):
     import keras
 
     from ice_patch_cnn.model import load_model
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     inputs = keras.Input((16, 16, 3), name="image")  # what a crater ResNet-UNet starts with
     model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs))

@@ -5,7 +5,7 @@ import zipfile
 import pytest
 
 from ice_patch_cnn.model import load_model
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 def test_truncated_and_foreign_keras_files_are_named(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 
 from ice_patch_cnn.rules import Rules
 from ice_patch_cnn.survey import main, read_chunk_truth, read_predictions
-from shared.runs import UserError, cli_main
+from shared.errors import UserError
+from shared.runs import cli_main
 
 
 def _preds(folder, probs):

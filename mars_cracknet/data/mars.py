@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from shared.errors import UserError
 from shared.images import ImageReadError, read_image, read_mask
-from shared.runs import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 

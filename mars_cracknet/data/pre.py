@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from shared.atomic import atomic_path, atomic_write_text
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 class PreprocessError(UserError):

@@ -48,7 +48,8 @@ from s5mars_ssl.constants import CLASSES, IGNORE_INDEX
 from shared import torch_runtime
 from shared.atomic import atomic_path
 from shared.configs import resolve_path
-from shared.runs import GracefulStop, RunDir, UserError, code_version, derive_seed
+from shared.errors import UserError
+from shared.runs import GracefulStop, RunDir, code_version, derive_seed
 
 MODES = ("supervised", "semi")
 CKPT_FORMAT = "s5mars_ssl/1"

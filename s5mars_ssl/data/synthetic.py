@@ -323,7 +323,8 @@ def _main(argv=None) -> int:
                    help="label 1/k of the training scenes (default 8 -> splits/labeled_1_8.txt)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from shared.runs import UserError, check_output_dir
+    from shared.errors import UserError
+    from shared.runs import check_output_dir
 
     for name in ("n_train", "n_test", "height", "width", "labeled_every"):
         if getattr(args, name) < 1:

@@ -146,7 +146,7 @@ def test_rerun_with_another_proposer_is_refused(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from shared.runs import UserError
+    from shared.errors import UserError
 
     (tmp_path / "images").mkdir()
     rng = np.random.default_rng(0)

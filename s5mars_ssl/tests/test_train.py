@@ -9,7 +9,8 @@ import torch
 from s5mars_ssl.augseg import trainer
 from s5mars_ssl.augseg.utils.config import ConfigError, load_config, validate
 from s5mars_ssl.checkpoint import load_model
-from shared.runs import RunDir, RunInterrupted, UserError
+from shared.errors import UserError
+from shared.runs import RunDir, RunInterrupted
 
 PKG_PARENT = str(__import__("pathlib").Path(__import__("s5mars_ssl").__path__[0]).parent)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from s5mars_ssl.sam_masks import list_images, main
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 def test_missing_or_empty_inputs_name_the_file(tmp_path):

@@ -24,8 +24,9 @@ from s5mars_ssl.augseg.dataset.augmentation import (
 )
 from s5mars_ssl.augseg.dataset.sam_mix import load_object_masks
 from s5mars_ssl.constants import IGNORE_INDEX, NUM_CLASSES, raw_to_train
+from shared.errors import UserError
 from shared.images import ImageReadError, read_image, read_mask
-from shared.runs import UserError, derive_seed
+from shared.runs import derive_seed
 
 
 class DataError(UserError):

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.runs import UserError
+from shared.errors import UserError
 
 
 class SamMaskError(UserError):

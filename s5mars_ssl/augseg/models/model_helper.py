@@ -41,7 +41,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# the one checkpoint error (shared.torch_checkpoint, a shared.runs.UserError); the old name stays
+# the one checkpoint error (shared.torch_checkpoint, a shared.errors.UserError); the old name stays
 PretrainedLoadError = CheckpointError
 
 
