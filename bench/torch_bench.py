@@ -436,30 +436,6 @@ def _decode_s(path) -> float:
         return time.perf_counter() - t0
 
 
-def _int8_copy(src: Path) -> Path:
-    """The float32 scene quantised as the Earth Engine export the mapper is made for
-    (``round(x * 127)`` to int8, nodata -128; dune README, "Real data"), row block by row
-    block."""
-    import rasterio
-    from rasterio.windows import Window
-
-    from shared.rasters import geotiff_writer
-
-    dst_path = src.with_name(src.stem + "_int8.tif")
-    if dst_path.is_file():
-        return dst_path
-    with rasterio.open(src) as ds, geotiff_writer(
-            dst_path, width=ds.width, height=ds.height, count=ds.count, dtype="int8",
-            crs=ds.crs, transform=ds.transform, nodata=-128) as dst:
-        for r in range(0, ds.height, 256):
-            win = Window(0, r, ds.width, min(256, ds.height - r))
-            f = ds.read(window=win)
-            q = np.clip(np.rint(f * 127), -127, 127).astype(np.int8)
-            q[:, (f == ds.nodata).any(0)] = -128
-            dst.write(q, window=win)
-    return dst_path
-
-
 def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -478,8 +454,7 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
     model.eval()
     out_dir = WORK_DIR / "dune_vlm" / "tiling"
     out_dir.mkdir(parents=True, exist_ok=True)
-    src32, _ = write_scene(out_dir, REGIONS["namib"], size, 1, 0.33, suffix=f"_{size}")
-    src = _int8_copy(src32)  # the mapper's real input format (it rescales integers by 1/127)
+    src, _ = write_scene(out_dir, REGIONS["namib"], size, 1, 0.33, suffix=f"_{size}")
     rec = Recording(model)
     stats: dict[str, Any] = {}
 
@@ -488,10 +463,8 @@ def tile_dune(args: argparse.Namespace) -> dict[str, Any]:
                                     progress=False, **tc))
 
     res = _tiled(rec, predict)
-    res.update(input_decode_s=_decode_s(src), input_decode_float32_s=_decode_s(src32),
-               reader=stats.get("reader"),
-               raster=f"{size}x{size}x64 int8 GeoTIFF (dune_vlm.data.synthetic, quantised x127 "
-                      "as the Earth Engine export)", tile=tc,
+    res.update(input_decode_s=_decode_s(src), reader=stats.get("reader"),
+               raster=f"{size}x{size}x64 float32 GeoTIFF (dune_vlm.data.synthetic)", tile=tc,
                predictor="dune_vlm.inference_tile.predict_raster (shared.engine)",
                notes=note,
                windows_planned=stats.get("windows_total"),
