@@ -119,16 +119,21 @@ def rename_by_rules(key: str, rules) -> str | None:
     return None
 
 
-def checkpoint_filter_fn(state: dict[str, torch.Tensor]
-                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The original ``Res_UNet`` state dict (``module.`` stripped) -> :class:`ResUNet` keys
-    (timm's ``checkpoint_filter_fn`` pattern): ``(renamed, keys no rule knows)``; the caller
-    refuses unknown keys and checks the result strictly."""
+def rename_state(state: dict, rules) -> tuple[dict, list[str]]:
+    """``(renamed state dict, keys no rule knows)``: every key through :func:`rename_by_rules`."""
     out, unknown = {}, []
     for key, value in state.items():
-        new = rename_by_rules(key, _ORIGINAL_RULES)
+        new = rename_by_rules(key, rules)
         if new is None:
             unknown.append(key)
         else:
             out[new] = value
     return out, unknown
+
+
+def checkpoint_filter_fn(state: dict[str, torch.Tensor]
+                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The original ``Res_UNet`` state dict (``module.`` stripped) -> :class:`ResUNet` keys
+    (timm's ``checkpoint_filter_fn`` pattern): ``(renamed, keys no rule knows)``; the caller
+    refuses unknown keys and checks the result strictly."""
+    return rename_state(state, _ORIGINAL_RULES)

@@ -80,13 +80,6 @@ def checkpoint_filter_fn(state: dict[str, torch.Tensor]
     """The original ``UNet`` state dict (``module.`` stripped) -> :class:`UNet` keys (timm's
     ``checkpoint_filter_fn`` pattern): ``(renamed, keys no rule knows)``; the caller refuses
     unknown keys and checks the result strictly."""
-    from mars_cracknet.models.resunet import rename_by_rules
+    from mars_cracknet.models.resunet import rename_state
 
-    out, unknown = {}, []
-    for key, value in state.items():
-        new = rename_by_rules(key, _ORIGINAL_RULES)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    return out, unknown
+    return rename_state(state, _ORIGINAL_RULES)
