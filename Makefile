@@ -9,7 +9,7 @@ SUBPROJECTS := mars_cracknet dune_vlm s5mars_ssl crater_resunet ice_patch_cnn
 TEST_DIRS := tests $(SUBPROJECTS) bench
 PYTEST_FAST := -m "not slow"
 
-.PHONY: help setup test test-all lint results clean distclean bench \
+.PHONY: help setup test test-all lint results clean distclean bench bench-vs-original \
         reproduce reproduce-cracks reproduce-dunes reproduce-s5mars reproduce-craters reproduce-ice
 
 help:  ## list the targets
@@ -60,6 +60,12 @@ results: setup  ## assemble RESULTS.md from results/*/summary.json (local runs m
 
 bench: setup  ## performance benchmarks -> BENCHMARKS.md, results/bench.json
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# ORIGINALS: your own checkouts of the original code (never copied into this repository), e.g.
+# ORIGINALS="mars_cracknet=/src/Mars-CrackNet dune_vlm=/src/MADS s5mars_ssl=/src/S5Mars_SSL
+#            crater_resunet=/src/crater-detection"; an entry left out is reported "not run"
+bench-vs-original: setup  ## one training step, ours vs the original code (ORIGINALS="name=path ...") -> BENCHMARKS.md section 5
+	$(PY) -m bench.vs_original $(foreach o,$(ORIGINALS),--original $(o)) $(VS_ARGS)
 
 clean:  ## remove generated data, runs and caches (keeps .venv and results/)
 	rm -rf datasets runs .pytest_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -177,4 +178,81 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
         lines += tiling(res["tiling"], t["tile_overhead"])
     if "scenes" in res:
         lines += scenes(res["scenes"], t.get("cluster_overhead", 0.10))
+    vs = Path(json_path).parent / VS_ORIGINAL_JSON  # section 5 (bench/vs_original.py)
+    if not meta["quick"] and vs.is_file():
+        lines += render_vs_original(json.loads(vs.read_text(encoding="utf-8")))
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- 5. against the original
+VS_ORIGINAL_JSON = "bench_vs_original.json"
+VS_STATUS = {"not_run": "not run: no --original path", "no_original": "no public original code"}
+
+
+def _vs_cell(v: float | None, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}g}"
+
+
+def render_vs_original(res: dict[str, Any]) -> list[str]:
+    """Section 5 of BENCHMARKS.md from ``results/bench_vs_original.json``."""
+    meta, m = res["meta"], res["meta"]["machine"]
+    out = ["## 5. Training step against the original code", "",
+           f"Written by `make bench-vs-original` (`python -m bench.vs_original`); raw figures "
+           f"in [`results/{VS_ORIGINAL_JSON}`](results/{VS_ORIGINAL_JSON}). Run {meta['date']}, "
+           f"{meta['wall_s'] / 60:.1f} min; command `{meta['command']}`.", ""]
+    if meta.get("quick"):
+        out += ["> **Quick mode**: tiny inputs, few repetitions, run to test the bench. These "
+                "numbers say nothing about speed.", ""]
+    out += ["One training step (forward, loss, backward, optimiser step) of our model against "
+            "the model of the original public code, loaded at run time from the user's own "
+            "checkout (never copied into this repository), with the same architecture, input, "
+            "loss and optimiser, both in fp32 and in the same child process (one per "
+            "framework: torch, then Keras/TensorFlow). After one untimed step each, "
+            f"{meta['reps']} repetitions alternate ours and the original (ours first on even "
+            "repetitions, the original first on odd ones). **original / ours** is the median "
+            "original step over the median our step: above 1.0 ours is faster. The 95 % "
+            "interval is the Student t interval of the logarithms of the paired "
+            "per-repetition ratios, back-transformed; **at least 1.0x** is *yes* when the "
+            "whole interval lies above 1.0, *no* when it lies below, *undecided* otherwise. "
+            "Our step under bf16 autocast is timed after the pairs where the CPU has native "
+            "bf16 (an extra column; fp32 against fp32 is the headline).", "",
+            f"**Machine**: {m.get('cpu')}, {m.get('cores')} cores at "
+            f"{_f(m.get('cpu_mhz'), 4)} MHz, Python {m.get('python')}; {meta['threads']} "
+            f"thread(s) per child. CPU features: {', '.join(m.get('cpu_flags', []))}; bf16: "
+            f"{m.get('bf16')}. No GPU was used.", "",
+            "| model | original (loaded from the checkout) | input | parameters ours / "
+            "original | ours fp32 s / step | original fp32 s / step | original / ours | 95 % "
+            "interval | at least 1.0x | ours bf16 s / step |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    notes = []
+    for k, r in res["entries"].items():
+        name = NAMES.get(k, k)
+        repo = meta.get("repos", {}).get(k)
+        if r.get("status") != "ok":
+            why = VS_STATUS.get(r.get("status"), f"**{r.get('status')}**: {r.get('reason')}")
+            out.append(f"| {name} | {repo or '—'} | — | — | — | — | — | — | {why} | — |")
+            continue
+        f, b = r["fp32"], r.get("bf16", {})
+        ci = f.get("ci95")
+        bf = (_vs_cell(b["ours_median_s"]) if "ours_median_s" in b
+              else f"— ({b.get('skipped', 'not run')})")
+        out.append(f"| {name} | {repo}: {r['loaded']} | {r['input']} | "
+                   f"{r['params_ours']:,} / {r['params_original']:,} | "
+                   f"{_vs_cell(f['ours_median_s'])} | {_vs_cell(f['original_median_s'])} | "
+                   f"**{f['ratio']:.2f}x** | "
+                   f"{'—' if ci is None else f'{ci[0]:.2f}-{ci[1]:.2f}x'} | "
+                   f"{f['at_least_1x']} | {bf} |")
+        notes.append(f"- {name}: loss {r['loss']}; {r['optimizer']}; ours "
+                     f"`{r['ours_built']}`"
+                     + (f"; original patched: {r['patched']}" if r.get("patched") else "")
+                     + f"; paired ratios {', '.join(f'{v:.2f}' for v in f['paired_ratios'])}.")
+    if not any(r.get("status") == "ok" for r in res["entries"].values()):
+        out += ["", "> **Nothing measured yet**: no `--original` path was given (see below)."]
+    out += ["", *notes, *([""] if notes else []),
+            "Getting the originals: `git clone` each repository named in the table into a "
+            "folder outside this repository (the crater notebook, `crater-detection.ipynb`, "
+            "is also in scifre/lunar-crater-detection) and pass it, e.g. `make "
+            "bench-vs-original "
+            "ORIGINALS=\"mars_cracknet=/src/Mars-CrackNet dune_vlm=/src/MADS "
+            "s5mars_ssl=/src/S5Mars_SSL crater_resunet=/src/crater-detection\"`.", ""]
+    return out
