@@ -161,12 +161,16 @@ def render_markdown(res: dict[str, Any], json_path: Path) -> str:
              f"[`results/bench.json`](results/bench.json). Run {meta['date']}, "
              f"{meta['wall_s'] / 60:.1f} min; command `{meta['command']}`."]
     for extra in meta.get("merged", []):
-        lines.append(f"Entries re-run with `--merge`: `{extra['command']}` ({extra['date']}); "
-                     "each entry's ratios come from its own child process.")
+        em = extra.get("machine", {})
+        lines.append(f"Entries re-run with `--merge`: `{extra['command']}` ({extra['date']}, "
+                     f"{em.get('cpu')} {em.get('cpu_id', '')} at {_f(em.get('cpu_mhz'), 4)} "
+                     f"MHz, bf16: {em.get('bf16')}); each entry's ratios come from its own "
+                     "child process.")
     if meta["quick"]:
         lines += ["", "> **Quick mode**: quick profiles at tiny sizes, one repetition, run to "
                       "test the bench. These numbers say nothing about speed."]
-    lines += ["", f"**Machine**: {m.get('cpu')}, {m.get('cores')} cores at "
+    first = "of the first run (the entries not re-run above)" if meta.get("merged") else ""
+    lines += ["", f"**Machine** {first}: {m.get('cpu')}, {m.get('cores')} cores at "
                   f"{_f(m.get('cpu_mhz'), 4)} MHz, Python {m.get('python')}; "
                   f"{meta['threads']} thread(s) per child, median of {meta['reps']} timed "
                   f"repetitions after a warm-up. CPU features: {', '.join(m['cpu_flags'])}; "
@@ -215,33 +219,37 @@ def render_vs_original(res: dict[str, Any]) -> list[str]:
             "per-repetition ratios, back-transformed; **at least 1.0x** is *yes* when the "
             "whole interval lies above 1.0, *no* when it lies below, *undecided* otherwise. "
             "Our step under bf16 autocast is timed after the pairs where the CPU has native "
-            "bf16 (an extra column; fp32 against fp32 is the headline).", "",
+            "bf16 (extra columns, not alternated: our bf16 step and the original's fp32 step "
+            "over it, which is what our default `--precision auto` gives against the "
+            "original, which has no mixed precision; fp32 against fp32 is the headline).", "",
             f"**Machine**: {m.get('cpu')}, {m.get('cores')} cores at "
             f"{_f(m.get('cpu_mhz'), 4)} MHz, Python {m.get('python')}; {meta['threads']} "
             f"thread(s) per child. CPU features: {', '.join(m.get('cpu_flags', []))}; bf16: "
             f"{m.get('bf16')}. No GPU was used.", "",
             "| model | original (loaded from the checkout) | input | parameters ours / "
             "original | ours fp32 s / step | original fp32 s / step | original / ours | 95 % "
-            "interval | at least 1.0x | ours bf16 s / step |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "interval | at least 1.0x | ours bf16 s / step | original fp32 / ours bf16 |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     notes = []
     for k, r in res["entries"].items():
         name = NAMES.get(k, k)
         repo = meta.get("repos", {}).get(k)
         if r.get("status") != "ok":
             why = VS_STATUS.get(r.get("status"), f"**{r.get('status')}**: {r.get('reason')}")
-            out.append(f"| {name} | {repo or '—'} | — | — | — | — | — | — | {why} | — |")
+            out.append(f"| {name} | {repo or '—'} | — | — | — | — | — | — | {why} | — | — |")
             continue
         f, b = r["fp32"], r.get("bf16", {})
         ci = f.get("ci95")
         bf = (_vs_cell(b["ours_median_s"]) if "ours_median_s" in b
               else f"— ({b.get('skipped', 'not run')})")
+        bf_ratio = (f"{f['original_median_s'] / b['ours_median_s']:.2f}x"
+                    if b.get("ours_median_s") else "—")
         out.append(f"| {name} | {repo}: {r['loaded']} | {r['input']} | "
                    f"{r['params_ours']:,} / {r['params_original']:,} | "
                    f"{_vs_cell(f['ours_median_s'])} | {_vs_cell(f['original_median_s'])} | "
                    f"**{f['ratio']:.2f}x** | "
                    f"{'—' if ci is None else f'{ci[0]:.2f}-{ci[1]:.2f}x'} | "
-                   f"{f['at_least_1x']} | {bf} |")
+                   f"{f['at_least_1x']} | {bf} | {bf_ratio} |")
         notes.append(f"- {name}: loss {r['loss']}; {r['optimizer']}; ours "
                      f"`{r['ours_built']}`"
                      + (f"; original patched: {r['patched']}" if r.get("patched") else "")

@@ -227,8 +227,12 @@ def test_render_vs_original_row_shapes():
     lines = render_vs_original(res)
     assert lines[0] == SECTION_TITLE
     rows = [ln for ln in lines if ln.startswith("| ")]
-    assert len(rows) == 4 and all(r.count(" | ") == 9 for r in rows)
+    assert len(rows) == 4 and all(r.count(" | ") == 10 for r in rows)
     assert "**1.25x**" in rows[2] and "| 10 / 10 |" in rows[2]
+    assert rows[2].endswith("| — (no native bf16) | — |")  # no bf16: no bf16 ratio either
+    entry["bf16"] = {"ours_median_s": 0.5}
+    row = [ln for ln in render_vs_original(res) if ln.startswith("| ")][2]
+    assert row.endswith("| 0.5 | 2.50x |")  # original fp32 median 1.25 over our bf16 0.5
     assert "not run: no --original path" in rows[3]
 
 
