@@ -153,7 +153,8 @@ def _dune_model(cfg: dict, quick: bool):
         dim = 384 if quick else 512
         text = F.normalize(torch.randn(int(d["num_classes"]), dim,
                                        generator=torch.Generator().manual_seed(0)), dim=1)
-        note = f"random unit text embeddings ({path} not found)"
+        shown = cfg["text"]["embed_path"]  # as the config names it: no machine path
+        note = f"random unit text embeddings ({shown} not found)"
     arch = dict(cfg["model"].get("fusion_arch") or {}) if name == "fusion" else {}
     model = build_model(name, int(d["num_classes"]), int(text.shape[1]), int(d["in_chans"]),
                         **arch)

@@ -253,5 +253,8 @@ def test_wide_raster_memory_does_not_grow_with_height(tmp_path, max_rows_mb):
     ring = 64 * (64 + 32) * 1024 if max_rows_mb else 0  # int8 rows of the ring
     strip = (10 + 1) * 64 * 1024 * 4  # float32 class sums + weight sums of one tile's rows
     batch = 4 * 64 * 64 * 64 * 4 + 4 * 10 * 64 * 64 * 4  # a batch in and out
-    assert peaks[1] <= 1.1 * peaks[0]
+    # the background reader may hold one more block at the peak, depending on thread timing
+    # (1.117x measured once under a loaded CI run); growth with height (3x the rows) would
+    # show as about 3x
+    assert peaks[1] <= 1.25 * peaks[0]
     assert peaks[0] < 2 * (ring + strip + batch) + 8 * 2**20
