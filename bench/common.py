@@ -17,9 +17,11 @@ the machine's peak, which is a bug of the bench, not a result.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -217,6 +219,28 @@ def set_threads(n: int) -> None:
     """Cap the BLAS/OpenMP threads of this process (before a framework is imported)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
+
+
+def run_child_process(cmd: list[str], log: Path, records: dict[str, Path],
+                      timeout: float) -> dict[str, dict[str, Any]]:
+    """Run one bench child (a process of one framework) that writes each entry's record to
+    ``records[entry]``; return the records, an ``error`` record for each one it did not write
+    (naming the exit code or the timeout and the log)."""
+    for path in records.values():
+        path.unlink(missing_ok=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO_ROOT))
+    reason = None
+    with open(log, "w", encoding="utf-8") as fh:
+        try:
+            rc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                env=env, timeout=timeout).returncode
+            if rc:
+                reason = f"child exited {rc}"
+        except subprocess.TimeoutExpired:
+            reason = f"child killed after {timeout:.0f} s"
+    return {e: (json.loads(path.read_text(encoding="utf-8")) if path.is_file() else
+                {"status": ERROR, "reason": f"{reason or 'no record written'} (log {log})"})
+            for e, path in records.items()}
 
 
 def child_main(entries: dict[str, dict[str, Callable[[argparse.Namespace], dict[str, Any]]]],

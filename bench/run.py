@@ -19,15 +19,21 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import ERROR, OK, REPO_ROOT, RUN_DIR, cpu_flags, cpu_mhz, native_bf16
+from bench.common import (
+    OK,
+    REPO_ROOT,
+    RUN_DIR,
+    cpu_flags,
+    cpu_mhz,
+    native_bf16,
+    run_child_process,
+)
 from bench.report import render_markdown
 from shared.atomic import atomic_write_json, atomic_write_text
 from shared.results import machine_info
@@ -66,26 +72,8 @@ def run_child(section: str, module: str, entries: list[str], out: Path, args) ->
     cmd = [sys.executable, "-m", f"bench.{module}", section, "--entries", ",".join(entries),
            "--out", str(out), "--reps", str(args.reps), "--threads", str(args.threads),
            "--batch-cap", str(args.batch_cap), *(["--quick"] if args.quick else [])]
-    for e in entries:
-        (out / f"{section}.{e}.json").unlink(missing_ok=True)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO_ROOT))
-    reason = None
-    with open(log, "w", encoding="utf-8") as fh:
-        try:
-            rc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                env=env, timeout=args.child_timeout).returncode
-            if rc:
-                reason = f"child exited {rc}"
-        except subprocess.TimeoutExpired:
-            reason = f"child killed after {args.child_timeout:.0f} s"
-    recs = {}
-    for e in entries:
-        path = out / f"{section}.{e}.json"
-        if path.is_file():
-            recs[e] = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            recs[e] = {"status": ERROR, "reason": f"{reason or 'no record written'} (log {log})"}
-    return recs
+    return run_child_process(cmd, log, {e: out / f"{section}.{e}.json" for e in entries},
+                             args.child_timeout)
 
 
 def check(result: dict[str, Any]) -> list[str]:

@@ -27,7 +27,6 @@ import importlib.util
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -35,7 +34,16 @@ import types
 from pathlib import Path
 from typing import Any
 
-from bench.common import ERROR, OK, REPO_ROOT, RUN_DIR, cpu_flags, cpu_mhz, native_bf16
+from bench.common import (
+    ERROR,
+    OK,
+    REPO_ROOT,
+    RUN_DIR,
+    cpu_flags,
+    cpu_mhz,
+    native_bf16,
+    run_child_process,
+)
 from shared.atomic import atomic_write_json, atomic_write_text
 
 NOT_RUN, NO_ORIGINAL = "not_run", "no_original"
@@ -489,24 +497,8 @@ def run_child(framework: str, entries: list[str], originals: dict[str, Path], ou
            "--entries", ",".join(entries), "--out", str(out), "--reps", str(args.reps),
            "--threads", str(args.threads), *(["--quick"] if args.quick else []),
            *[a for e in entries for a in ("--original", f"{e}={originals[e]}")]]
-    for e in entries:
-        (out / f"vs_original.{e}.json").unlink(missing_ok=True)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO_ROOT))
-    reason = None
-    with open(log, "w", encoding="utf-8") as fh:
-        try:
-            rc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                env=env, timeout=args.child_timeout).returncode
-            if rc:
-                reason = f"child exited {rc}"
-        except subprocess.TimeoutExpired:
-            reason = f"child killed after {args.child_timeout:.0f} s"
-    recs = {}
-    for e in entries:
-        path = out / f"vs_original.{e}.json"
-        recs[e] = (json.loads(path.read_text(encoding="utf-8")) if path.is_file() else
-                   {"status": ERROR, "reason": f"{reason or 'no record written'} (log {log})"})
-    return recs
+    return run_child_process(cmd, log, {e: out / f"vs_original.{e}.json" for e in entries},
+                             args.child_timeout)
 
 
 def finish(rec: dict[str, Any]) -> dict[str, Any]:
