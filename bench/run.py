@@ -152,15 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         print("error: nothing to run (no entry selected)", file=sys.stderr)
         return 2
-    from shared.errors import UserError
     from shared.runs import check_output_dir
 
-    try:  # an output under a regular file: one line, not a traceback at the end of the run
-        check_output_dir(json_out.parent)
-        check_output_dir(md_out.parent)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # an output under a regular file: one line (cli), not a traceback at the end of the run
+    check_output_dir(json_out.parent)
+    check_output_dir(md_out.parent)
     started = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench ({tag}): {len(jobs)} children, logs in {RUN_DIR / tag}", flush=True)
     t0 = time.perf_counter()
@@ -210,5 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if problems else 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` with the project's error contract (a user error: one line, exit 2)."""
+    from shared.runs import cli_main
+
+    return cli_main(main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -603,19 +603,14 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     from bench.report import render_vs_original
-    from shared.errors import UserError
     from shared.results import machine_info
     from shared.runs import check_output_dir
 
     tag = "vs_original_quick" if args.quick else "vs_original"
     json_out = args.json or (RUN_DIR / f"{tag}.json" if args.quick else JSON_DEFAULT)
     md_out = args.markdown or (RUN_DIR / f"{tag}.md" if args.quick else MD_DEFAULT)
-    try:
-        check_output_dir(json_out.parent)
-        check_output_dir(md_out.parent)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    check_output_dir(json_out.parent)  # under a regular file: one line (cli_main)
+    check_output_dir(md_out.parent)
     started = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
@@ -659,4 +654,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from shared.runs import cli_main
+
+    sys.exit(cli_main(main))  # a user error: one line, exit 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run import main
+from bench.run import cli as main  # the entry point: main under the error contract
 
 
 @pytest.mark.parametrize("argv,match", [
