@@ -262,19 +262,31 @@ def child_main(entries: dict[str, dict[str, Callable[[argparse.Namespace], dict[
         p.error("--reps, --threads and --batch-cap must be >= 1")
     set_threads(args.threads)
     table = entries[args.section]
-    for name in [e for e in args.entries.split(",") if e]:
-        t0 = time.perf_counter()
+
+    def measure(name: str) -> dict[str, Any]:
         if name not in table:
-            rec = {"status": ERROR, "reason": f"unknown entry {name!r}; known: {sorted(table)}"}
-        else:
-            try:
-                rec = {"status": OK, **table[name](args)}
-            except Exception as exc:  # one entry's failure must not hide the others
-                traceback.print_exc()
-                rec = {"status": ERROR, "reason": f"{exc.__class__.__name__}: {exc}"[:600]}
+            raise KeyError(f"unknown entry {name!r}; known: {sorted(table)}")
+        return table[name](args)
+
+    measure_entries(args.entries, measure, args.out, args.section)
+    return 0
+
+
+def measure_entries(entries: str, measure: Callable[[str], dict[str, Any]], out: Path,
+                    prefix: str) -> None:
+    """The child's loop: ``measure(name)`` for each comma-separated entry, its record (status,
+    wall time, framework versions; an ``error`` record when it raised, so one entry's failure
+    does not hide the others) written atomically to ``out/<prefix>.<name>.json``."""
+    for name in [e for e in entries.split(",") if e]:
+        t0 = time.perf_counter()
+        try:
+            rec = {"status": OK, **measure(name)}
+        except Exception as exc:  # one entry's failure must not hide the others
+            traceback.print_exc()
+            rec = {"status": ERROR, "reason": f"{exc.__class__.__name__}: {exc}"[:600]}
         rec["wall_s"] = round(time.perf_counter() - t0, 2)
         rec["versions"] = {m: str(sys.modules[m].__version__) for m in
-                           ("torch", "tensorflow", "keras", "numpy") if m in sys.modules}
-        atomic_write_json(args.out / f"{args.section}.{name}.json", rec)
-        print(f"{args.section}/{name}: {rec['status']} {rec['wall_s']} s", flush=True)
-    return 0
+                           ("torch", "torchvision", "tensorflow", "keras", "numpy")
+                           if m in sys.modules}
+        atomic_write_json(out / f"{prefix}.{name}.json", rec)
+        print(f"{prefix}/{name}: {rec['status']} {rec['wall_s']} s", flush=True)

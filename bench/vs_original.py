@@ -29,7 +29,6 @@ import math
 import os
 import sys
 import time
-import traceback
 import types
 from pathlib import Path
 from typing import Any
@@ -466,26 +465,15 @@ def keras_entry(name: str, path: Path, args: argparse.Namespace) -> dict[str, An
 
 # ------------------------------------------------------------------------- child / parent
 def child(args: argparse.Namespace, originals: dict[str, Path]) -> int:
-    from bench.common import set_threads
+    from bench.common import measure_entries, set_threads
 
     set_threads(args.threads)
     if args.child == "keras":
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     run = torch_entry if args.child == "torch" else keras_entry
-    for name in [e for e in args.entries.split(",") if e]:
-        t0 = time.perf_counter()
-        try:
-            rec = {"status": OK, **run(name, originals[name], args)}
-        except Exception as exc:  # one entry's failure must not hide the others
-            traceback.print_exc()
-            rec = {"status": ERROR, "reason": f"{exc.__class__.__name__}: {exc}"[:600]}
-        rec["wall_s"] = round(time.perf_counter() - t0, 2)
-        rec["versions"] = {m: str(sys.modules[m].__version__) for m in
-                           ("torch", "torchvision", "tensorflow", "keras", "numpy")
-                           if m in sys.modules}
-        atomic_write_json(args.out / f"vs_original.{name}.json", rec)
-        print(f"vs_original/{name}: {rec['status']} {rec['wall_s']} s", flush=True)
+    measure_entries(args.entries, lambda name: run(name, originals[name], args), args.out,
+                    "vs_original")
     return 0
 
 
